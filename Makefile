@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= demo-out
+# A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
+TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
+
+.PHONY: venv demo test lint format bench clean-demo
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	rm -rf $(DEMO)
+	$(BIN)/sirst-synth demo-dataset $(DEMO)/dataset --images 64
+	$(BIN)/sirst-synth build-noise-bank $(DEMO)/dataset --out $(DEMO)/bank.h5
+	$(BIN)/sirst-synth generate $(DEMO)/dataset --bank $(DEMO)/bank.h5 --out $(DEMO)/sirst5k --workers 2
+	$(BIN)/sirst-synth verify $(DEMO)/sirst5k
+	$(BIN)/sirst-synth preview $(DEMO)/sirst5k --out $(DEMO)/preview.png
+	$(BIN)/sirst-synth train $(DEMO)/sirst5k --out $(DEMO)/run --recipe recipes/demo-train.yaml
+	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/best.pt --json-out $(DEMO)/eval.json
+	@echo "demo outputs: $(DEMO)/ (dataset, bank.h5, sirst5k/, preview.png, run/, eval.json)"
+
+test: venv
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+
+bench: venv
+	$(BIN)/python bench/run.py

@@ -1,0 +1,1 @@
+"""The `sirst-synth` command line: parse flags, call the library, print rich output."""

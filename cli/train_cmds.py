@@ -1,0 +1,1 @@
+"""train and evaluate (torch is imported only when these commands run)."""

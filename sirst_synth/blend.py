@@ -1,0 +1,39 @@
+"""Noise2Noise displacement (SIRST-5K, eq. 3): ``I_mix = alpha * N + (1 - alpha) * I``."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from sirst_synth.errors import UsageError
+
+
+def check_alpha(alpha: float) -> float:
+    """Refuse a blend weight outside [0, 1] (NaN included) as a usage error."""
+    if not isinstance(alpha, (int, float)) or math.isnan(alpha) or not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"--alpha must be a number in [0, 1], got {alpha}")
+    return float(alpha)
+
+
+def resize_patch(patch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a bank patch to the image size (OpenCV ``INTER_LINEAR``)."""
+    h, w = shape
+    if patch.shape == (h, w):
+        return patch
+    return cv2.resize(patch, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def blend(image: np.ndarray, noise: np.ndarray, alpha: float) -> np.ndarray:
+    """Blend a same-size noise image into ``image``; round half up, clip, uint8."""
+    check_alpha(alpha)
+    if image.shape != noise.shape:
+        raise ValueError(f"image {image.shape} and noise {noise.shape} differ in shape")
+    mixed = alpha * noise.astype(np.float64) + (1.0 - alpha) * image.astype(np.float64)
+    return np.clip(np.floor(mixed + 0.5), 0, 255).astype(np.uint8)
+
+
+def displace(image: np.ndarray, patch: np.ndarray, alpha: float) -> np.ndarray:
+    """Resize a noise-bank patch to the image and blend it in: one Noise2Noise sample."""
+    return blend(image, resize_patch(patch, image.shape), alpha)

@@ -1,0 +1,54 @@
+"""Bring decoded images and masks of any kind to the one form the pipeline works on.
+
+Real IRSTD datasets mix 8-bit gray, RGB, RGBA, palette and 16-bit files. Everything is
+brought to one 8-bit channel: colour by the ITU-R BT.601 luma weights (OpenCV's
+``COLOR_BGR2GRAY``), alpha dropped, 16-bit scaled to 0..255 with rounding. Masks: any
+non-zero pixel is target.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from sirst_synth.errors import DataError
+
+
+def to_gray_u8(decoded: np.ndarray) -> np.ndarray:
+    """One 8-bit channel from an OpenCV-decoded array (channels in BGR(A) order)."""
+    arr = np.asarray(decoded)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            arr = arr[:, :, :3]
+        if arr.shape[2] != 3:
+            raise DataError(f"unsupported channel count {arr.shape[2]}")
+        if arr.dtype == np.float32 or arr.dtype == np.uint8 or arr.dtype == np.uint16:
+            arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_BGR2GRAY)
+        else:
+            arr = cv2.cvtColor(np.ascontiguousarray(arr.astype(np.float32)), cv2.COLOR_BGR2GRAY)
+    if arr.ndim != 2:
+        raise DataError(f"unsupported image shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        scaled = np.floor(np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255 + 0.5)
+        return scaled.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise DataError(f"unsupported image dtype {arr.dtype}")
+
+
+def to_binary_mask(decoded: np.ndarray) -> np.ndarray:
+    """A 0/1 uint8 mask: a pixel is target when any of its channels is non-zero."""
+    arr = np.asarray(decoded)
+    if arr.ndim == 3:
+        arr = arr.any(axis=2)
+    if arr.ndim != 2:
+        raise DataError(f"unsupported mask shape {arr.shape}")
+    return (arr != 0).astype(np.uint8)

@@ -1,0 +1,21 @@
+"""The project's error types; `cli` turns them into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+
+class SirstError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 1
+
+
+class DataError(SirstError):
+    """The input data is wrong (missing, undecodable, inconsistent): exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(SirstError):
+    """A flag or argument is wrong: exit code 2."""
+
+    exit_code = 2

@@ -1,0 +1,139 @@
+"""The noise bank on disk: HDF5, patches of any size, full provenance.
+
+Patches differ in size across images, so pixels are stored flat (``pixels``, uint8) with
+per-patch ``offset``, ``height`` and ``width``; per patch also ``source`` (index into the
+``sources`` list of stems), grid ``row``/``col``, ``mean`` and ``var``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from sirst_synth import __version__
+from sirst_synth.errors import DataError
+from sirst_synth.io.files import tmp_name
+
+FORMAT = "sirst-synth-noise-bank"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BankIndex:
+    """Everything about a bank but its pixels (small: read in full by the planner)."""
+
+    path: Path
+    sources: tuple[str, ...]
+    source: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    offset: np.ndarray
+    height: np.ndarray
+    width: np.ndarray
+    attrs: dict
+
+    @property
+    def size(self) -> int:
+        return int(self.source.size)
+
+
+def write_bank(
+    path: Path,
+    patches: list[np.ndarray],
+    sources: list[str],
+    source: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    attrs: dict,
+) -> None:
+    """Write the bank to a temporary name, then rename it into place."""
+    tmp = tmp_name(path)
+    sizes = np.array([p.size for p in patches], dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if patches else sizes
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["tool_version"] = __version__
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            flat = np.concatenate([p.ravel() for p in patches]) if patches else np.zeros(0, np.uint8)
+            f.create_dataset("pixels", data=flat.astype(np.uint8), dtype="u1", chunks=True if flat.size else None)
+            f.create_dataset("offset", data=offset, dtype="i8")
+            f.create_dataset("height", data=np.array([p.shape[0] for p in patches], np.int32), dtype="i4")
+            f.create_dataset("width", data=np.array([p.shape[1] for p in patches], np.int32), dtype="i4")
+            f.create_dataset("source", data=np.asarray(source, np.int32), dtype="i4")
+            f.create_dataset("row", data=np.asarray(row, np.int16), dtype="i2")
+            f.create_dataset("col", data=np.asarray(col, np.int16), dtype="i2")
+            f.create_dataset("mean", data=np.asarray(mean, np.float64), dtype="f8")
+            f.create_dataset("var", data=np.asarray(var, np.float64), dtype="f8")
+            f.create_dataset("sources", data=np.array(sources, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_bank_index(path: Path) -> BankIndex:
+    """Open and check a bank; a truncated file or another tool's HDF5 is a data error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: noise bank not found; run `sirst-synth build-noise-bank` first")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise DataError(
+                    f"{path}: not a sirst-synth noise bank; build one with `sirst-synth build-noise-bank`"
+                )
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            idx = BankIndex(
+                path=path,
+                sources=tuple(s.decode() if isinstance(s, bytes) else s for s in f["sources"][()]),
+                source=f["source"][()],
+                row=f["row"][()],
+                col=f["col"][()],
+                mean=f["mean"][()],
+                var=f["var"][()],
+                offset=f["offset"][()],
+                height=f["height"][()],
+                width=f["width"][()],
+                attrs=attrs,
+            )
+            if f["pixels"].shape[0] != int((idx.height.astype(np.int64) * idx.width).sum()):
+                raise DataError(f"{path}: noise bank is inconsistent; rebuild it")
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError):
+        raise DataError(f"{path}: noise bank is truncated or unreadable; rebuild it with build-noise-bank") from None
+    return idx
+
+
+class BankReader:
+    """Reads single patches on demand (each worker process opens its own handle)."""
+
+    def __init__(self, index: BankIndex):
+        self.index = index
+        self._file: h5py.File | None = None
+
+    def patch(self, i: int) -> np.ndarray:
+        if self._file is None:
+            self._file = h5py.File(self.index.path, "r")
+        o, h, w = int(self.index.offset[i]), int(self.index.height[i]), int(self.index.width[i])
+        try:
+            flat = self._file["pixels"][o : o + h * w]
+        except OSError:
+            raise DataError(f"{self.index.path}: noise bank is truncated; rebuild it") from None
+        return np.asarray(flat, dtype=np.uint8).reshape(h, w)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

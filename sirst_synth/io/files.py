@@ -1,0 +1,119 @@
+"""Atomic writes, hashing, and the PNG codec settings shared by every writer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from sirst_synth.convert import to_binary_mask, to_gray_u8
+from sirst_synth.errors import DataError
+
+#: One PNG compression level for every file the project writes (speed vs size; stable bytes).
+PNG_LEVEL = 3
+#: Marker in the name of every temporary file; `verify` reports strays that carry it.
+TMP_MARK = ".sirst-tmp"
+
+
+def tmp_name(path: Path) -> Path:
+    """The temporary sibling a file is written to before it is renamed into place."""
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write to a temporary name in the same folder, then rename: never a half file in place."""
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), durable=True)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes through OpenCV at the project's fixed level (byte-identical across runs)."""
+    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+    if not ok:
+        raise DataError("OpenCV could not encode a PNG")
+    return buf.tobytes()
+
+
+def decode_raw(path: Path) -> np.ndarray:
+    """Decode any image file OpenCV reads, unchanged (bit depth and channels kept)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the dataset folder") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}); check permissions") from None
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if arr is None or arr.size == 0:
+        raise DataError(f"{path}: not a decodable image (truncated or not an image); replace the file")
+    return arr
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """An image as one 8-bit channel (see `sirst_synth.convert`)."""
+    try:
+        return to_gray_u8(decode_raw(path))
+    except DataError as exc:
+        if str(path) in str(exc):
+            raise
+        raise DataError(f"{path}: {exc}; convert the file to gray, RGB(A) or 16-bit PNG") from None
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask as 0/1 uint8 (any non-zero pixel is target)."""
+    try:
+        return to_binary_mask(decode_raw(path))
+    except DataError as exc:
+        if str(path) in str(exc):
+            raise
+        raise DataError(f"{path}: {exc}; masks must be single-image PNGs") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the dataset folder") from None
+    except Exception:
+        raise DataError(f"{path}: not a decodable image (truncated or not an image); replace the file") from None
+    return h, w
+
+
+def png_bytes_to_array(data: bytes) -> np.ndarray | None:
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    return arr
+
+
+def fingerprint(root: Path, paths: list[Path]) -> str:
+    """sha256 over (relative path, content hash) of the given files: identifies a source set."""
+    h = hashlib.sha256()
+    for p in paths:
+        rel = os.path.relpath(p, root).replace(os.sep, "/")
+        h.update(rel.encode("utf-8") + b"\0" + sha256_file(p).encode("ascii") + b"\n")
+    return h.hexdigest()

@@ -1,0 +1,506 @@
+"""build-noise-bank and generate: the per-image jobs, the pool, the files they write.
+
+Every random draw comes from a generator derived from (seed, item key), and every job's
+results are gathered in a fixed order, so outputs are byte-identical for any ``workers``.
+A journal of finished jobs makes ``--resume`` continue a killed run to the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sirst_synth import __version__
+from sirst_synth.blend import check_alpha
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.bank import BankIndex, BankReader, read_bank_index, write_bank
+from sirst_synth.io.files import (
+    TMP_MARK,
+    encode_png,
+    fingerprint,
+    image_size,
+    read_gray,
+    read_mask,
+    sha256_bytes,
+    write_bytes_atomic,
+    write_text_atomic,
+)
+from sirst_synth.io.layouts import Dataset, open_dataset, source_files
+from sirst_synth.noise import REJECT_NAMES, pick_patch, region_pixels, scan_regions
+from sirst_synth.plan import ImageJob, plan
+from sirst_synth.pool import ordered_map
+from sirst_synth.progress import Progress
+from sirst_synth.recipe import SynthRecipe, to_yaml
+from sirst_synth.rotate import check_window_size
+from sirst_synth.seeding import rng_for
+from sirst_synth.synth import synthesize
+from sirst_synth.targets import components
+
+STATE_DIR = ".sirst-synth"
+RUN_FILE = "run.json"
+JOURNAL = "journal.jsonl"
+OWNED = ("images", "masks", "img_idx", "50_50", "manifest.jsonl", "README.md", "recipe.yaml", STATE_DIR)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_out_path(out: Path, source_root: Path, flag: str = "--out") -> None:
+    """OUT may not be the source dataset, lie inside it, or contain it."""
+    if _inside(out, source_root):
+        raise UsageError(f"{flag} {out} is inside the source dataset {source_root}; write somewhere else")
+    if _inside(source_root, out):
+        raise UsageError(f"{flag} {out} contains the source dataset {source_root}; write somewhere else")
+
+
+def _load_pair(ds: Dataset, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    image = read_gray(ds.image_path(stem))
+    mask = read_mask(ds.mask_path(stem))
+    if image.shape != mask.shape:
+        raise DataError(
+            f"{ds.mask_path(stem)}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            f"{image.shape[1]}x{image.shape[0]}; fix the mask"
+        )
+    return image, mask
+
+
+# --------------------------------------------------------------------------- noise bank
+
+
+@dataclass
+class BankSummary:
+    path: Path
+    images: int = 0
+    regions: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    reused: bool = False
+
+
+_BANK_CTX: dict = {}
+
+
+def _bank_init(ds: Dataset, grid: int, sigma: float, mu: float, skip: bool) -> None:
+    _BANK_CTX.update(ds=ds, grid=grid, sigma=sigma, mu=mu, skip=skip)
+
+
+def _bank_job(stem: str):
+    c = _BANK_CTX
+    try:
+        image, mask = _load_pair(c["ds"], stem)
+    except DataError as exc:
+        if not c["skip"]:
+            raise
+        return stem, None, str(exc)
+    scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
+    keep = np.flatnonzero(scan.verdict == 0)
+    patches = [region_pixels(image, scan.rows[i], scan.cols[i], scan.region_h, scan.region_w) for i in keep]
+    return stem, (scan, keep, patches), None
+
+
+def build_noise_bank(
+    root: Path,
+    out: Path,
+    grid: int = 8,
+    sigma: float = 50.0,
+    mu: float = 255.0,
+    train_split: Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    skip_errors: bool = False,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> BankSummary:
+    """Scan every training image and keep its noise-prone regions in an HDF5 bank."""
+    progress = progress or Progress()
+    if grid < 1:
+        raise UsageError(f"--grid must be at least 1, got {grid}")
+    for name, v in (("--sigma", sigma), ("--mu", mu)):
+        if not np.isfinite(v) or v <= 0:
+            raise UsageError(f"{name} must be a positive number, got {v}")
+    ds = open_dataset(root, train_split, None, skip_missing=skip_errors)
+    out = Path(out)
+    check_out_path(out, ds.root)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as bank.h5")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    fp = fingerprint(ds.root, source_files(ds, ds.train))
+    attrs = {"sigma": float(sigma), "mu": float(mu), "grid": int(grid), "fingerprint": fp,
+             "dataset": ds.name, "train_split": ds.train_split.name}
+    if out.exists():
+        if resume:
+            old = read_bank_index(out)
+            diff = [k for k in attrs if k in ("sigma", "mu", "grid", "fingerprint") and old.attrs.get(k) != attrs[k]]
+            if diff:
+                raise UsageError(f"{out}: cannot resume, the existing bank differs in {', '.join(diff)}; use --overwrite")
+            return BankSummary(out, images=len(old.sources), accepted=old.size, reused=True)
+        if not overwrite:
+            raise UsageError(f"{out} exists; pass --overwrite to replace it or --resume to keep it")
+        read_bank_index(out)  # refuses to replace a file that is not a bank of ours
+    summary = BankSummary(out, skipped=list(ds.skipped))
+    patches: list[np.ndarray] = []
+    cols: dict[str, list] = {k: [] for k in ("source", "row", "col", "mean", "var")}
+    sources: list[str] = []
+    progress.start("scanning for noise", len(ds.train))
+    for stem, result, problem in ordered_map(_bank_job, ds.train, workers, _bank_init,
+                                              (ds, grid, sigma, mu, skip_errors)):
+        progress.advance()
+        if result is None:
+            summary.skipped.append((stem, problem))
+            continue
+        scan, keep, pats = result
+        summary.images += 1
+        summary.regions += scan.verdict.size
+        for code, name in REJECT_NAMES.items():
+            summary.rejected[name] = summary.rejected.get(name, 0) + int((scan.verdict == code).sum())
+        if keep.size:
+            sources.append(stem)
+            cols["source"] += [len(sources) - 1] * keep.size
+            cols["row"] += scan.rows[keep].tolist()
+            cols["col"] += scan.cols[keep].tolist()
+            cols["mean"] += scan.mean[keep].tolist()
+            cols["var"] += scan.var[keep].tolist()
+            patches += pats
+    progress.stop()
+    summary.accepted = len(patches)
+    if not patches:
+        raise DataError(
+            f"{ds.root}: no noise-prone region among {summary.regions} (sigma={sigma}, mu={mu}); "
+            "try a larger --sigma"
+        )
+    write_bank(out, patches, sources, np.array(cols["source"]), np.array(cols["row"]),
+               np.array(cols["col"]), np.array(cols["mean"]), np.array(cols["var"]), attrs)
+    return summary
+
+
+# --------------------------------------------------------------------------- generate
+
+
+@dataclass
+class GenerateSummary:
+    out: Path
+    originals: int = 0
+    development: int = 0
+    test: int = 0
+    targets: int = 0
+    images_without_target: int = 0
+    passes: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    resumed_jobs: int = 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    kind: str  # "original", "development" or "test"
+    stem: str
+    pass_index: int = 0
+    picks: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.stem}:{self.pass_index}"
+
+
+_GEN_CTX: dict = {}
+
+
+def _gen_init(ds: Dataset, out: Path, recipe: SynthRecipe, bank: BankIndex | None) -> None:
+    _GEN_CTX.update(ds=ds, out=out, recipe=recipe, bank=bank, reader=BankReader(bank) if bank else None)
+
+
+def _put(out: Path, rel: str, data: bytes) -> str:
+    write_bytes_atomic(out / rel, data)
+    return sha256_bytes(data)
+
+
+def sample_name(stem: str, pass_index: int, target: int, angle: int) -> str:
+    """Development file stem: source, pass (noise draw), target index, rotation angle."""
+    return f"{stem}_syn{pass_index}_t{target}_r{angle}"
+
+
+def _gen_job(job: _Job) -> list[dict]:
+    c = _GEN_CTX
+    ds: Dataset = c["ds"]
+    out: Path = c["out"]
+    if job.kind == "test":
+        img_src, mask_src = ds.image_path(job.stem), ds.mask_path(job.stem)
+        img_rel = f"images/{job.stem}{img_src.suffix.lower()}"
+        mask_rel = f"masks/{job.stem}{mask_src.suffix.lower()}"
+        rows = {"image": img_rel, "mask": mask_rel, "split": "test", "source": job.stem}
+        rows["sha256"] = {"image": _put(out, img_rel, img_src.read_bytes()),
+                          "mask": _put(out, mask_rel, mask_src.read_bytes())}
+        return [rows]
+    image, mask = _load_pair(ds, job.stem)
+    if job.kind == "original":
+        rel = f"{job.stem}.png"
+        return [{
+            "image": f"images/{rel}", "mask": f"masks/{rel}", "split": "original", "source": job.stem,
+            "sha256": {"image": _put(out, f"images/{rel}", encode_png(image)),
+                       "mask": _put(out, f"masks/{rel}", encode_png(mask * 255))},
+        }]
+    recipe: SynthRecipe = c["recipe"]
+    bank: BankIndex = c["bank"]
+    src = bank.sources.index(job.stem) if job.stem in bank.sources else -1
+    choice = pick_patch(bank.source, src, rng_for(recipe.seed, "noise", job.stem, job.pass_index))
+    if choice < 0:
+        raise DataError(f"{bank.path}: every patch comes from {job.stem}; build the bank from more images")
+    noise = {"source": bank.sources[int(bank.source[choice])], "row": int(bank.row[choice]),
+             "col": int(bank.col[choice])}
+    rows = []
+    for smp in synthesize(image, mask, c["reader"].patch(choice), recipe.alpha, recipe.s, job.picks):
+        name = sample_name(job.stem, job.pass_index, smp.target, smp.angle)
+        rows.append({
+            "image": f"images/{name}.png", "mask": f"masks/{name}.png", "split": "development",
+            "source": job.stem, "noise": noise, "alpha": recipe.alpha, "s": recipe.s,
+            "pass": job.pass_index, "target": smp.target, "center": list(smp.center),
+            "window": list(smp.window), "angle": smp.angle,
+            "group": f"{job.stem}:{job.pass_index}:{smp.target}",
+            "sha256": {"image": _put(out, f"images/{name}.png", encode_png(smp.image)),
+                       "mask": _put(out, f"masks/{name}.png", encode_png(smp.mask * 255))},
+        })
+    return rows
+
+
+_SCAN_CTX: dict = {}
+
+
+def _scan_init(ds: Dataset, s: int, skip: bool) -> None:
+    _SCAN_CTX.update(ds=ds, s=s, skip=skip)
+
+
+def _scan_job(stem: str) -> tuple[str, int, str | None]:
+    """Check one training pair and count its targets (the planner needs the counts)."""
+    c = _SCAN_CTX
+    ds: Dataset = c["ds"]
+    try:
+        h, w = image_size(ds.image_path(stem))
+        mask = read_mask(ds.mask_path(stem))
+        if mask.shape != (h, w):
+            raise DataError(f"{ds.mask_path(stem)}: mask is {mask.shape[1]}x{mask.shape[0]} but the image "
+                            f"is {w}x{h}; fix the mask")
+    except DataError as exc:
+        if not c["skip"]:
+            raise
+        return stem, 0, str(exc)
+    if c["s"] > min(h, w):
+        raise UsageError(f"--s {c['s']} is larger than {ds.image_path(stem)} ({w}x{h}); use a smaller --s")
+    return stem, components(mask).count, None
+
+
+def _run_identity(ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str) -> dict:
+    files = source_files(ds, ds.train) + source_files(ds, ds.test)
+    return {
+        "tool": "sirst-synth",
+        "version": __version__,
+        "recipe": asdict(recipe),
+        "layout": layout,
+        "name": name,
+        "source_fingerprint": fingerprint(ds.root, files),
+        "bank_fingerprint": bank.attrs.get("fingerprint"),
+        "bank_params": {k: bank.attrs.get(k) for k in ("sigma", "mu", "grid")},
+    }
+
+
+def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> set[str]:
+    """Make OUT ready; return the keys of jobs already finished (for --resume)."""
+    state = out / STATE_DIR
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    entries = [p for p in out.iterdir()] if out.is_dir() else []
+    if entries and resume:
+        run_file = state / RUN_FILE
+        if not run_file.is_file():
+            raise UsageError(f"--out {out} was not written by sirst-synth generate; nothing to resume")
+        old = json.loads(run_file.read_text())
+        diff = [k for k in identity if old.get(k) != identity[k]]
+        if diff:
+            detail = "; ".join(f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff
+                               if k != "recipe") or ""
+            if "recipe" in diff:
+                rd = [f"{k} {old.get('recipe', {}).get(k)!r} -> {v!r}" for k, v in identity["recipe"].items()
+                      if old.get("recipe", {}).get(k) != v]
+                detail = "; ".join(filter(None, ["recipe " + ", ".join(rd), detail]))
+            raise UsageError(f"--out {out}: cannot resume a different run ({detail}); use a new --out")
+        for p in out.rglob(f"*{TMP_MARK}*"):
+            p.unlink()
+        done: set[str] = set()
+        kept: list[str] = []
+        journal = state / JOURNAL
+        if journal.is_file():
+            for line in journal.read_text().splitlines():
+                try:
+                    done.add(json.loads(line)["job"])
+                except (json.JSONDecodeError, KeyError):
+                    break  # a line cut by a kill: everything after it is redone
+                kept.append(line + "\n")
+        write_text_atomic(journal, "".join(kept))
+        return done
+    if entries:
+        if not overwrite:
+            raise UsageError(f"--out {out} is not empty; pass --overwrite, --resume, or an empty folder")
+        if not (state / RUN_FILE).is_file() and not (out / "manifest.jsonl").is_file():
+            raise UsageError(f"--out {out} holds files not written by sirst-synth; refusing to overwrite")
+        for name in OWNED:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    try:
+        for sub in ("images", "masks", STATE_DIR):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(state / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+        (state / JOURNAL).write_bytes(b"")
+    except PermissionError:
+        raise UsageError(f"--out {out} is not writable; choose a folder you can write to") from None
+    return set()
+
+
+def generate(
+    root: Path,
+    bank_path: Path,
+    out: Path,
+    recipe: SynthRecipe,
+    workers: int = 1,
+    layout: str = "basicirstd",
+    name: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    skip_errors: bool = False,
+    train_split: Path | None = None,
+    test_split: Path | None = None,
+    allow_foreign_bank: bool = False,
+    progress: Progress | None = None,
+) -> GenerateSummary:
+    """Materialise SIRST-5K: originals + development samples + untouched test split."""
+    progress = progress or Progress()
+    check_alpha(recipe.alpha)
+    check_window_size(recipe.s)
+    if layout not in ("basicirstd", "dnanet"):
+        raise UsageError(f"--layout must be basicirstd or dnanet, got {layout!r}")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    ds = open_dataset(root, train_split, test_split, skip_missing=skip_errors)
+    out = Path(out)
+    check_out_path(out, ds.root)
+    bank = read_bank_index(bank_path)
+    train_fp = fingerprint(ds.root, source_files(ds, ds.train))
+    if bank.attrs.get("fingerprint") != train_fp and not allow_foreign_bank:
+        raise DataError(f"{bank_path}: bank was built from other training files than {ds.root}; "
+                        "rebuild it from this dataset (or pass --allow-foreign-bank)")
+    name = name or out.resolve().name
+    identity = _run_identity(ds, bank, recipe, layout, name)
+    summary = GenerateSummary(out, skipped=list(ds.skipped))
+
+    progress.start("checking training pairs", len(ds.train))
+    counts: dict[str, int] = {}
+    for stem, n, problem in ordered_map(_scan_job, ds.train, workers, _scan_init,
+                                         (ds, recipe.s, skip_errors)):
+        progress.advance()
+        if problem:
+            summary.skipped.append((stem, problem))
+        else:
+            counts[stem] = n
+    progress.stop()
+    train = [s for s in ds.train if s in counts]
+    summary.targets = sum(counts.values())
+    summary.images_without_target = sum(1 for s in train if counts[s] == 0)
+    image_jobs: list[ImageJob] = plan(train, [counts[s] for s in train], recipe.count, recipe.seed)
+    summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
+
+    jobs = [_Job("original", s) for s in train]
+    jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs]
+    jobs += [_Job("test", s) for s in ds.test]
+    done = _prepare_out(out, identity, overwrite, resume)
+    summary.resumed_jobs = len(done & {j.key for j in jobs})
+    todo = [j for j in jobs if j.key not in done]
+    journal = out / STATE_DIR / JOURNAL
+    progress.start("writing samples", len(jobs))
+    progress.advance(len(jobs) - len(todo))
+    with open(journal, "ab") as jf:
+        for job, rows in zip(todo, ordered_map(_gen_job, todo, workers, _gen_init, (ds, out, recipe, bank))):
+            # Files are in place before their journal line: a kill loses at most this job.
+            jf.write((json.dumps({"job": job.key, "rows": rows}) + "\n").encode())
+            jf.flush()
+            progress.advance()
+    progress.stop()
+    by_key: dict[str, list[dict]] = {}
+    for line in journal.read_text().splitlines():
+        entry = json.loads(line)
+        by_key[entry["job"]] = entry["rows"]
+    rows = [r for j in jobs for r in by_key[j.key]]
+    summary.originals = sum(r["split"] == "original" for r in rows)
+    summary.development = sum(r["split"] == "development" for r in rows)
+    summary.test = sum(r["split"] == "test" for r in rows)
+    _finish(out, rows, ds, recipe, identity, layout, name, summary)
+    journal.unlink()
+    return summary
+
+
+def _finish(out: Path, rows: list[dict], ds: Dataset, recipe: SynthRecipe, identity: dict,
+            layout: str, name: str, summary: GenerateSummary) -> None:
+    """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
+    train_stems = [Path(r["image"]).stem for r in rows if r["split"] != "test"]
+    test_stems = [Path(r["image"]).stem for r in rows if r["split"] == "test"]
+    if layout == "dnanet":
+        split_dir, train_file, test_file = out / "50_50", "train.txt", "test.txt"
+    else:
+        split_dir, train_file, test_file = out / "img_idx", f"train_{name}.txt", f"test_{name}.txt"
+    split_dir.mkdir(exist_ok=True)
+    write_text_atomic(split_dir / train_file, "".join(s + "\n" for s in train_stems))
+    if test_stems:
+        write_text_atomic(split_dir / test_file, "".join(s + "\n" for s in test_stems))
+    write_text_atomic(out / "recipe.yaml", to_yaml(recipe))
+    write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, layout, name, summary))
+    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def dataset_card(ds: Dataset, recipe: SynthRecipe, identity: dict, layout: str, name: str,
+                 summary: GenerateSummary) -> str:
+    count = "" if recipe.count is None else f" --count {recipe.count}"
+    skipped = "".join(f"- `{s}`: {why}\n" for s, why in summary.skipped) or "none\n"
+    return f"""# {name}: a SIRST-5K style dataset
+
+Synthesised by sirst-synth {__version__} from `{ds.name}` ({ds.layout} layout) following
+SIRST-5K (arXiv 2403.05416): Noise2Noise displacement with a noise bank
+(`I_mix = alpha * N + (1 - alpha) * I`) and negative augmentation (the s x s window around
+every target rotated by 0, 90, 180 and 270 degrees, counter-clockwise, in image and mask alike).
+
+| split | images |
+| --- | --- |
+| original (training images, as one 8-bit channel) | {summary.originals} |
+| development (synthesised) | {summary.development} |
+| training total | {summary.originals + summary.development} |
+| test (copied byte for byte) | {summary.test} |
+
+Targets in the training masks: {summary.targets}; training images without a target:
+{summary.images_without_target}; noise passes: {summary.passes}.
+
+Command:
+
+    sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --layout {layout}
+
+Recipe: `recipe.yaml` (alpha {recipe.alpha}, s {recipe.s}, seed {recipe.seed}); noise bank
+sigma {identity['bank_params']['sigma']}, mu {identity['bank_params']['mu']}, grid {identity['bank_params']['grid']}.
+Source fingerprint `{identity['source_fingerprint']}`.
+
+Files: `images/`, `masks/` (0/255), split files in `{'50_50/' if layout == 'dnanet' else 'img_idx/'}`,
+`manifest.jsonl` (one JSON object per sample: paths, split, source, noise patch, target, centre,
+window [row0, col0, row1, col1), angle, sha256 of both files). Check it with `sirst-synth verify OUT`.
+
+Skipped inputs: {skipped}"""
