@@ -25,7 +25,7 @@ demo: venv
 	$(BIN)/sirst-synth verify $(DEMO)/sirst5k
 	$(BIN)/sirst-synth preview $(DEMO)/sirst5k --out $(DEMO)/preview.png
 	$(BIN)/sirst-synth train $(DEMO)/sirst5k --out $(DEMO)/run --recipe recipes/demo-train.yaml
-	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/best.pt --json-out $(DEMO)/eval.json
+	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/best.pt --json-out $(DEMO)/eval.json --curve $(DEMO)/pdfa.png
 	@echo "demo outputs: $(DEMO)/ (dataset, bank.h5, sirst5k/, preview.png, run/, eval.json)"
 
 test: venv

@@ -1,0 +1,46 @@
+"""Lists of (image, mask, group) for training and evaluation, from any dataset we read.
+
+A folder written by `generate` is read through its manifest: originals and development samples
+train, the test split validates, and the 4 rotations of one target share a group (L_Neg).
+Any other dataset is read through its layout: the plain training split (the baseline).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.layouts import open_dataset
+
+
+@dataclass(frozen=True)
+class Item:
+    stem: str
+    image: Path
+    mask: Path
+    group: str
+
+
+def split_items(root: Path, split: str) -> list[Item]:
+    """Items of ``split``: "train" (originals + development for generated data) or "test"."""
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise UsageError(f"--split must be train or test, got {split!r}")
+    manifest = root / "manifest.jsonl"
+    if manifest.is_file():
+        want = ("original", "development") if split == "train" else ("test",)
+        items = []
+        for line in manifest.read_text().splitlines():
+            r = json.loads(line)
+            if r["split"] in want:
+                items.append(Item(Path(r["image"]).stem, root / r["image"], root / r["mask"],
+                                  r.get("group", Path(r["image"]).stem)))
+    else:
+        ds = open_dataset(root)
+        stems = ds.train if split == "train" else ds.test
+        items = [Item(s, ds.image_path(s), ds.mask_path(s), s) for s in stems]
+    if not items:
+        raise DataError(f"{root}: the {split} split is empty; check the split files")
+    return items

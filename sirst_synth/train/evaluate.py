@@ -1,0 +1,34 @@
+"""Evaluate a checkpoint on a split: the model at each image's own size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sirst_synth.io.files import read_mask
+from sirst_synth.io.samples import Item, split_items
+from sirst_synth.metrics import MetricTotals, pd_fa_curve
+from sirst_synth.train.checkpoint import load_checkpoint
+from sirst_synth.train.infer import evaluate_items
+from sirst_synth.train.loop import pick_device
+from sirst_synth.train.model import build_model
+
+
+def evaluate_checkpoint(
+    root: Path, checkpoint: Path, split: str = "test", threshold: float = 0.5, device: str = "auto",
+    curve_thresholds: np.ndarray | None = None, fa_mode: str = "identity", keep: bool = False,
+) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray]]:
+    """Metric totals, an optional Pd-Fa curve, the items and (if asked) their probability maps."""
+    state = load_checkpoint(checkpoint)
+    dev = pick_device(device)
+    model = build_model(state["recipe"]["model"])
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    items = split_items(root, split)
+    need = keep or curve_thresholds is not None
+    totals, probs = evaluate_items(model, items, state["norm"]["mean"], state["norm"]["std"], dev, threshold, need)
+    curve = None
+    if curve_thresholds is not None:
+        curve = pd_fa_curve([(p, read_mask(it.mask)) for p, it in zip(probs, items)], curve_thresholds, fa_mode)
+    return totals, curve, items, probs

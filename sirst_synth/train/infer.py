@@ -1,0 +1,42 @@
+"""Inference at the image's own size: pad to a multiple of 16, predict, crop back."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sirst_synth.io.files import read_gray, read_mask
+from sirst_synth.io.samples import Item
+from sirst_synth.metrics import MetricTotals, binarize, score_image
+
+MULTIPLE = 16  # 4 downsampling stages
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, image: np.ndarray, mean: float, std: float, device: torch.device) -> np.ndarray:
+    """Probability map (float32, same shape as ``image``); no resizing of anything."""
+    h, w = image.shape
+    x = torch.from_numpy((image.astype(np.float32) / 255.0 - mean) / std)[None, None].to(device)
+    ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
+    x = F.pad(x, (0, pw, 0, ph))  # zero = the dataset mean after normalisation
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(x)[0]
+    return torch.sigmoid(logits.float())[0, 0, :h, :w].cpu().numpy()
+
+
+def evaluate_items(
+    model: torch.nn.Module, items: list[Item], mean: float, std: float, device: torch.device,
+    threshold: float = 0.5, keep_probs: bool = False,
+) -> tuple[MetricTotals, list[np.ndarray]]:
+    """Score a model on items; optionally return the probability maps (for curves, saving)."""
+    was_training = model.training
+    model.eval()
+    totals, probs = MetricTotals(), []
+    for it in items:
+        prob = predict(model, read_gray(it.image), mean, std, device)
+        totals.add(score_image(binarize(prob, threshold), read_mask(it.mask)))
+        if keep_probs:
+            probs.append(prob)
+    model.train(was_training)
+    return totals, probs

@@ -1,0 +1,203 @@
+"""One readable training loop (no framework): data, model, Soft-IoU + L_Neg, Adagrad, cosine.
+
+Device, precision, channels_last and torch.compile are choices of the loop, not the model.
+Run under torchrun it uses DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from sirst_synth import __version__
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.files import write_text_atomic
+from sirst_synth.io.samples import split_items
+from sirst_synth.progress import Progress
+from sirst_synth.recipe import TrainRecipe
+from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint
+from sirst_synth.train.data import GroupBatchSampler, SegmentationSet, normalisation
+from sirst_synth.train.infer import evaluate_items
+from sirst_synth.train.losses import NEG_LOSS_MODES, deep_supervision_loss, group_loss
+from sirst_synth.train.model import build_model, parameter_count
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    parameters: int
+    epochs_run: int
+    last_epoch: int
+    images_per_s: float
+    final_loss: float
+    best: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def check_recipe(r: TrainRecipe) -> None:
+    if r.epochs < 1 or r.batch_size < 1 or r.crop < 16 or r.eval_every < 1:
+        raise UsageError("--epochs, --batch-size and eval_every must be >= 1, crop >= 16")
+    if not r.lr > 0:
+        raise UsageError(f"--lr must be positive, got {r.lr}")
+    if r.neg_loss not in NEG_LOSS_MODES:
+        raise UsageError(f"--neg-loss must be one of {', '.join(NEG_LOSS_MODES)}, got {r.neg_loss!r}")
+    if r.optimizer != "adagrad" or r.scheduler != "cosine":
+        raise UsageError("only optimizer: adagrad and scheduler: cosine are implemented")
+
+
+def train(
+    data: Path,
+    out: Path,
+    recipe: TrainRecipe,
+    device: str = "auto",
+    workers: int = 0,
+    resume: bool = False,
+    compile_model: bool = False,
+    stop_after: int | None = None,
+    progress: Progress | None = None,
+    log=lambda msg: None,
+) -> TrainResult:
+    """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl)."""
+    progress = progress or Progress()
+    out = Path(out)
+    rank, world, local_rank = _dist_env()
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    dev = pick_device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    last = out / "last.pt"
+    state = None
+    if resume:
+        if not last.is_file():
+            raise UsageError(f"--resume: {last} not found; start without --resume")
+        state = load_checkpoint(last)
+        old = TrainRecipe(**state["recipe"])
+        diff = [f.name for f in dataclasses.fields(TrainRecipe)
+                if getattr(old, f.name) != getattr(recipe, f.name) and f.name != "epochs"]
+        if diff:
+            raise UsageError(f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out")
+    elif last.exists():
+        raise UsageError(f"--out {out} already holds a run; pass --resume or choose a new folder")
+    check_recipe(recipe)
+
+    train_items = split_items(data, "train")
+    try:
+        val_items = split_items(data, "test")
+    except DataError:
+        val_items = []
+    if state is not None:
+        mean, std = state["norm"]["mean"], state["norm"]["std"]
+    else:
+        mean, std = normalisation(train_items)
+
+    torch.manual_seed(recipe.seed)
+    model = build_model(recipe.model)
+    n_params = parameter_count(model)
+    model.to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs)
+    start_epoch, best = 0, {}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best = state["epoch"], state.get("best", {})
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if compile_model:
+        net = torch.compile(net)
+
+    ds = SegmentationSet(train_items, mean, std, recipe.crop, recipe.seed)
+    sampler = GroupBatchSampler([it.group for it in train_items], recipe.batch_size, recipe.seed, rank, world)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, pin_memory=dev.type == "cuda",
+                        persistent_workers=False)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path = out / "metrics.jsonl"
+        kept = []
+        if state is not None and metrics_path.is_file():
+            kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["epoch"] <= start_epoch]
+        write_text_atomic(metrics_path, "".join(ln + "\n" for ln in kept))
+    log(f"model {recipe.model}: {n_params:,} parameters; {len(train_items)} training images, "
+        f"{len(val_items)} validation; device {dev}")
+
+    history, rate, loss_value = [], 0.0, float("nan")
+    end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
+    progress.start("training", end_epoch - start_epoch)
+    for epoch in range(start_epoch, end_epoch):
+        ds.epoch = sampler.epoch = epoch
+        net.train()
+        t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
+        for x, y, g in loader:
+            x, y, g = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), g.to(dev)
+            if dev.type == "cuda":
+                x = x.to(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                outputs = net(x)
+            loss = group_loss(deep_supervision_loss(outputs, y), g, recipe.neg_loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach())
+            steps += 1
+            seen += x.shape[0]
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        rate = seen * world / max(time.perf_counter() - t0, 1e-9)
+        loss_value = loss_sum / max(steps, 1)
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        row = {"epoch": epoch + 1, "loss": loss_value, "lr": lr, "images_per_s": rate}
+        if rank == 0 and val_items and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
+            totals, _ = evaluate_items(model, val_items, mean, std, dev, recipe.threshold)
+            summary = totals.summary()
+            row.update({k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")})
+            if not best or summary["IoU"] > best.get("IoU", -1):
+                best = {"epoch": epoch + 1, **{k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}}
+                row["best"] = True
+        elif rank == 0 and not val_items and (not best or loss_value < best.get("loss", float("inf"))):
+            best = {"epoch": epoch + 1, "loss": loss_value}
+            row["best"] = True
+        history.append(row)
+        if rank == 0:
+            ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "epoch": epoch + 1, "recipe": dataclasses.asdict(recipe), "norm": {"mean": mean, "std": std},
+                    "version": __version__, "best": best, "parameters": n_params}
+            save_checkpoint(last, ckpt)
+            if row.get("best"):
+                save_checkpoint(out / "best.pt", ckpt)
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        progress.advance()
+    progress.stop()
+    if rank == 0 and not (out / "best.pt").exists() and last.exists():
+        save_checkpoint(out / "best.pt", load_checkpoint(last))
+    return TrainResult(out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from sirst_synth.io.demo_writer import write_demo_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SIRST_V1 = Path(os.environ.get("SIRST_V1_DIR", REPO.parent / "shared" / "datasets" / "sirst-v1"))
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, by relative path."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small procedural dataset (DNA-Net layout); tests must not modify it."""
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    write_demo_dataset(root, images=12, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sirst_root() -> Path:
+    if not (SIRST_V1 / "images").is_dir():
+        pytest.skip(f"real SIRST v1 data not found at {SIRST_V1} (set SIRST_V1_DIR)")
+    return SIRST_V1

@@ -1,0 +1,37 @@
+import math
+
+import numpy as np
+import pytest
+
+from sirst_synth.blend import blend, check_alpha, displace, resize_patch
+from sirst_synth.errors import UsageError
+
+
+def test_blend_hand_computed_pixels():
+    image = np.array([[100, 200], [0, 255]], np.uint8)
+    noise = np.array([[0, 255], [255, 0]], np.uint8)
+    # 0.9*100 = 90; 25.5 + 180 = 205.5 -> 206; 25.5 -> 26; 229.5 -> 230 (round half up)
+    assert blend(image, noise, 0.1).tolist() == [[90, 206], [26, 230]]
+
+
+def test_blend_extremes_are_image_and_noise():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (7, 5), dtype=np.uint8)
+    noise = rng.integers(0, 256, (7, 5), dtype=np.uint8)
+    assert np.array_equal(blend(image, noise, 0.0), image)
+    assert np.array_equal(blend(image, noise, 1.0), noise)
+    assert blend(image, noise, 0.5).dtype == np.uint8
+
+
+def test_displace_resizes_patch_to_image_size():
+    image = np.full((6, 9), 100, np.uint8)
+    patch = np.full((2, 3), 200, np.uint8)
+    assert resize_patch(patch, (6, 9)).shape == (6, 9)
+    # constant patch stays constant under bilinear resize: 0.1*200 + 0.9*100 = 110
+    assert np.all(displace(image, patch, 0.1) == 110)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.01, math.nan, math.inf])
+def test_bad_alpha_is_a_usage_error(alpha):
+    with pytest.raises(UsageError, match="--alpha"):
+        check_alpha(alpha)

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from sirst_synth.metrics import MetricTotals, pd_fa_curve, score_image
+
+
+def _summary(pairs, mode="identity"):
+    t = MetricTotals()
+    for pred, label in pairs:
+        t.add(score_image(pred, label))
+    return t.summary(mode)
+
+
+def test_perfect_prediction():
+    label = np.zeros((20, 20), np.uint8)
+    label[4:7, 4:7] = 1
+    label[15, 15] = 1
+    m = _summary([(label.copy(), label)])
+    assert (m["IoU"], m["nIoU"], m["Pd"], m["Fa"]) == (1.0, 1.0, 1.0, 0.0)
+
+
+def test_hand_drawn_iou_niou_pd_fa_and_the_two_fa_modes():
+    # image 1 (10x10): label = 2x2 at rows 1-2 cols 1-2 (centroid 1.5, 1.5) and one pixel at (8, 8)
+    # pred = the same 2x2 shifted right by one (centroid 1.5, 2.5: distance 1, matched),
+    #        a 2x2 false alarm at rows 6-7 cols 1-2 (same area 4 as the matched component)
+    #        and a 1-pixel false alarm at (4, 8)
+    label1 = np.zeros((10, 10), np.uint8)
+    label1[1:3, 1:3] = 1
+    label1[8, 8] = 1
+    pred1 = np.zeros((10, 10), np.uint8)
+    pred1[1:3, 2:4] = 1
+    pred1[6:8, 1:3] = 1
+    pred1[4, 8] = 1
+    # image 2 (10x10): label one pixel at (5, 5); pred one pixel at (5, 5)
+    label2 = np.zeros((10, 10), np.uint8)
+    label2[5, 5] = 1
+    pred2 = label2.copy()
+    s1 = score_image(pred1, label1)
+    # intersection: (1,2),(2,2) = 2; union: label 5 + pred 9 - 2 = 12
+    assert (s1.inter, s1.union, s1.targets, s1.detected) == (2, 12, 2, 1)
+    assert s1.fa_pixels == 5  # the unmatched 2x2 (4 px) + the single pixel (1 px)
+    assert s1.fa_pixels_basicirstd == 1  # the 2x2 has the area value of a matched one: dropped
+    ident = _summary([(pred1, label1), (pred2, label2)], "identity")
+    compat = _summary([(pred1, label1), (pred2, label2)], "basicirstd")
+    assert ident["IoU"] == pytest.approx(3 / 13)
+    assert ident["nIoU"] == pytest.approx((2 / 12 + 1.0) / 2)
+    assert ident["Pd"] == pytest.approx(2 / 3)
+    assert ident["Fa"] == pytest.approx(5 / 200)
+    assert compat["Fa"] == pytest.approx(1 / 200)
+    assert compat["Pd"] == ident["Pd"]
+
+
+def test_match_distance_is_strictly_below_3px():
+    label = np.zeros((20, 20), np.uint8)
+    label[10, 10] = 1
+    at3 = np.zeros_like(label)
+    at3[10, 13] = 1  # exactly 3 px away: a miss and a false alarm (DNA-Net / BasicIRSTD: d < 3)
+    s = score_image(at3, label)
+    assert (s.detected, s.fa_pixels) == (0, 1)
+    near = np.zeros_like(label)
+    near[12, 12] = 1  # sqrt(8) = 2.83 px: detected
+    s = score_image(near, label)
+    assert (s.detected, s.fa_pixels) == (1, 0)
+
+
+def test_one_prediction_matches_one_target_only():
+    label = np.zeros((10, 10), np.uint8)
+    label[5, 4] = 1
+    label[5, 6] = 1  # two targets 2 px apart
+    pred = np.zeros_like(label)
+    pred[5, 5] = 1  # one predicted component 1 px from both
+    s = score_image(pred, label)
+    assert (s.targets, s.detected, s.fa_pixels) == (2, 1, 0)
+
+
+def test_empty_label_and_prediction():
+    z = np.zeros((4, 4), np.uint8)
+    m = _summary([(z, z)])
+    assert (m["IoU"], m["nIoU"], m["Pd"], m["Fa"], m["targets"]) == (0.0, 0.0, 0.0, 0.0, 0)
+
+
+def test_curve_is_monotone_in_threshold():
+    label = np.zeros((16, 16), np.uint8)
+    label[3, 3] = 1
+    label[12, 12] = 1
+    prob = np.zeros((16, 16), np.float32)
+    prob[3, 3] = 0.9
+    prob[12, 12] = 0.4
+    prob[8, 2] = 0.6  # false alarm
+    curve = pd_fa_curve([(prob, label)], np.array([0.3, 0.5, 0.7, 0.95]))
+    assert [c["Pd"] for c in curve] == [1.0, 0.5, 0.5, 0.0]
+    assert [c["Fa"] * 256 for c in curve] == [1.0, 1.0, 0.0, 0.0]
