@@ -283,23 +283,34 @@ def _scan_init(ds: Dataset, s: int, skip: bool) -> None:
     _SCAN_CTX.update(ds=ds, s=s, skip=skip)
 
 
-def _scan_job(stem: str) -> tuple[str, int, str | None]:
-    """Check one training pair and count its targets (the planner needs the counts)."""
+def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
+    """Check one pair (sizes agree, the mask decodes) and count its targets (for the planner).
+
+    Test pairs are copied untouched, so only their sizes are checked (from the headers).
+    """
+    split, stem = job
     c = _SCAN_CTX
     ds: Dataset = c["ds"]
     try:
         h, w = image_size(ds.image_path(stem))
-        mask = read_mask(ds.mask_path(stem))
-        if mask.shape != (h, w):
-            raise DataError(f"{ds.mask_path(stem)}: mask is {mask.shape[1]}x{mask.shape[0]} but the image "
-                            f"is {w}x{h}; fix the mask")
+        if split == "test":
+            mh, mw = image_size(ds.mask_path(stem))
+            mask = None
+        else:
+            mask = read_mask(ds.mask_path(stem))
+            mh, mw = mask.shape
+        if (mh, mw) != (h, w):
+            raise DataError(f"{ds.mask_path(stem)}: mask is {mw}x{mh} but the image is {w}x{h}; fix the mask "
+                            "or pass --on-error skip")
     except DataError as exc:
         if not c["skip"]:
             raise
-        return stem, 0, str(exc)
+        return split, stem, 0, str(exc)
+    if mask is None:
+        return split, stem, 0, None
     if c["s"] > min(h, w):
         raise UsageError(f"--s {c['s']} is larger than {ds.image_path(stem)} ({w}x{h}); use a smaller --s")
-    return stem, components(mask).count, None
+    return split, stem, components(mask).count, None
 
 
 def _run_identity(ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str) -> dict:
@@ -407,17 +418,22 @@ def generate(
     identity = _run_identity(ds, bank, recipe, layout, name)
     summary = GenerateSummary(out, skipped=list(ds.skipped))
 
-    progress.start("checking training pairs", len(ds.train))
+    checks = [("train", s) for s in ds.train] + [("test", s) for s in ds.test]
+    progress.start("checking image and mask pairs", len(checks))
     counts: dict[str, int] = {}
-    for stem, n, problem in ordered_map(_scan_job, ds.train, workers, _scan_init,
-                                         (ds, recipe.s, skip_errors)):
+    bad_test: set[str] = set()
+    for split, stem, n, problem in ordered_map(_scan_job, checks, workers, _scan_init,
+                                                (ds, recipe.s, skip_errors)):
         progress.advance()
         if problem:
             summary.skipped.append((stem, problem))
-        else:
+            if split == "test":
+                bad_test.add(stem)
+        elif split == "train":
             counts[stem] = n
     progress.stop()
     train = [s for s in ds.train if s in counts]
+    test = [s for s in ds.test if s not in bad_test]
     summary.targets = sum(counts.values())
     summary.images_without_target = sum(1 for s in train if counts[s] == 0)
     image_jobs: list[ImageJob] = plan(train, [counts[s] for s in train], recipe.count, recipe.seed)
@@ -425,7 +441,7 @@ def generate(
 
     jobs = [_Job("original", s) for s in train]
     jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs]
-    jobs += [_Job("test", s) for s in ds.test]
+    jobs += [_Job("test", s) for s in test]
     done = _prepare_out(out, identity, overwrite, resume)
     summary.resumed_jobs = len(done & {j.key for j in jobs})
     todo = [j for j in jobs if j.key not in done]

@@ -34,3 +34,26 @@ def sirst_root() -> Path:
     if not (SIRST_V1 / "images").is_dir():
         pytest.skip(f"real SIRST v1 data not found at {SIRST_V1} (set SIRST_V1_DIR)")
     return SIRST_V1
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line in-process: (exit code, stdout, stderr)."""
+    from cli.app import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
