@@ -6,6 +6,7 @@ and the exit code (1 data, 2 usage). `--debug` shows the traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from enum import Enum
@@ -16,7 +17,7 @@ import typer
 
 from cli.ui import console, emit, err_console, progress_for
 from sirst_synth import __version__
-from sirst_synth.errors import SirstError, UsageError
+from sirst_synth.errors import Interrupted, SirstError, UsageError
 from sirst_synth.recipe import SynthRecipe, load_recipe
 
 app = typer.Typer(
@@ -215,12 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map errors to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
         rv = app(args=args, prog_name="sirst-synth", standalone_mode=False)
     except SirstError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        prefix = "" if isinstance(exc, Interrupted) else "[bold red]error:[/] "
+        err_console.print(f"{prefix}{exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _interrupted()
@@ -239,12 +242,21 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"[bold red]internal error:[/] {exc!r} (rerun with --debug for the traceback)",
                           highlight=False, soft_wrap=True)
         sys.exit(1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+INTERRUPT_MESSAGE = "interrupted: finished files are kept; run the same command with --resume to continue"
+
+
+def _on_sigint(signum, frame) -> None:
+    # Raised as our own error: Typer would turn a KeyboardInterrupt into a silent exit 130.
+    raise Interrupted(INTERRUPT_MESSAGE)
+
+
 def _interrupted() -> None:
-    err_console.print("interrupted: finished files are kept; run the same command with --resume to continue",
-                      highlight=False, soft_wrap=True)
+    err_console.print(INTERRUPT_MESSAGE, highlight=False, soft_wrap=True)
     sys.exit(130)
 
 

@@ -19,3 +19,9 @@ class UsageError(SirstError):
     """A flag or argument is wrong: exit code 2."""
 
     exit_code = 2
+
+
+class Interrupted(SirstError):
+    """Ctrl-C: finished files are kept; exit code 130 like a shell."""
+
+    exit_code = 130

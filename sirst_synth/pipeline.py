@@ -332,6 +332,8 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
     state = out / STATE_DIR
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise UsageError(f"--out {out}: {out.parent} is not a folder; choose a folder you can write to")
     entries = [p for p in out.iterdir()] if out.is_dir() else []
     if entries and resume:
         run_file = state / RUN_FILE
@@ -377,8 +379,8 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
             (out / sub).mkdir(parents=True, exist_ok=True)
         write_text_atomic(state / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True) + "\n")
         (state / JOURNAL).write_bytes(b"")
-    except PermissionError:
-        raise UsageError(f"--out {out} is not writable; choose a folder you can write to") from None
+    except OSError as exc:
+        raise UsageError(f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
     return set()
 
 

@@ -57,3 +57,26 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def write_dataset(root: Path, pairs: dict, train: list[str], test: list[str] | None = None,
+                  train_text: str | None = None) -> Path:
+    """A DNA-Net layout dataset from arrays (or raw bytes) per stem; None skips a file."""
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "50_50").mkdir()
+    for stem, (img, mask) in pairs.items():
+        for folder, obj in (("images", img), ("masks", mask)):
+            if obj is None:
+                continue
+            path = root / folder / f"{stem}.png"
+            if isinstance(obj, bytes):
+                path.write_bytes(obj)
+            else:
+                assert cv2.imwrite(str(path), obj)
+    (root / "50_50" / "train.txt").write_text(train_text if train_text is not None else "\n".join(train))
+    if test is not None:
+        (root / "50_50" / "test.txt").write_text("\n".join(test))
+    return root

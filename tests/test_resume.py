@@ -1,0 +1,106 @@
+"""Interrupted generate runs: SIGKILL at several points, then --resume gives the same bytes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_hashes
+from sirst_synth.io.demo_writer import write_demo_dataset
+
+CMD = [sys.executable, "-m", "sirst_synth"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    write_demo_dataset(root / "data", images=40, seed=1)
+    subprocess.run(CMD + ["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"], check=True)
+    ref = root / "ref"
+    subprocess.run(CMD + ["generate", str(root / "data"), "--bank", str(root / "bank.h5"), "--out", str(ref),
+                          "--name", "x", "-q"], check=True)
+    return root, tree_hashes(ref)
+
+
+def _args(root: Path, out: Path, *extra: str) -> list[str]:
+    return CMD + ["generate", str(root / "data"), "--bank", str(root / "bank.h5"), "--out", str(out),
+                  "--name", "x", "-q", *extra]
+
+
+@pytest.mark.parametrize("lines", [0, 1, 20, 45])
+def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
+    root, ref = setup
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journal = out / ".sirst-synth" / "journal.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if journal.is_file() and journal.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not out.exists():  # killed before it wrote anything: a fresh start is the resume
+        out.mkdir()
+    r = subprocess.run(_args(root, out, "--resume", "--workers", "1"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert tree_hashes(out) == ref
+    v = subprocess.run(CMD + ["verify", str(out), "-q"], capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+
+
+def test_resume_with_other_recipe_is_refused(setup, tmp_path):
+    root, _ = setup
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_args(root, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.wait()
+    r = subprocess.run(_args(root, out, "--resume", "--alpha", "0.2"), capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "cannot resume a different run" in r.stderr and "alpha 0.1 -> 0.2" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_resume_hint(setup, tmp_path):
+    root, ref = setup
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_args(root, out, "--workers", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    journal = out / ".sirst-synth" / "journal.jsonl"
+    while proc.poll() is None and not (journal.is_file() and journal.stat().st_size):
+        time.sleep(0.002)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert time.time() - t0 < 1.5
+    assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
+    r = subprocess.run(_args(root, out, "--resume"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert tree_hashes(out) == ref
+
+
+def test_verify_finds_strays_and_missing(setup, tmp_path, cli):
+    import shutil
+
+    root, _ = setup
+    out = tmp_path / "copy"
+    shutil.copytree(root / "ref", out)
+    (out / "images" / ".x.png.sirst-tmp123").write_bytes(b"half")
+    (out / "images" / "extra.png").write_bytes((out / "images" / "000002.png").read_bytes())
+    first = sorted((out / "masks").iterdir())[0]
+    first.unlink()
+    r = cli("verify", out, "--json")
+    assert r.code == 1
+    import json
+
+    problems = json.loads(r.out)["problems"]
+    assert any("stray temporary" in p for p in problems)
+    assert any(p.startswith("images/extra.png: file not in the manifest") for p in problems)
+    assert any(p == f"masks/{first.name}: listed in the manifest but missing" for p in problems)
+    assert len(problems) == 3
+    _ = os
