@@ -11,7 +11,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -41,10 +41,18 @@ class Layout(str, Enum):
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-Workers = Annotated[int, typer.Option("--workers", "-j", help="Worker processes (results do not depend on it).")]
-TrainSplit = Annotated[Optional[Path], typer.Option("--train-split", help="Training split file (overrides detection).")]
-TestSplit = Annotated[Optional[Path], typer.Option("--test-split", help="Test split file (overrides detection).")]
-OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="fail: stop at a bad image; skip: list it and go on.")]
+Workers = Annotated[
+    int, typer.Option("--workers", "-j", help="Worker processes (results do not depend on it).")
+]
+TrainSplit = Annotated[
+    Path | None, typer.Option("--train-split", help="Training split file (overrides detection).")
+]
+TestSplit = Annotated[
+    Path | None, typer.Option("--test-split", help="Test split file (overrides detection).")
+]
+OnErrorOpt = Annotated[
+    OnError, typer.Option("--on-error", help="fail: stop at a bad image; skip: list it and go on.")
+]
 
 
 @app.callback()
@@ -90,13 +98,23 @@ def demo_dataset(
 def build_noise_bank_cmd(
     dataset: Annotated[Path, typer.Argument(help="Dataset root (images/, masks/, split files).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write.")] = Path("bank.h5"),
-    recipe: Annotated[Optional[Path], typer.Option("--recipe", help="YAML recipe (sigma, mu, grid).")] = None,
-    grid: Annotated[Optional[int], typer.Option("--grid", help="Regions per side [recipe: 8].")] = None,
-    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Variance bound [recipe: 50].")] = None,
-    mu: Annotated[Optional[float], typer.Option("--mu", help="Mean bound [recipe: 255].")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="YAML recipe (sigma, mu, grid).")
+    ] = None,
+    grid: Annotated[
+        int | None, typer.Option("--grid", help="Regions per side [recipe: 8].")
+    ] = None,
+    sigma: Annotated[
+        float | None, typer.Option("--sigma", help="Variance bound [recipe: 50].")
+    ] = None,
+    mu: Annotated[float | None, typer.Option("--mu", help="Mean bound [recipe: 255].")] = None,
     train_split: TrainSplit = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bank.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Keep an existing complete bank of the same run.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing bank.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Keep an existing complete bank of the same run.")
+    ] = False,
     on_error: OnErrorOpt = OnError.fail,
     workers: Workers = 1,
     quiet: Quiet = False,
@@ -105,20 +123,51 @@ def build_noise_bank_cmd(
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.pipeline import build_noise_bank
 
-    r = load_recipe(SynthRecipe, _read_recipe_text(recipe), str(recipe or "defaults"),
-                    {"grid": grid, "sigma": sigma, "mu": mu})
-    res = build_noise_bank(dataset, out, r.grid, r.sigma, r.mu, train_split, overwrite, resume,
-                           on_error == OnError.skip, workers, progress_for(quiet, as_json))
+    r = load_recipe(
+        SynthRecipe,
+        _read_recipe_text(recipe),
+        str(recipe or "defaults"),
+        {"grid": grid, "sigma": sigma, "mu": mu},
+    )
+    res = build_noise_bank(
+        dataset,
+        out,
+        r.grid,
+        r.sigma,
+        r.mu,
+        train_split,
+        overwrite,
+        resume,
+        on_error == OnError.skip,
+        workers,
+        progress_for(quiet, as_json),
+    )
     _skipped_rows(res.skipped)
-    rows = [("bank", res.path), ("images scanned", res.images), ("regions scanned", res.regions),
-            ("accepted (noise-prone)", res.accepted)]
+    rows = [
+        ("bank", res.path),
+        ("images scanned", res.images),
+        ("regions scanned", res.regions),
+        ("accepted (noise-prone)", res.accepted),
+    ]
     rows += [(f"rejected: {k}", v) for k, v in res.rejected.items()]
     rows += [("skipped images", len(res.skipped))]
     if res.reused:
         rows.append(("resumed", "bank already complete"))
-    emit("noise bank", rows, {"bank": str(res.path), "images": res.images, "regions": res.regions,
-                              "accepted": res.accepted, "rejected": res.rejected,
-                              "skipped": res.skipped, "reused": res.reused}, quiet, as_json)
+    emit(
+        "noise bank",
+        rows,
+        {
+            "bank": str(res.path),
+            "images": res.images,
+            "regions": res.regions,
+            "accepted": res.accepted,
+            "rejected": res.rejected,
+            "skipped": res.skipped,
+            "reused": res.reused,
+        },
+        quiet,
+        as_json,
+    )
 
 
 @app.command("generate")
@@ -126,18 +175,39 @@ def generate_cmd(
     dataset: Annotated[Path, typer.Argument(help="Source dataset root.")],
     bank: Annotated[Path, typer.Option("--bank", help="Noise bank from build-noise-bank.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (new or empty).")],
-    recipe: Annotated[Optional[Path], typer.Option("--recipe", help="YAML recipe, e.g. recipes/sirst5k.yaml.")] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Blend weight in [0, 1] [recipe: 0.1].")] = None,
-    s: Annotated[Optional[int], typer.Option("--s", help="Odd window size [recipe: 3].")] = None,
-    count: Annotated[Optional[int], typer.Option("--count", help="Exact number of development samples [recipe: all 4 x targets].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every random draw [recipe: 0].")] = None,
-    layout: Annotated[Layout, typer.Option("--layout", help="Split files to write.")] = Layout.basicirstd,
-    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name in split files [OUT's name].")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/sirst5k.yaml.")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="Blend weight in [0, 1] [recipe: 0.1].")
+    ] = None,
+    s: Annotated[int | None, typer.Option("--s", help="Odd window size [recipe: 3].")] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count", help="Exact number of development samples [recipe: all 4 x targets]."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of every random draw [recipe: 0].")
+    ] = None,
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="Split files to write.")
+    ] = Layout.basicirstd,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Dataset name in split files [OUT's name].")
+    ] = None,
     train_split: TrainSplit = None,
     test_split: TestSplit = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous sirst-synth output in OUT.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in OUT.")] = False,
-    allow_foreign_bank: Annotated[bool, typer.Option("--allow-foreign-bank", help="Accept a bank built from other files.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous sirst-synth output in OUT.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run in OUT.")
+    ] = False,
+    allow_foreign_bank: Annotated[
+        bool, typer.Option("--allow-foreign-bank", help="Accept a bank built from other files.")
+    ] = False,
     on_error: OnErrorOpt = OnError.fail,
     workers: Workers = 1,
     quiet: Quiet = False,
@@ -149,25 +219,62 @@ def generate_cmd(
     from sirst_synth.io.bank import read_bank_index
     from sirst_synth.pipeline import generate
 
-    r = load_recipe(SynthRecipe, _read_recipe_text(recipe), str(recipe or "defaults"),
-                    {"alpha": alpha, "s": s, "count": count, "seed": seed})
+    r = load_recipe(
+        SynthRecipe,
+        _read_recipe_text(recipe),
+        str(recipe or "defaults"),
+        {"alpha": alpha, "s": s, "count": count, "seed": seed},
+    )
     b = read_bank_index(bank)
     # sigma, mu and grid describe the bank: record the bank's values in the resolved recipe.
-    r = replace(r, sigma=float(b.attrs["sigma"]), mu=float(b.attrs["mu"]), grid=int(b.attrs["grid"]))
-    res = generate(dataset, bank, out, r, workers, layout.value, name, overwrite, resume,
-                   on_error == OnError.skip, train_split, test_split, allow_foreign_bank,
-                   progress_for(quiet, as_json))
+    r = replace(
+        r, sigma=float(b.attrs["sigma"]), mu=float(b.attrs["mu"]), grid=int(b.attrs["grid"])
+    )
+    res = generate(
+        dataset,
+        bank,
+        out,
+        r,
+        workers,
+        layout.value,
+        name,
+        overwrite,
+        resume,
+        on_error == OnError.skip,
+        train_split,
+        test_split,
+        allow_foreign_bank,
+        progress_for(quiet, as_json),
+    )
     _skipped_rows(res.skipped)
-    rows = [("out", res.out), ("original images", res.originals), ("development samples", res.development),
-            ("training total", res.originals + res.development), ("test images", res.test),
-            ("targets", res.targets), ("images without target", res.images_without_target),
-            ("noise passes", res.passes), ("skipped images", len(res.skipped))]
+    rows = [
+        ("out", res.out),
+        ("original images", res.originals),
+        ("development samples", res.development),
+        ("training total", res.originals + res.development),
+        ("test images", res.test),
+        ("targets", res.targets),
+        ("images without target", res.images_without_target),
+        ("noise passes", res.passes),
+        ("skipped images", len(res.skipped)),
+    ]
     if resume:
         rows.append(("jobs reused from the interrupted run", res.resumed_jobs))
-    emit("SIRST-5K generate", rows, {"out": str(res.out), "original": res.originals,
-                                      "development": res.development, "test": res.test,
-                                      "targets": res.targets, "skipped": res.skipped,
-                                      "resumed_jobs": res.resumed_jobs}, quiet, as_json)
+    emit(
+        "SIRST-5K generate",
+        rows,
+        {
+            "out": str(res.out),
+            "original": res.originals,
+            "development": res.development,
+            "test": res.test,
+            "targets": res.targets,
+            "skipped": res.skipped,
+            "resumed_jobs": res.resumed_jobs,
+        },
+        quiet,
+        as_json,
+    )
 
 
 @app.command("verify")
@@ -183,8 +290,13 @@ def verify_cmd(
     if not as_json:
         for p in problems:
             err_console.print(f"[red]problem[/] {p}", highlight=False)
-    emit(f"verify {out}", [("manifest rows", rows), ("problems", len(problems))],
-         {"rows": rows, "problems": problems}, quiet, as_json)
+    emit(
+        f"verify {out}",
+        [("manifest rows", rows), ("problems", len(problems))],
+        {"rows": rows, "problems": problems},
+        quiet,
+        as_json,
+    )
     if problems:
         raise typer.Exit(1)
 
@@ -192,7 +304,9 @@ def verify_cmd(
 @app.command("preview")
 def preview_cmd(
     out: Annotated[Path, typer.Argument(help="A folder written by generate.")],
-    sheet: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path("preview.png"),
+    sheet: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path(
+        "preview.png"
+    ),
     targets: Annotated[int, typer.Option("--targets", help="How many targets (rows).")] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Which targets are shown.")] = 0,
     quiet: Quiet = False,
@@ -236,18 +350,25 @@ def main(argv: list[str] | None = None) -> None:
             _interrupted()
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            sys.exit(2 if "Usage" in name or "Parameter" in name or "Option" in name else exc.exit_code)
+            sys.exit(
+                2 if "Usage" in name or "Parameter" in name or "Option" in name else exc.exit_code
+            )
         if debug:
             raise
-        err_console.print(f"[bold red]internal error:[/] {exc!r} (rerun with --debug for the traceback)",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]internal error:[/] {exc!r} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
     finally:
         signal.signal(signal.SIGINT, previous)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
-INTERRUPT_MESSAGE = "interrupted: finished files are kept; run the same command with --resume to continue"
+INTERRUPT_MESSAGE = (
+    "interrupted: finished files are kept; run the same command with --resume to continue"
+)
 
 
 def _on_sigint(signum, frame) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -23,22 +23,47 @@ class FaCompat(str, Enum):
 
 @app.command("train")
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="A generate output, or any dataset generate reads (baseline).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (last.pt, best.pt, metrics.jsonl).")],
-    recipe: Annotated[Optional[Path], typer.Option("--recipe", help="YAML recipe, e.g. recipes/train.yaml.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="aff-unet, aff-unet-tiny or unet [recipe].")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs [recipe: 1500].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch per process [recipe: 256].")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Adagrad learning rate [recipe: 0.05].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed [recipe: 0].")] = None,
-    neg_loss: Annotated[Optional[str], typer.Option("--neg-loss", help="L_Neg: sum, min or off [recipe: sum].")] = None,
-    crop: Annotated[Optional[int], typer.Option("--crop", help="Training crop size [recipe: 256].")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Validate every N epochs [recipe: 10].")] = None,
+    data: Annotated[
+        Path, typer.Argument(help="A generate output, or any dataset generate reads (baseline).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run folder (last.pt, best.pt, metrics.jsonl).")
+    ],
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/train.yaml.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="aff-unet, aff-unet-tiny or unet [recipe].")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs [recipe: 1500].")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Batch per process [recipe: 256].")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Adagrad learning rate [recipe: 0.05].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed [recipe: 0].")] = None,
+    neg_loss: Annotated[
+        str | None, typer.Option("--neg-loss", help="L_Neg: sum, min or off [recipe: sum].")
+    ] = None,
+    crop: Annotated[
+        int | None, typer.Option("--crop", help="Training crop size [recipe: 256].")
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option("--eval-every", help="Validate every N epochs [recipe: 10].")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     workers: Workers = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt exactly.")] = False,
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    stop_after: Annotated[Optional[int], typer.Option("--stop-after", help="Stop after N epochs of this invocation (resume later).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from OUT/last.pt exactly.")
+    ] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model.")
+    ] = False,
+    stop_after: Annotated[
+        int | None,
+        typer.Option("--stop-after", help="Stop after N epochs of this invocation (resume later)."),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -47,22 +72,61 @@ def train_cmd(
 
     from sirst_synth.train.loop import train
 
-    r = load_recipe(TrainRecipe, _read_recipe_text(recipe), str(recipe or "defaults"),
-                    {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                     "neg_loss": neg_loss, "crop": crop, "eval_every": eval_every})
+    r = load_recipe(
+        TrainRecipe,
+        _read_recipe_text(recipe),
+        str(recipe or "defaults"),
+        {
+            "model": model,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "neg_loss": neg_loss,
+            "crop": crop,
+            "eval_every": eval_every,
+        },
+    )
     rank0 = int(os.environ.get("RANK", 0)) == 0
-    res = train(data, out, r, device, workers, resume, compile_model, stop_after,
-                progress_for(quiet or not rank0, as_json),
-                log=(lambda m: console.print(m, highlight=False)) if rank0 and not (quiet or as_json) else (lambda m: None))
+    res = train(
+        data,
+        out,
+        r,
+        device,
+        workers,
+        resume,
+        compile_model,
+        stop_after,
+        progress_for(quiet or not rank0, as_json),
+        log=(lambda m: console.print(m, highlight=False))
+        if rank0 and not (quiet or as_json)
+        else (lambda m: None),
+    )
     if not rank0:
         return
-    rows = [("run", res.out), ("parameters", f"{res.parameters:,}"), ("epochs run", res.epochs_run),
-            ("last epoch", res.last_epoch), ("final loss", f"{res.final_loss:.4f}"),
-            ("images/s (last epoch)", f"{res.images_per_s:.1f}")]
+    rows = [
+        ("run", res.out),
+        ("parameters", f"{res.parameters:,}"),
+        ("epochs run", res.epochs_run),
+        ("last epoch", res.last_epoch),
+        ("final loss", f"{res.final_loss:.4f}"),
+        ("images/s (last epoch)", f"{res.images_per_s:.1f}"),
+    ]
     rows += [(f"best {k}", _fmt(k, v)) for k, v in res.best.items()]
-    emit("train", rows, {"out": str(res.out), "parameters": res.parameters, "last_epoch": res.last_epoch,
-                         "final_loss": res.final_loss, "images_per_s": res.images_per_s, "best": res.best},
-         quiet, as_json)
+    emit(
+        "train",
+        rows,
+        {
+            "out": str(res.out),
+            "parameters": res.parameters,
+            "last_epoch": res.last_epoch,
+            "final_loss": res.final_loss,
+            "images_per_s": res.images_per_s,
+            "best": res.best,
+        },
+        quiet,
+        as_json,
+    )
 
 
 def _fmt(k: str, v: float) -> str:
@@ -75,15 +139,34 @@ def _fmt(k: str, v: float) -> str:
 
 @app.command("evaluate")
 def evaluate_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Dataset (or generate output) with the split to score.")],
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="best.pt / last.pt of a train run.")] = None,
-    pred_dir: Annotated[Optional[Path], typer.Option("--pred-dir", help="Predictions of any model, named like the images.")] = None,
+    dataset: Annotated[
+        Path, typer.Argument(help="Dataset (or generate output) with the split to score.")
+    ],
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="best.pt / last.pt of a train run.")
+    ] = None,
+    pred_dir: Annotated[
+        Path | None,
+        typer.Option("--pred-dir", help="Predictions of any model, named like the images."),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="train or test.")] = "test",
-    threshold: Annotated[float, typer.Option("--threshold", help="Probability above which a pixel is target.")] = 0.5,
-    fa_compat: Annotated[FaCompat, typer.Option("--fa-compat", help="identity, or basicirstd's area-value Fa.")] = FaCompat.identity,
-    save_pred: Annotated[Optional[Path], typer.Option("--save-pred", help="Write probability maps (PNG, 0..255) here.")] = None,
-    curve: Annotated[Optional[Path], typer.Option("--curve", help="Write a Pd-Fa curve PNG over thresholds.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the metrics as JSON to this file.")] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Probability above which a pixel is target.")
+    ] = 0.5,
+    fa_compat: Annotated[
+        FaCompat, typer.Option("--fa-compat", help="identity, or basicirstd's area-value Fa.")
+    ] = FaCompat.identity,
+    save_pred: Annotated[
+        Path | None,
+        typer.Option("--save-pred", help="Write probability maps (PNG, 0..255) here."),
+    ] = None,
+    curve: Annotated[
+        Path | None, typer.Option("--curve", help="Write a Pd-Fa curve PNG over thresholds.")
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json-out", help="Also write the metrics as JSON to this file."),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -92,28 +175,48 @@ def evaluate_cmd(
     from sirst_synth.io.files import encode_png, write_bytes_atomic, write_text_atomic
 
     if (checkpoint is None) == (pred_dir is None):
-        raise UsageError("pass exactly one of --checkpoint (a trained model) or --pred-dir (predictions)")
+        raise UsageError(
+            "pass exactly one of --checkpoint (a trained model) or --pred-dir (predictions)"
+        )
     if not 0.0 <= threshold < 1.0:
         raise UsageError(f"--threshold must be in [0, 1), got {threshold}")
     thresholds = np.round(np.linspace(0.05, 0.95, 19), 2) if curve else None
     if pred_dir is not None:
         from sirst_synth.io.predictions import score_predictions
 
-        totals, points, items = score_predictions(dataset, pred_dir, split, threshold, thresholds, fa_compat.value)
+        totals, points, items = score_predictions(
+            dataset, pred_dir, split, threshold, thresholds, fa_compat.value
+        )
         source = str(pred_dir)
     else:
         from sirst_synth.train.evaluate import evaluate_checkpoint
 
-        totals, points, items, probs = evaluate_checkpoint(dataset, checkpoint, split, threshold, device,
-                                                           thresholds, fa_compat.value, keep=save_pred is not None)
+        totals, points, items, probs = evaluate_checkpoint(
+            dataset,
+            checkpoint,
+            split,
+            threshold,
+            device,
+            thresholds,
+            fa_compat.value,
+            keep=save_pred is not None,
+        )
         source = str(checkpoint)
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
-            for it, p in zip(items, probs):
-                write_bytes_atomic(save_pred / f"{it.stem}.png",
-                                   encode_png(np.clip(np.floor(p * 255 + 0.5), 0, 255).astype(np.uint8)))
+            for it, p in zip(items, probs, strict=True):
+                write_bytes_atomic(
+                    save_pred / f"{it.stem}.png",
+                    encode_png(np.clip(np.floor(p * 255 + 0.5), 0, 255).astype(np.uint8)),
+                )
     m = totals.summary(fa_compat.value)
-    data = {"source": source, "split": split, "threshold": threshold, "fa_mode": fa_compat.value, **m}
+    data = {
+        "source": source,
+        "split": split,
+        "threshold": threshold,
+        "fa_mode": fa_compat.value,
+        **m,
+    }
     if points is not None:
         from sirst_synth.curve import draw_pd_fa
 
@@ -121,7 +224,12 @@ def evaluate_cmd(
         data["curve"] = points
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(data, indent=1) + "\n")
-    rows = [("images", m["images"]), ("IoU x100", f"{m['IoU'] * 100:.2f}"), ("nIoU x100", f"{m['nIoU'] * 100:.2f}"),
-            ("Pd x100", f"{m['Pd'] * 100:.2f}"), ("Fa x1e6", f"{m['Fa'] * 1e6:.2f}"),
-            ("targets / detected", f"{m['targets']} / {m['detected']}")]
+    rows = [
+        ("images", m["images"]),
+        ("IoU x100", f"{m['IoU'] * 100:.2f}"),
+        ("nIoU x100", f"{m['nIoU'] * 100:.2f}"),
+        ("Pd x100", f"{m['Pd'] * 100:.2f}"),
+        ("Fa x1e6", f"{m['Fa'] * 1e6:.2f}"),
+        ("targets / detected", f"{m['targets']} / {m['detected']}"),
+    ]
     emit(f"evaluate ({split}, Fa: {fa_compat.value})", rows, data, quiet, as_json)

@@ -21,16 +21,42 @@ def draw_pd_fa(curve: list[dict], size: tuple[int, int] = (480, 640)) -> np.ndar
     cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
     for i in range(6):
         p = i / 5
-        cv2.putText(img, f"{p:.1f}", (left - 40, xy(0, p)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(
+            img,
+            f"{p:.1f}",
+            (left - 40, xy(0, p)[1] + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+        )
         f = fmax * i / 5
-        cv2.putText(img, f"{f:.1f}", (xy(f, 0)[0] - 12, h - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, "Fa (x1e-6)", (w // 2 - 40, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        cv2.putText(
+            img,
+            f"{f:.1f}",
+            (xy(f, 0)[0] - 12, h - bottom + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+        )
+    cv2.putText(
+        img, "Fa (x1e-6)", (w // 2 - 40, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1
+    )
     cv2.putText(img, "Pd", (10, top + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     order = np.argsort(fa, kind="stable")
     pts = np.array([xy(fa[i], pd[i]) for i in order], np.int32)
     if len(pts) > 1:
         cv2.polylines(img, [pts], False, (200, 80, 0), 2, cv2.LINE_AA)
-    for c, (x, y) in zip([curve[i] for i in order], pts):
+    for c, (x, y) in zip([curve[i] for i in order], pts, strict=True):
         cv2.circle(img, (int(x), int(y)), 3, (0, 0, 200), -1)
-        cv2.putText(img, f"{c['threshold']:.2f}", (int(x) + 4, int(y) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (90, 90, 90), 1)
+        cv2.putText(
+            img,
+            f"{c['threshold']:.2f}",
+            (int(x) + 4, int(y) - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.3,
+            (90, 90, 90),
+            1,
+        )
     return img

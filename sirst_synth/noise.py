@@ -48,7 +48,9 @@ def scan_regions(
     rows, cols = np.divmod(np.arange(grid * grid), grid)
     if rh == 0 or rw == 0:
         empty = np.zeros(0)
-        return RegionScan(empty.astype(int), empty.astype(int), empty, empty, empty.astype(np.uint8), rh, rw)
+        return RegionScan(
+            empty.astype(int), empty.astype(int), empty, empty, empty.astype(np.uint8), rh, rw
+        )
     # Reshape the cropped image into (grid, rh, grid, rw) blocks: one vectorised pass.
     blocks = image[: grid * rh, : grid * rw].astype(np.float64).reshape(grid, rh, grid, rw)
     mean = blocks.mean(axis=(1, 3))
@@ -63,9 +65,13 @@ def scan_regions(
     return RegionScan(rows, cols, mean.ravel(), var.ravel(), verdict.ravel(), rh, rw)
 
 
-def region_pixels(image: np.ndarray, row: int, col: int, region_h: int, region_w: int) -> np.ndarray:
+def region_pixels(
+    image: np.ndarray, row: int, col: int, region_h: int, region_w: int
+) -> np.ndarray:
     """The pixels of one grid region (a copy, so a bank never holds a view of a whole image)."""
-    return image[row * region_h : (row + 1) * region_h, col * region_w : (col + 1) * region_w].copy()
+    return image[
+        row * region_h : (row + 1) * region_h, col * region_w : (col + 1) * region_w
+    ].copy()
 
 
 def pick_patch(sources: np.ndarray, source_index: int, rng: np.random.Generator) -> int:

@@ -8,7 +8,6 @@ A journal of finished jobs makes ``--resume`` continue a killed run to the same 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +43,16 @@ from sirst_synth.targets import components
 STATE_DIR = ".sirst-synth"
 RUN_FILE = "run.json"
 JOURNAL = "journal.jsonl"
-OWNED = ("images", "masks", "img_idx", "50_50", "manifest.jsonl", "README.md", "recipe.yaml", STATE_DIR)
+OWNED = (
+    "images",
+    "masks",
+    "img_idx",
+    "50_50",
+    "manifest.jsonl",
+    "README.md",
+    "recipe.yaml",
+    STATE_DIR,
+)
 
 
 # --------------------------------------------------------------------------- shared checks
@@ -61,9 +69,13 @@ def _inside(child: Path, parent: Path) -> bool:
 def check_out_path(out: Path, source_root: Path, flag: str = "--out") -> None:
     """OUT may not be the source dataset, lie inside it, or contain it."""
     if _inside(out, source_root):
-        raise UsageError(f"{flag} {out} is inside the source dataset {source_root}; write somewhere else")
+        raise UsageError(
+            f"{flag} {out} is inside the source dataset {source_root}; write somewhere else"
+        )
     if _inside(source_root, out):
-        raise UsageError(f"{flag} {out} contains the source dataset {source_root}; write somewhere else")
+        raise UsageError(
+            f"{flag} {out} contains the source dataset {source_root}; write somewhere else"
+        )
 
 
 def _load_pair(ds: Dataset, stem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +120,9 @@ def _bank_job(stem: str):
         return stem, None, str(exc)
     scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
     keep = np.flatnonzero(scan.verdict == 0)
-    patches = [region_pixels(image, scan.rows[i], scan.cols[i], scan.region_h, scan.region_w) for i in keep]
+    patches = [
+        region_pixels(image, scan.rows[i], scan.cols[i], scan.region_h, scan.region_w) for i in keep
+    ]
     return stem, (scan, keep, patches), None
 
 
@@ -140,14 +154,26 @@ def build_noise_bank(
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist; create it first")
     fp = fingerprint(ds.root, source_files(ds, ds.train))
-    attrs = {"sigma": float(sigma), "mu": float(mu), "grid": int(grid), "fingerprint": fp,
-             "dataset": ds.name, "train_split": ds.train_split.name}
+    attrs = {
+        "sigma": float(sigma),
+        "mu": float(mu),
+        "grid": int(grid),
+        "fingerprint": fp,
+        "dataset": ds.name,
+        "train_split": ds.train_split.name,
+    }
     if out.exists():
         if resume:
             old = read_bank_index(out)
-            diff = [k for k in attrs if k in ("sigma", "mu", "grid", "fingerprint") and old.attrs.get(k) != attrs[k]]
+            diff = [
+                k
+                for k in attrs
+                if k in ("sigma", "mu", "grid", "fingerprint") and old.attrs.get(k) != attrs[k]
+            ]
             if diff:
-                raise UsageError(f"{out}: cannot resume, the existing bank differs in {', '.join(diff)}; use --overwrite")
+                raise UsageError(
+                    f"{out}: cannot resume, the existing bank differs in {', '.join(diff)}; use --overwrite"
+                )
             return BankSummary(out, images=len(old.sources), accepted=old.size, reused=True)
         if not overwrite:
             raise UsageError(f"{out} exists; pass --overwrite to replace it or --resume to keep it")
@@ -157,8 +183,9 @@ def build_noise_bank(
     cols: dict[str, list] = {k: [] for k in ("source", "row", "col", "mean", "var")}
     sources: list[str] = []
     progress.start("scanning for noise", len(ds.train))
-    for stem, result, problem in ordered_map(_bank_job, ds.train, workers, _bank_init,
-                                              (ds, grid, sigma, mu, skip_errors)):
+    for stem, result, problem in ordered_map(
+        _bank_job, ds.train, workers, _bank_init, (ds, grid, sigma, mu, skip_errors)
+    ):
         progress.advance()
         if result is None:
             summary.skipped.append((stem, problem))
@@ -167,7 +194,9 @@ def build_noise_bank(
         summary.images += 1
         summary.regions += scan.verdict.size
         for code, name in REJECT_NAMES.items():
-            summary.rejected[name] = summary.rejected.get(name, 0) + int((scan.verdict == code).sum())
+            summary.rejected[name] = summary.rejected.get(name, 0) + int(
+                (scan.verdict == code).sum()
+            )
         if keep.size:
             sources.append(stem)
             cols["source"] += [len(sources) - 1] * keep.size
@@ -183,8 +212,17 @@ def build_noise_bank(
             f"{ds.root}: no noise-prone region among {summary.regions} (sigma={sigma}, mu={mu}); "
             "try a larger --sigma"
         )
-    write_bank(out, patches, sources, np.array(cols["source"]), np.array(cols["row"]),
-               np.array(cols["col"]), np.array(cols["mean"]), np.array(cols["var"]), attrs)
+    write_bank(
+        out,
+        patches,
+        sources,
+        np.array(cols["source"]),
+        np.array(cols["row"]),
+        np.array(cols["col"]),
+        np.array(cols["mean"]),
+        np.array(cols["var"]),
+        attrs,
+    )
     return summary
 
 
@@ -220,7 +258,9 @@ _GEN_CTX: dict = {}
 
 
 def _gen_init(ds: Dataset, out: Path, recipe: SynthRecipe, bank: BankIndex | None) -> None:
-    _GEN_CTX.update(ds=ds, out=out, recipe=recipe, bank=bank, reader=BankReader(bank) if bank else None)
+    _GEN_CTX.update(
+        ds=ds, out=out, recipe=recipe, bank=bank, reader=BankReader(bank) if bank else None
+    )
 
 
 def _put(out: Path, rel: str, data: bytes) -> str:
@@ -242,37 +282,65 @@ def _gen_job(job: _Job) -> list[dict]:
         img_rel = f"images/{job.stem}{img_src.suffix.lower()}"
         mask_rel = f"masks/{job.stem}{mask_src.suffix.lower()}"
         rows = {"image": img_rel, "mask": mask_rel, "split": "test", "source": job.stem}
-        rows["sha256"] = {"image": _put(out, img_rel, img_src.read_bytes()),
-                          "mask": _put(out, mask_rel, mask_src.read_bytes())}
+        rows["sha256"] = {
+            "image": _put(out, img_rel, img_src.read_bytes()),
+            "mask": _put(out, mask_rel, mask_src.read_bytes()),
+        }
         return [rows]
     image, mask = _load_pair(ds, job.stem)
     if job.kind == "original":
         rel = f"{job.stem}.png"
-        return [{
-            "image": f"images/{rel}", "mask": f"masks/{rel}", "split": "original", "source": job.stem,
-            "sha256": {"image": _put(out, f"images/{rel}", encode_png(image)),
-                       "mask": _put(out, f"masks/{rel}", encode_png(mask * 255))},
-        }]
+        return [
+            {
+                "image": f"images/{rel}",
+                "mask": f"masks/{rel}",
+                "split": "original",
+                "source": job.stem,
+                "sha256": {
+                    "image": _put(out, f"images/{rel}", encode_png(image)),
+                    "mask": _put(out, f"masks/{rel}", encode_png(mask * 255)),
+                },
+            }
+        ]
     recipe: SynthRecipe = c["recipe"]
     bank: BankIndex = c["bank"]
     src = bank.sources.index(job.stem) if job.stem in bank.sources else -1
     choice = pick_patch(bank.source, src, rng_for(recipe.seed, "noise", job.stem, job.pass_index))
     if choice < 0:
-        raise DataError(f"{bank.path}: every patch comes from {job.stem}; build the bank from more images")
-    noise = {"source": bank.sources[int(bank.source[choice])], "row": int(bank.row[choice]),
-             "col": int(bank.col[choice])}
+        raise DataError(
+            f"{bank.path}: every patch comes from {job.stem}; build the bank from more images"
+        )
+    noise = {
+        "source": bank.sources[int(bank.source[choice])],
+        "row": int(bank.row[choice]),
+        "col": int(bank.col[choice]),
+    }
     rows = []
-    for smp in synthesize(image, mask, c["reader"].patch(choice), recipe.alpha, recipe.s, job.picks):
+    for smp in synthesize(
+        image, mask, c["reader"].patch(choice), recipe.alpha, recipe.s, job.picks
+    ):
         name = sample_name(job.stem, job.pass_index, smp.target, smp.angle)
-        rows.append({
-            "image": f"images/{name}.png", "mask": f"masks/{name}.png", "split": "development",
-            "source": job.stem, "noise": noise, "alpha": recipe.alpha, "s": recipe.s,
-            "pass": job.pass_index, "target": smp.target, "center": list(smp.center),
-            "window": list(smp.window), "angle": smp.angle,
-            "group": f"{job.stem}:{job.pass_index}:{smp.target}",
-            "sha256": {"image": _put(out, f"images/{name}.png", encode_png(smp.image)),
-                       "mask": _put(out, f"masks/{name}.png", encode_png(smp.mask * 255))},
-        })
+        rows.append(
+            {
+                "image": f"images/{name}.png",
+                "mask": f"masks/{name}.png",
+                "split": "development",
+                "source": job.stem,
+                "noise": noise,
+                "alpha": recipe.alpha,
+                "s": recipe.s,
+                "pass": job.pass_index,
+                "target": smp.target,
+                "center": list(smp.center),
+                "window": list(smp.window),
+                "angle": smp.angle,
+                "group": f"{job.stem}:{job.pass_index}:{smp.target}",
+                "sha256": {
+                    "image": _put(out, f"images/{name}.png", encode_png(smp.image)),
+                    "mask": _put(out, f"masks/{name}.png", encode_png(smp.mask * 255)),
+                },
+            }
+        )
     return rows
 
 
@@ -300,8 +368,10 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
             mask = read_mask(ds.mask_path(stem))
             mh, mw = mask.shape
         if (mh, mw) != (h, w):
-            raise DataError(f"{ds.mask_path(stem)}: mask is {mw}x{mh} but the image is {w}x{h}; fix the mask "
-                            "or pass --on-error skip")
+            raise DataError(
+                f"{ds.mask_path(stem)}: mask is {mw}x{mh} but the image is {w}x{h}; fix the mask "
+                "or pass --on-error skip"
+            )
     except DataError as exc:
         if not c["skip"]:
             raise
@@ -309,11 +379,15 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
     if mask is None:
         return split, stem, 0, None
     if c["s"] > min(h, w):
-        raise UsageError(f"--s {c['s']} is larger than {ds.image_path(stem)} ({w}x{h}); use a smaller --s")
+        raise UsageError(
+            f"--s {c['s']} is larger than {ds.image_path(stem)} ({w}x{h}); use a smaller --s"
+        )
     return split, stem, components(mask).count, None
 
 
-def _run_identity(ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str) -> dict:
+def _run_identity(
+    ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str
+) -> dict:
     files = source_files(ds, ds.train) + source_files(ds, ds.test)
     return {
         "tool": "sirst-synth",
@@ -333,22 +407,35 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
     if not out.exists() and not out.parent.is_dir():
-        raise UsageError(f"--out {out}: {out.parent} is not a folder; choose a folder you can write to")
+        raise UsageError(
+            f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
+        )
     entries = [p for p in out.iterdir()] if out.is_dir() else []
     if entries and resume:
         run_file = state / RUN_FILE
         if not run_file.is_file():
-            raise UsageError(f"--out {out} was not written by sirst-synth generate; nothing to resume")
+            raise UsageError(
+                f"--out {out} was not written by sirst-synth generate; nothing to resume"
+            )
         old = json.loads(run_file.read_text())
         diff = [k for k in identity if old.get(k) != identity[k]]
         if diff:
-            detail = "; ".join(f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff
-                               if k != "recipe") or ""
+            detail = (
+                "; ".join(
+                    f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff if k != "recipe"
+                )
+                or ""
+            )
             if "recipe" in diff:
-                rd = [f"{k} {old.get('recipe', {}).get(k)!r} -> {v!r}" for k, v in identity["recipe"].items()
-                      if old.get("recipe", {}).get(k) != v]
+                rd = [
+                    f"{k} {old.get('recipe', {}).get(k)!r} -> {v!r}"
+                    for k, v in identity["recipe"].items()
+                    if old.get("recipe", {}).get(k) != v
+                ]
                 detail = "; ".join(filter(None, ["recipe " + ", ".join(rd), detail]))
-            raise UsageError(f"--out {out}: cannot resume a different run ({detail}); use a new --out")
+            raise UsageError(
+                f"--out {out}: cannot resume a different run ({detail}); use a new --out"
+            )
         for p in out.rglob(f"*{TMP_MARK}*"):
             p.unlink()
         done: set[str] = set()
@@ -365,9 +452,13 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
         return done
     if entries:
         if not overwrite:
-            raise UsageError(f"--out {out} is not empty; pass --overwrite, --resume, or an empty folder")
+            raise UsageError(
+                f"--out {out} is not empty; pass --overwrite, --resume, or an empty folder"
+            )
         if not (state / RUN_FILE).is_file() and not (out / "manifest.jsonl").is_file():
-            raise UsageError(f"--out {out} holds files not written by sirst-synth; refusing to overwrite")
+            raise UsageError(
+                f"--out {out} holds files not written by sirst-synth; refusing to overwrite"
+            )
         for name in OWNED:
             p = out / name
             if p.is_dir():
@@ -380,7 +471,9 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
         write_text_atomic(state / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True) + "\n")
         (state / JOURNAL).write_bytes(b"")
     except OSError as exc:
-        raise UsageError(f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
+        raise UsageError(
+            f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to"
+        ) from None
     return set()
 
 
@@ -414,8 +507,10 @@ def generate(
     bank = read_bank_index(bank_path)
     train_fp = fingerprint(ds.root, source_files(ds, ds.train))
     if bank.attrs.get("fingerprint") != train_fp and not allow_foreign_bank:
-        raise DataError(f"{bank_path}: bank was built from other training files than {ds.root}; "
-                        "rebuild it from this dataset (or pass --allow-foreign-bank)")
+        raise DataError(
+            f"{bank_path}: bank was built from other training files than {ds.root}; "
+            "rebuild it from this dataset (or pass --allow-foreign-bank)"
+        )
     name = name or out.resolve().name
     identity = _run_identity(ds, bank, recipe, layout, name)
     summary = GenerateSummary(out, skipped=list(ds.skipped))
@@ -424,8 +519,9 @@ def generate(
     progress.start("checking image and mask pairs", len(checks))
     counts: dict[str, int] = {}
     bad_test: set[str] = set()
-    for split, stem, n, problem in ordered_map(_scan_job, checks, workers, _scan_init,
-                                                (ds, recipe.s, skip_errors)):
+    for split, stem, n, problem in ordered_map(
+        _scan_job, checks, workers, _scan_init, (ds, recipe.s, skip_errors)
+    ):
         progress.advance()
         if problem:
             summary.skipped.append((stem, problem))
@@ -451,7 +547,8 @@ def generate(
     progress.start("writing samples", len(jobs))
     progress.advance(len(jobs) - len(todo))
     with open(journal, "ab") as jf:
-        for job, rows in zip(todo, ordered_map(_gen_job, todo, workers, _gen_init, (ds, out, recipe, bank))):
+        results = ordered_map(_gen_job, todo, workers, _gen_init, (ds, out, recipe, bank))
+        for job, rows in zip(todo, results, strict=True):
             # Files are in place before their journal line: a kill loses at most this job.
             jf.write((json.dumps({"job": job.key, "rows": rows}) + "\n").encode())
             jf.flush()
@@ -470,8 +567,16 @@ def generate(
     return summary
 
 
-def _finish(out: Path, rows: list[dict], ds: Dataset, recipe: SynthRecipe, identity: dict,
-            layout: str, name: str, summary: GenerateSummary) -> None:
+def _finish(
+    out: Path,
+    rows: list[dict],
+    ds: Dataset,
+    recipe: SynthRecipe,
+    identity: dict,
+    layout: str,
+    name: str,
+    summary: GenerateSummary,
+) -> None:
     """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
     train_stems = [Path(r["image"]).stem for r in rows if r["split"] != "test"]
     test_stems = [Path(r["image"]).stem for r in rows if r["split"] == "test"]
@@ -485,11 +590,19 @@ def _finish(out: Path, rows: list[dict], ds: Dataset, recipe: SynthRecipe, ident
         write_text_atomic(split_dir / test_file, "".join(s + "\n" for s in test_stems))
     write_text_atomic(out / "recipe.yaml", to_yaml(recipe))
     write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, layout, name, summary))
-    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_text_atomic(
+        out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    )
 
 
-def dataset_card(ds: Dataset, recipe: SynthRecipe, identity: dict, layout: str, name: str,
-                 summary: GenerateSummary) -> str:
+def dataset_card(
+    ds: Dataset,
+    recipe: SynthRecipe,
+    identity: dict,
+    layout: str,
+    name: str,
+    summary: GenerateSummary,
+) -> str:
     count = "" if recipe.count is None else f" --count {recipe.count}"
     skipped = "".join(f"- `{s}`: {why}\n" for s, why in summary.skipped) or "none\n"
     return f"""# {name}: a SIRST-5K style dataset
@@ -514,10 +627,10 @@ Command:
     sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --layout {layout}
 
 Recipe: `recipe.yaml` (alpha {recipe.alpha}, s {recipe.s}, seed {recipe.seed}); noise bank
-sigma {identity['bank_params']['sigma']}, mu {identity['bank_params']['mu']}, grid {identity['bank_params']['grid']}.
-Source fingerprint `{identity['source_fingerprint']}`.
+sigma {identity["bank_params"]["sigma"]}, mu {identity["bank_params"]["mu"]}, grid {identity["bank_params"]["grid"]}.
+Source fingerprint `{identity["source_fingerprint"]}`.
 
-Files: `images/`, `masks/` (0/255), split files in `{'50_50/' if layout == 'dnanet' else 'img_idx/'}`,
+Files: `images/`, `masks/` (0/255), split files in `{"50_50/" if layout == "dnanet" else "img_idx/"}`,
 `manifest.jsonl` (one JSON object per sample: paths, split, source, noise patch, target, centre,
 window [row0, col0, row1, col1), angle, sha256 of both files). Check it with `sirst-synth verify OUT`.
 

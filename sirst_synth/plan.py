@@ -24,7 +24,9 @@ class ImageJob:
     picks: tuple[tuple[int, int], ...]  # (target index, angle)
 
 
-def plan(stems: list[str], target_counts: list[int], count: int | None, seed: int) -> list[ImageJob]:
+def plan(
+    stems: list[str], target_counts: list[int], count: int | None, seed: int
+) -> list[ImageJob]:
     """Jobs in a fixed order: pass-major, then the training split's order."""
     if count is not None and count < 0:
         raise UsageError(f"--count must be >= 0, got {count}")
@@ -33,7 +35,9 @@ def plan(stems: list[str], target_counts: list[int], count: int | None, seed: in
     if count is None:
         count = pool
     if count and not pool:
-        raise DataError("no training mask holds a target, so there is nothing to augment; check the masks")
+        raise DataError(
+            "no training mask holds a target, so there is nothing to augment; check the masks"
+        )
     jobs: list[ImageJob] = []
     pass_index = 0
     remaining = count

@@ -8,7 +8,9 @@ import numpy as np
 TILE = 128
 
 
-def _tile(image: np.ndarray, mask: np.ndarray, win: tuple[int, int, int, int], span: int) -> np.ndarray:
+def _tile(
+    image: np.ndarray, mask: np.ndarray, win: tuple[int, int, int, int], span: int
+) -> np.ndarray:
     """A zoomed crop around the window: mask outlined in red, window in green."""
     h, w = image.shape
     r0, c0, r1, c1 = win
@@ -22,16 +24,22 @@ def _tile(image: np.ndarray, mask: np.ndarray, win: tuple[int, int, int, int], s
     big = cv2.resize(crop, (span * z, span * z), interpolation=cv2.INTER_NEAREST)
     bigm = cv2.resize(mcrop, (span * z, span * z), interpolation=cv2.INTER_NEAREST)
     rgb = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
-    contours, _ = cv2.findContours((bigm > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(
+        (bigm > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
     cv2.drawContours(rgb, contours, -1, (0, 0, 255), 1)
-    cv2.rectangle(rgb, ((c0 - x0) * z, (r0 - y0) * z), ((c1 - x0) * z - 1, (r1 - y0) * z - 1), (0, 255, 0), 1)
+    cv2.rectangle(
+        rgb, ((c0 - x0) * z, (r0 - y0) * z), ((c1 - x0) * z - 1, (r1 - y0) * z - 1), (0, 255, 0), 1
+    )
     out = np.zeros((TILE, TILE, 3), np.uint8)
     out[: rgb.shape[0], : rgb.shape[1]] = rgb[:TILE, :TILE]
     return out
 
 
 def contact_sheet(
-    rows: list[tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray], tuple[int, int, int, int]]],
+    rows: list[
+        tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray], tuple[int, int, int, int]]
+    ],
     labels: tuple[str, ...] = ("source", "blended", "0", "90", "180", "270"),
 ) -> np.ndarray:
     """One row per target: (source, source mask, rotated images, rotated masks, window).
@@ -45,11 +53,19 @@ def contact_sheet(
     for src, src_mask, imgs, masks, win in rows:
         span = max(4 * (win[2] - win[0]), 16)
         tiles = [_tile(src, src_mask, win, span), _tile(imgs[0], masks[0], win, span)]
-        tiles += [_tile(i, m, win, span) for i, m in zip(imgs, masks)]
+        tiles += [_tile(i, m, win, span) for i, m in zip(imgs, masks, strict=True)]
         lines.append(np.hstack([np.pad(t, ((pad, pad), (pad, pad), (0, 0))) for t in tiles]))
     width = (TILE + 2 * pad) * len(labels)
     header = np.zeros((head, width, 3), np.uint8)
     for i, text in enumerate(labels):
-        cv2.putText(header, text, (i * (TILE + 2 * pad) + pad, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            header,
+            text,
+            (i * (TILE + 2 * pad) + pad, 15),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return np.vstack([header, *lines]) if lines else header

@@ -52,7 +52,9 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str) -> T:
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise UsageError(f"{source}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        raise UsageError(
+            f"{source}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(names)}"
+        )
     values = {}
     for key, value in data.items():
         default = getattr(cls, key, None)
@@ -85,7 +87,9 @@ def load_recipe(cls: type[T], text: str | None, source: str, overrides: dict[str
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise UsageError(f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
+            raise UsageError(
+                f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file"
+            ) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

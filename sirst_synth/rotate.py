@@ -19,7 +19,9 @@ def check_window_size(s: int, shape: tuple[int, int] | None = None) -> int:
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 or s % 2 == 0:
         raise UsageError(f"--s must be an odd whole number >= 1, got {s}")
     if shape is not None and s > min(shape):
-        raise UsageError(f"--s {s} is larger than the image ({shape[0]}x{shape[1]}); use a smaller --s")
+        raise UsageError(
+            f"--s {s} is larger than the image ({shape[0]}x{shape[1]}); use a smaller --s"
+        )
     return int(s)
 
 
@@ -35,9 +37,7 @@ def window(center: tuple[int, int], s: int, shape: tuple[int, int]) -> tuple[int
     return r0, c0, r0 + s, c0 + s
 
 
-def rotate_window(
-    array: np.ndarray, win: tuple[int, int, int, int], angle: int
-) -> np.ndarray:
+def rotate_window(array: np.ndarray, win: tuple[int, int, int, int], angle: int) -> np.ndarray:
     """A copy of ``array`` whose window is rotated by ``angle`` degrees; the rest untouched."""
     if angle % 90 != 0:
         raise UsageError(f"rotation angle must be a multiple of 90, got {angle}")

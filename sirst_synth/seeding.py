@@ -16,4 +16,6 @@ def key_int(key: object) -> int:
 
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     """The generator of one item, derived from (seed, keys) with ``numpy.random.SeedSequence``."""
-    return np.random.default_rng(np.random.SeedSequence([key_int(seed), *(key_int(k) for k in keys)]))
+    return np.random.default_rng(
+        np.random.SeedSequence([key_int(seed), *(key_int(k) for k in keys)])
+    )

@@ -41,6 +41,8 @@ def synthesize(
         c = (int(centers[t][0]), int(centers[t][1]))
         win = window(c, s, image.shape)
         out.append(
-            Sample(t, c, win, angle, rotate_window(mixed, win, angle), rotate_window(mask, win, angle))
+            Sample(
+                t, c, win, angle, rotate_window(mixed, win, angle), rotate_window(mask, win, angle)
+            )
         )
     return out

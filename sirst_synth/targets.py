@@ -29,7 +29,9 @@ class Components:
 def components(binary: np.ndarray) -> Components:
     """8-connected components with area, centroid and box, computed once by OpenCV."""
     src = np.ascontiguousarray((np.asarray(binary) != 0).astype(np.uint8))
-    n, labels, stats, cents = cv2.connectedComponentsWithStats(src, connectivity=8, ltype=cv2.CV_32S)
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(
+        src, connectivity=8, ltype=cv2.CV_32S
+    )
     stats = stats[1:n]
     boxes = np.stack(
         [

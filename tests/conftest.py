@@ -59,8 +59,13 @@ def cli(capsys):
     return run
 
 
-def write_dataset(root: Path, pairs: dict, train: list[str], test: list[str] | None = None,
-                  train_text: str | None = None) -> Path:
+def write_dataset(
+    root: Path,
+    pairs: dict,
+    train: list[str],
+    test: list[str] | None = None,
+    train_text: str | None = None,
+) -> Path:
     """A DNA-Net layout dataset from arrays (or raw bytes) per stem; None skips a file."""
     import cv2
 
@@ -76,7 +81,9 @@ def write_dataset(root: Path, pairs: dict, train: list[str], test: list[str] | N
                 path.write_bytes(obj)
             else:
                 assert cv2.imwrite(str(path), obj)
-    (root / "50_50" / "train.txt").write_text(train_text if train_text is not None else "\n".join(train))
-    if test is not None:
+    (root / "50_50" / "train.txt").write_text(
+        train_text if train_text is not None else "\n".join(train)
+    )
+    if test:
         (root / "50_50" / "test.txt").write_text("\n".join(test))
     return root

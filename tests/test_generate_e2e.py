@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import tree_hashes
 from skimage.measure import label as sk_label
 
-from conftest import tree_hashes
 from sirst_synth.io.layouts import open_dataset
 
 
@@ -36,9 +36,30 @@ def demo_bank(demo_root, tmp_path_factory):
 
 def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank, tmp_path, cli):
     before = tree_hashes(demo_root)
-    r1 = cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "w1", "--workers", "1", "--json")
-    r2 = cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "w2", "--workers", "2",
-             "--name", "w1", "--quiet")
+    r1 = cli(
+        "generate",
+        demo_root,
+        "--bank",
+        demo_bank,
+        "--out",
+        tmp_path / "w1",
+        "--workers",
+        "1",
+        "--json",
+    )
+    r2 = cli(
+        "generate",
+        demo_root,
+        "--bank",
+        demo_bank,
+        "--out",
+        tmp_path / "w2",
+        "--workers",
+        "2",
+        "--name",
+        "w1",
+        "--quiet",
+    )
     assert r1.code == 0 and r2.code == 0, r1.err + r2.err
     ds = open_dataset(demo_root)
     targets = _count_targets(demo_root, ds.train)
@@ -51,8 +72,20 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
     assert len(rows) == len(ds.train) + 4 * targets + len(ds.test)
     dev = [r for r in rows if r["split"] == "development"]
     for r in dev[:20]:
-        assert {"image", "mask", "split", "source", "noise", "alpha", "s", "target", "center", "window", "angle",
-                "sha256"} <= set(r)
+        assert {
+            "image",
+            "mask",
+            "split",
+            "source",
+            "noise",
+            "alpha",
+            "s",
+            "target",
+            "center",
+            "window",
+            "angle",
+            "sha256",
+        } <= set(r)
         r0, c0, r1_, c1 = r["window"]
         assert (r1_ - r0, c1 - c0) == (3, 3) and r["noise"]["source"] != r["source"]
         assert r["alpha"] == 0.1 and r["angle"] in (0, 90, 180, 270)
@@ -71,19 +104,37 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
         assert np.array_equal(img[r0:r1_, c0:c1], np.rot90(base[r0:r1_, c0:c1], angle // 90))
     # test split is copied byte for byte; split files list every stem
     for stem in ds.test:
-        assert (tmp_path / "w1" / "images" / f"{stem}.png").read_bytes() == ds.image_path(stem).read_bytes()
+        assert (tmp_path / "w1" / "images" / f"{stem}.png").read_bytes() == ds.image_path(
+            stem
+        ).read_bytes()
     train_list = (tmp_path / "w1" / "img_idx" / "train_w1.txt").read_text().split()
     assert len(train_list) == len(ds.train) + 4 * targets
     assert (tmp_path / "w1" / "img_idx" / "test_w1.txt").read_text().split() == list(ds.test)
     assert "alpha: 0.1" in (tmp_path / "w1" / "recipe.yaml").read_text()
-    assert f"| development (synthesised) | {4 * targets} |" in (tmp_path / "w1" / "README.md").read_text()
+    assert (
+        f"| development (synthesised) | {4 * targets} |"
+        in (tmp_path / "w1" / "README.md").read_text()
+    )
     assert cli("verify", tmp_path / "w1").code == 0
     assert tree_hashes(demo_root) == before
 
 
 def test_generate_reads_its_own_output_and_dnanet_layout(demo_root, demo_bank, tmp_path, cli):
-    r = cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "d", "--layout", "dnanet",
-            "--count", "10", "--seed", "5", "--json")
+    r = cli(
+        "generate",
+        demo_root,
+        "--bank",
+        demo_bank,
+        "--out",
+        tmp_path / "d",
+        "--layout",
+        "dnanet",
+        "--count",
+        "10",
+        "--seed",
+        "5",
+        "--json",
+    )
     assert r.code == 0, r.err
     assert json.loads(r.out)["development"] == 10
     ds = open_dataset(tmp_path / "d")
@@ -93,7 +144,17 @@ def test_generate_reads_its_own_output_and_dnanet_layout(demo_root, demo_bank, t
 def test_count_beyond_the_pool_draws_fresh_noise(demo_root, demo_bank, tmp_path, cli):
     ds = open_dataset(demo_root)
     pool = 4 * _count_targets(demo_root, ds.train)
-    r = cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "big", "--count", pool + 6, "--json")
+    r = cli(
+        "generate",
+        demo_root,
+        "--bank",
+        demo_bank,
+        "--out",
+        tmp_path / "big",
+        "--count",
+        pool + 6,
+        "--json",
+    )
     assert r.code == 0, r.err
     rows = [json.loads(x) for x in (tmp_path / "big" / "manifest.jsonl").read_text().splitlines()]
     dev = [x for x in rows if x["split"] == "development"]
@@ -104,8 +165,19 @@ def test_count_beyond_the_pool_draws_fresh_noise(demo_root, demo_bank, tmp_path,
 def test_recipe_file_and_flag_override(demo_root, demo_bank, tmp_path, cli):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("alpha: 0.3\ns: 5\ncount: 8\n")
-    r = cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "o", "--recipe", recipe, "--s", "1",
-            "--json")
+    r = cli(
+        "generate",
+        demo_root,
+        "--bank",
+        demo_bank,
+        "--out",
+        tmp_path / "o",
+        "--recipe",
+        recipe,
+        "--s",
+        "1",
+        "--json",
+    )
     assert r.code == 0, r.err
     written = (tmp_path / "o" / "recipe.yaml").read_text()
     assert "alpha: 0.3" in written and "s: 1" in written and "count: 8" in written
@@ -115,7 +187,10 @@ def test_recipe_file_and_flag_override(demo_root, demo_bank, tmp_path, cli):
 
 
 def test_preview_sheet(demo_root, demo_bank, tmp_path, cli):
-    assert cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "o", "--quiet").code == 0
+    assert (
+        cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "o", "--quiet").code
+        == 0
+    )
     r = cli("preview", tmp_path / "o", "--out", tmp_path / "sheet.png", "--targets", "3")
     assert r.code == 0, r.err
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
@@ -134,12 +209,27 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     r = cli("generate", sirst_root, "--bank", bank, "--out", tmp_path / "strict", "--workers", "2")
     assert r.code == 1 and "Misc_111_pixels0.png: mask is 592x400 but the image is 325x220" in r.err
     assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
-    r = cli("generate", sirst_root, "--bank", bank, "--out", tmp_path / "full", "--workers", "2", "--json",
-            "--on-error", "skip")
+    r = cli(
+        "generate",
+        sirst_root,
+        "--bank",
+        bank,
+        "--out",
+        tmp_path / "full",
+        "--workers",
+        "2",
+        "--json",
+        "--on-error",
+        "skip",
+    )
     assert r.code == 0, r.err
     res = json.loads(r.out)
     assert res["development"] == 4 * _count_targets(sirst_root, ds.train)
-    assert [s for s, _ in res["skipped"]] == ["Misc_111"] and res["test"] == 85 and res["original"] == 341
+    assert (
+        [s for s, _ in res["skipped"]] == ["Misc_111"]
+        and res["test"] == 85
+        and res["original"] == 341
+    )
     assert cli("verify", tmp_path / "full").code == 0
     # workers 1 vs 2 on a 30-image subset: identical bytes
     split = tmp_path / "sub.txt"
@@ -147,9 +237,24 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     test_split = tmp_path / "subtest.txt"
     test_split.write_text("\n".join(s for s in ds.test[:6] if s != "Misc_111"))
     for w in ("1", "2"):
-        r = cli("generate", sirst_root, "--bank", bank, "--out", tmp_path / f"s{w}", "--workers", w,
-                "--train-split", split, "--test-split", test_split, "--name", "sub", "--allow-foreign-bank",
-                "--quiet")
+        r = cli(
+            "generate",
+            sirst_root,
+            "--bank",
+            bank,
+            "--out",
+            tmp_path / f"s{w}",
+            "--workers",
+            w,
+            "--train-split",
+            split,
+            "--test-split",
+            test_split,
+            "--name",
+            "sub",
+            "--allow-foreign-bank",
+            "--quiet",
+        )
         assert r.code == 0, r.err
     assert tree_hashes(tmp_path / "s1") == tree_hashes(tmp_path / "s2")
 

@@ -53,7 +53,11 @@ def test_image_smaller_than_grid_has_no_region():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, 4), min_size=1, max_size=30), st.integers(0, 4), st.integers(0, 2**32 - 1))
+@given(
+    st.lists(st.integers(0, 4), min_size=1, max_size=30),
+    st.integers(0, 4),
+    st.integers(0, 2**32 - 1),
+)
 def test_pick_patch_never_from_same_image(sources, own, seed):
     sources = np.array(sources)
     rng = np.random.default_rng(seed)

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import tree_hashes
+
 from sirst_synth.io.demo_writer import write_demo_dataset
 
 CMD = [sys.executable, "-m", "sirst_synth"]
@@ -19,23 +19,51 @@ CMD = [sys.executable, "-m", "sirst_synth"]
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     write_demo_dataset(root / "data", images=40, seed=1)
-    subprocess.run(CMD + ["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"], check=True)
+    subprocess.run(
+        CMD + ["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"],
+        check=True,
+    )
     ref = root / "ref"
-    subprocess.run(CMD + ["generate", str(root / "data"), "--bank", str(root / "bank.h5"), "--out", str(ref),
-                          "--name", "x", "-q"], check=True)
+    subprocess.run(
+        CMD
+        + [
+            "generate",
+            str(root / "data"),
+            "--bank",
+            str(root / "bank.h5"),
+            "--out",
+            str(ref),
+            "--name",
+            "x",
+            "-q",
+        ],
+        check=True,
+    )
     return root, tree_hashes(ref)
 
 
 def _args(root: Path, out: Path, *extra: str) -> list[str]:
-    return CMD + ["generate", str(root / "data"), "--bank", str(root / "bank.h5"), "--out", str(out),
-                  "--name", "x", "-q", *extra]
+    return CMD + [
+        "generate",
+        str(root / "data"),
+        "--bank",
+        str(root / "bank.h5"),
+        "--out",
+        str(out),
+        "--name",
+        "x",
+        "-q",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("lines", [0, 1, 20, 45])
 def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
     root, ref = setup
     out = tmp_path / "out"
-    proc = subprocess.Popen(_args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     journal = out / ".sirst-synth" / "journal.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
@@ -46,7 +74,9 @@ def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
     proc.wait()
     if not out.exists():  # killed before it wrote anything: a fresh start is the resume
         out.mkdir()
-    r = subprocess.run(_args(root, out, "--resume", "--workers", "1"), capture_output=True, text=True)
+    r = subprocess.run(
+        _args(root, out, "--resume", "--workers", "1"), capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert tree_hashes(out) == ref
     v = subprocess.run(CMD + ["verify", str(out), "-q"], capture_output=True, text=True)
@@ -58,7 +88,9 @@ def test_resume_with_other_recipe_is_refused(setup, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(_args(root, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.wait()
-    r = subprocess.run(_args(root, out, "--resume", "--alpha", "0.2"), capture_output=True, text=True)
+    r = subprocess.run(
+        _args(root, out, "--resume", "--alpha", "0.2"), capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "cannot resume a different run" in r.stderr and "alpha 0.1 -> 0.2" in r.stderr
     assert "Traceback" not in r.stderr
@@ -67,8 +99,12 @@ def test_resume_with_other_recipe_is_refused(setup, tmp_path):
 def test_ctrl_c_stops_cleanly_with_resume_hint(setup, tmp_path):
     root, ref = setup
     out = tmp_path / "out"
-    proc = subprocess.Popen(_args(root, out, "--workers", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        _args(root, out, "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     journal = out / ".sirst-synth" / "journal.jsonl"
     while proc.poll() is None and not (journal.is_file() and journal.stat().st_size):
         time.sleep(0.002)

@@ -87,7 +87,7 @@ def test_rotation_properties(shape_seed, data):
     img = rng.integers(0, 256, (h, w), dtype=np.uint8)
     mask = (rng.random((h, w)) > 0.7).astype(np.uint8)
     r0, c0, r1, c1 = win = window(center, s, (h, w))
-    assert (r1 - r0, c1 - c0) == (s, s) and 0 <= r0 and r1 <= h and 0 <= c0 and c1 <= w
+    assert (r1 - r0, c1 - c0) == (s, s) and r0 >= 0 and r1 <= h and c0 >= 0 and c1 <= w
     once = rotate_window(img, win, 90)
     four = img
     for _ in range(4):
@@ -99,7 +99,9 @@ def test_rotation_properties(shape_seed, data):
     for angle in (0, 90, 180, 270):
         ri, rm = rotate_window(img, win, angle), rotate_window(mask, win, angle)
         assert ri.shape == img.shape and ri.dtype == img.dtype
-        assert np.array_equal(ri[outside], img[outside]) and np.array_equal(rm[outside], mask[outside])
+        assert np.array_equal(ri[outside], img[outside]) and np.array_equal(
+            rm[outside], mask[outside]
+        )
         # image and mask windows move together: a pixel pair lands at the same place
         pair = img.astype(np.int32) * 2 + mask
         assert np.array_equal(rotate_window(pair, win, angle), ri.astype(np.int32) * 2 + rm)

@@ -24,7 +24,9 @@ def test_components_8_connected_with_centroids():
 def test_empty_and_full_masks():
     assert components(np.zeros((4, 4), np.uint8)).count == 0
     full = components(np.ones((4, 5), np.uint8))
-    assert full.count == 1 and full.areas.tolist() == [20] and full.centroids.tolist() == [[1.5, 2.0]]
+    assert (
+        full.count == 1 and full.areas.tolist() == [20] and full.centroids.tolist() == [[1.5, 2.0]]
+    )
 
 
 def test_plan_one_pass_takes_every_rotation():

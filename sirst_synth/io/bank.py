@@ -65,17 +65,27 @@ def write_bank(
             f.attrs["tool_version"] = __version__
             for k, v in attrs.items():
                 f.attrs[k] = v
-            flat = np.concatenate([p.ravel() for p in patches]) if patches else np.zeros(0, np.uint8)
-            f.create_dataset("pixels", data=flat.astype(np.uint8), dtype="u1", chunks=True if flat.size else None)
+            flat = (
+                np.concatenate([p.ravel() for p in patches]) if patches else np.zeros(0, np.uint8)
+            )
+            f.create_dataset(
+                "pixels", data=flat.astype(np.uint8), dtype="u1", chunks=True if flat.size else None
+            )
             f.create_dataset("offset", data=offset, dtype="i8")
-            f.create_dataset("height", data=np.array([p.shape[0] for p in patches], np.int32), dtype="i4")
-            f.create_dataset("width", data=np.array([p.shape[1] for p in patches], np.int32), dtype="i4")
+            f.create_dataset(
+                "height", data=np.array([p.shape[0] for p in patches], np.int32), dtype="i4"
+            )
+            f.create_dataset(
+                "width", data=np.array([p.shape[1] for p in patches], np.int32), dtype="i4"
+            )
             f.create_dataset("source", data=np.asarray(source, np.int32), dtype="i4")
             f.create_dataset("row", data=np.asarray(row, np.int16), dtype="i2")
             f.create_dataset("col", data=np.asarray(col, np.int16), dtype="i2")
             f.create_dataset("mean", data=np.asarray(mean, np.float64), dtype="f8")
             f.create_dataset("var", data=np.asarray(var, np.float64), dtype="f8")
-            f.create_dataset("sources", data=np.array(sources, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset(
+                "sources", data=np.array(sources, dtype=object), dtype=h5py.string_dtype("utf-8")
+            )
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -112,7 +122,9 @@ def read_bank_index(path: Path) -> BankIndex:
     except DataError:
         raise
     except (OSError, KeyError, ValueError):
-        raise DataError(f"{path}: noise bank is truncated or unreadable; rebuild it with build-noise-bank") from None
+        raise DataError(
+            f"{path}: noise bank is truncated or unreadable; rebuild it with build-noise-bank"
+        ) from None
     return idx
 
 

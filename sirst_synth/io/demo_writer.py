@@ -12,7 +12,9 @@ from sirst_synth.seeding import rng_for
 from sirst_synth.targets import components
 
 
-def write_demo_dataset(out: Path, images: int = 64, seed: int = 0, progress: Progress | None = None) -> dict:
+def write_demo_dataset(
+    out: Path, images: int = 64, seed: int = 0, progress: Progress | None = None
+) -> dict:
     """``images/``, ``masks/`` (0/255) and ``50_50/{train,test}.txt``; returns counts."""
     progress = progress or Progress()
     if images < 2:

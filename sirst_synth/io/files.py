@@ -69,7 +69,9 @@ def decode_raw(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot be read ({exc.strerror}); check permissions") from None
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if arr is None or arr.size == 0:
-        raise DataError(f"{path}: not a decodable image (truncated or not an image); replace the file")
+        raise DataError(
+            f"{path}: not a decodable image (truncated or not an image); replace the file"
+        )
     return arr
 
 
@@ -101,7 +103,9 @@ def image_size(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check the dataset folder") from None
     except Exception:
-        raise DataError(f"{path}: not a decodable image (truncated or not an image); replace the file") from None
+        raise DataError(
+            f"{path}: not a decodable image (truncated or not an image); replace the file"
+        ) from None
     return h, w
 
 

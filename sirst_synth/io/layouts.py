@@ -99,7 +99,9 @@ def _detect_splits(root: Path) -> tuple[str, str, Path, Path | None]:
             return "basicirstd", name, trains[0], test if test.is_file() else None
         if len(trains) > 1:
             listed = ", ".join(p.name for p in trains)
-            raise UsageError(f"{idx}: several training splits ({listed}); pick one with --train-split")
+            raise UsageError(
+                f"{idx}: several training splits ({listed}); pick one with --train-split"
+            )
     for folder in sorted(root.glob("idx_*")):
         if (folder / "trainval.txt").is_file():
             test = folder / "test.txt"
@@ -154,6 +156,12 @@ def open_dataset(
 
     train = resolve(read_split(train_split), train_split)
     test = resolve(read_split(test_split), test_split) if test_split is not None else ()
+    both = sorted(set(train) & set(test))
+    if both:
+        raise DataError(
+            f"{test_split}: {both[0]!r} is in both the training and the test split; "
+            "remove it from one of them"
+        )
     if not train:
         raise DataError(f"{train_split}: no usable training image; fix the split or the files")
     return Dataset(

@@ -38,7 +38,11 @@ def find_prediction(pred_dir: Path, stem: str) -> Path:
 
 
 def score_predictions(
-    root: Path, pred_dir: Path, split: str = "test", threshold: float = 0.5, curve_thresholds=None,
+    root: Path,
+    pred_dir: Path,
+    split: str = "test",
+    threshold: float = 0.5,
+    curve_thresholds=None,
     fa_mode: str = "identity",
 ) -> tuple[MetricTotals, list[dict] | None, list[Item]]:
     """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions."""
@@ -52,8 +56,10 @@ def score_predictions(
         prob = read_probability(find_prediction(pred_dir, it.stem))
         label = read_mask(it.mask)
         if prob.shape != label.shape:
-            raise DataError(f"{find_prediction(pred_dir, it.stem)}: prediction is {prob.shape[1]}x{prob.shape[0]}, "
-                            f"label is {label.shape[1]}x{label.shape[0]}; predict at the image's own size")
+            raise DataError(
+                f"{find_prediction(pred_dir, it.stem)}: prediction is {prob.shape[1]}x{prob.shape[0]}, "
+                f"label is {label.shape[1]}x{label.shape[0]}; predict at the image's own size"
+            )
         totals.add(score_image(binarize(prob, threshold), label))
         if curve_thresholds is not None:
             pairs.append((prob, label))

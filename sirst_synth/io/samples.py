@@ -35,8 +35,14 @@ def split_items(root: Path, split: str) -> list[Item]:
         for line in manifest.read_text().splitlines():
             r = json.loads(line)
             if r["split"] in want:
-                items.append(Item(Path(r["image"]).stem, root / r["image"], root / r["mask"],
-                                  r.get("group", Path(r["image"]).stem)))
+                items.append(
+                    Item(
+                        Path(r["image"]).stem,
+                        root / r["image"],
+                        root / r["mask"],
+                        r.get("group", Path(r["image"]).stem),
+                    )
+                )
     else:
         ds = open_dataset(root)
         stems = ds.train if split == "train" else ds.test

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sirst_synth.io.files import TMP_MARK, decode_raw, sha256_file
 from sirst_synth.errors import DataError, SirstError
+from sirst_synth.io.files import TMP_MARK, decode_raw, sha256_file
 
 
 def verify_dataset(out: Path) -> tuple[int, list[str]]:
@@ -14,7 +14,9 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
     out = Path(out)
     manifest = out / "manifest.jsonl"
     if not manifest.is_file():
-        raise DataError(f"{out}: no manifest.jsonl; is this a folder written by sirst-synth generate?")
+        raise DataError(
+            f"{out}: no manifest.jsonl; is this a folder written by sirst-synth generate?"
+        )
     problems: list[str] = []
     listed: set[str] = set()
     rows = 0
@@ -34,7 +36,9 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
                 problems.append(f"{rel}: listed in the manifest but missing")
                 continue
             if sha256_file(path) != digest:
-                problems.append(f"{rel}: sha256 differs from the manifest (file changed or corrupt)")
+                problems.append(
+                    f"{rel}: sha256 differs from the manifest (file changed or corrupt)"
+                )
             try:
                 shapes.append(decode_raw(path).shape[:2])
             except SirstError:
@@ -48,9 +52,13 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
         for p in sorted(folder.iterdir()):
             rel = f"{sub}/{p.name}"
             if TMP_MARK in p.name:
-                problems.append(f"{rel}: stray temporary file from an interrupted run (resume or delete it)")
+                problems.append(
+                    f"{rel}: stray temporary file from an interrupted run (resume or delete it)"
+                )
             elif rel not in listed:
                 problems.append(f"{rel}: file not in the manifest")
     for p in sorted(out.glob(f"*{TMP_MARK}*")):
-        problems.append(f"{p.name}: stray temporary file from an interrupted run (resume or delete it)")
+        problems.append(
+            f"{p.name}: stray temporary file from an interrupted run (resume or delete it)"
+        )
     return rows, problems

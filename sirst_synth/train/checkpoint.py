@@ -28,7 +28,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
-        raise DataError(f"{path}: not a readable checkpoint (truncated or another format)") from None
+        raise DataError(
+            f"{path}: not a readable checkpoint (truncated or another format)"
+        ) from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED):
         raise DataError(f"{path}: not a sirst-synth checkpoint; train one with `sirst-synth train`")
     return state

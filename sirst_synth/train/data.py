@@ -15,7 +15,9 @@ from sirst_synth.io.samples import Item
 from sirst_synth.seeding import rng_for
 
 
-def crop_or_pad(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def crop_or_pad(
+    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A ``size x size`` view: random crop where larger, zero pad (bottom/right) where smaller."""
     h, w = image.shape
     y0 = int(rng.integers(0, h - size + 1)) if h > size else 0
@@ -55,10 +57,15 @@ class SegmentationSet(Dataset):
         it = self.items[i]
         image, mask = read_gray(it.image), read_mask(it.mask)
         if self.crop:
-            image, mask = crop_or_pad(image, mask, self.crop, rng_for(self.seed, "crop", self.epoch, it.group))
+            image, mask = crop_or_pad(
+                image, mask, self.crop, rng_for(self.seed, "crop", self.epoch, it.group)
+            )
         x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        return (torch.from_numpy(x)[None], torch.from_numpy(mask.astype(np.float32))[None],
-                self.group_ids[it.group])
+        return (
+            torch.from_numpy(x)[None],
+            torch.from_numpy(mask.astype(np.float32))[None],
+            self.group_ids[it.group],
+        )
 
 
 class GroupBatchSampler(Sampler):
@@ -68,7 +75,9 @@ class GroupBatchSampler(Sampler):
     number of batches.
     """
 
-    def __init__(self, groups: list[str], batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(
+        self, groups: list[str], batch_size: int, seed: int, rank: int = 0, world: int = 1
+    ):
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.members: dict[str, list[int]] = {}
         for i, g in enumerate(groups):

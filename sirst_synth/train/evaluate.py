@@ -16,8 +16,14 @@ from sirst_synth.train.model import build_model
 
 
 def evaluate_checkpoint(
-    root: Path, checkpoint: Path, split: str = "test", threshold: float = 0.5, device: str = "auto",
-    curve_thresholds: np.ndarray | None = None, fa_mode: str = "identity", keep: bool = False,
+    root: Path,
+    checkpoint: Path,
+    split: str = "test",
+    threshold: float = 0.5,
+    device: str = "auto",
+    curve_thresholds: np.ndarray | None = None,
+    fa_mode: str = "identity",
+    keep: bool = False,
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray]]:
     """Metric totals, an optional Pd-Fa curve, the items and (if asked) their probability maps."""
     state = load_checkpoint(checkpoint)
@@ -27,8 +33,14 @@ def evaluate_checkpoint(
     model.to(dev).eval()
     items = split_items(root, split)
     need = keep or curve_thresholds is not None
-    totals, probs = evaluate_items(model, items, state["norm"]["mean"], state["norm"]["std"], dev, threshold, need)
+    totals, probs = evaluate_items(
+        model, items, state["norm"]["mean"], state["norm"]["std"], dev, threshold, need
+    )
     curve = None
     if curve_thresholds is not None:
-        curve = pd_fa_curve([(p, read_mask(it.mask)) for p, it in zip(probs, items)], curve_thresholds, fa_mode)
+        curve = pd_fa_curve(
+            [(p, read_mask(it.mask)) for p, it in zip(probs, items, strict=True)],
+            curve_thresholds,
+            fa_mode,
+        )
     return totals, curve, items, probs

@@ -14,7 +14,9 @@ MULTIPLE = 16  # 4 downsampling stages
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, image: np.ndarray, mean: float, std: float, device: torch.device) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, image: np.ndarray, mean: float, std: float, device: torch.device
+) -> np.ndarray:
     """Probability map (float32, same shape as ``image``); no resizing of anything."""
     h, w = image.shape
     x = torch.from_numpy((image.astype(np.float32) / 255.0 - mean) / std)[None, None].to(device)
@@ -26,8 +28,13 @@ def predict(model: torch.nn.Module, image: np.ndarray, mean: float, std: float, 
 
 
 def evaluate_items(
-    model: torch.nn.Module, items: list[Item], mean: float, std: float, device: torch.device,
-    threshold: float = 0.5, keep_probs: bool = False,
+    model: torch.nn.Module,
+    items: list[Item],
+    mean: float,
+    std: float,
+    device: torch.device,
+    threshold: float = 0.5,
+    keep_probs: bool = False,
 ) -> tuple[MetricTotals, list[np.ndarray]]:
     """Score a model on items; optionally return the probability maps (for curves, saving)."""
     was_training = model.training

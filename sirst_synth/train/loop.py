@@ -53,7 +53,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def _dist_env() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
 
 
 def check_recipe(r: TrainRecipe) -> None:
@@ -62,7 +66,9 @@ def check_recipe(r: TrainRecipe) -> None:
     if not r.lr > 0:
         raise UsageError(f"--lr must be positive, got {r.lr}")
     if r.neg_loss not in NEG_LOSS_MODES:
-        raise UsageError(f"--neg-loss must be one of {', '.join(NEG_LOSS_MODES)}, got {r.neg_loss!r}")
+        raise UsageError(
+            f"--neg-loss must be one of {', '.join(NEG_LOSS_MODES)}, got {r.neg_loss!r}"
+        )
     if r.optimizer != "adagrad" or r.scheduler != "cosine":
         raise UsageError("only optimizer: adagrad and scheduler: cosine are implemented")
 
@@ -97,10 +103,15 @@ def train(
             raise UsageError(f"--resume: {last} not found; start without --resume")
         state = load_checkpoint(last)
         old = TrainRecipe(**state["recipe"])
-        diff = [f.name for f in dataclasses.fields(TrainRecipe)
-                if getattr(old, f.name) != getattr(recipe, f.name) and f.name != "epochs"]
+        diff = [
+            f.name
+            for f in dataclasses.fields(TrainRecipe)
+            if getattr(old, f.name) != getattr(recipe, f.name) and f.name != "epochs"
+        ]
         if diff:
-            raise UsageError(f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out")
+            raise UsageError(
+                f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
+            )
     elif last.exists():
         raise UsageError(f"--out {out} already holds a run; pass --resume or choose a new folder")
     check_recipe(recipe)
@@ -131,26 +142,43 @@ def train(
         start_epoch, best = state["epoch"], state.get("best", {})
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
     if compile_model:
         net = torch.compile(net)
 
     ds = SegmentationSet(train_items, mean, std, recipe.crop, recipe.seed)
-    sampler = GroupBatchSampler([it.group for it in train_items], recipe.batch_size, recipe.seed, rank, world)
-    loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, pin_memory=dev.type == "cuda",
-                        persistent_workers=False)
+    sampler = GroupBatchSampler(
+        [it.group for it in train_items], recipe.batch_size, recipe.seed, rank, world
+    )
+    loader = DataLoader(
+        ds,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
+    )
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path = out / "metrics.jsonl"
         kept = []
         if state is not None and metrics_path.is_file():
-            kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["epoch"] <= start_epoch]
+            kept = [
+                ln
+                for ln in metrics_path.read_text().splitlines()
+                if json.loads(ln)["epoch"] <= start_epoch
+            ]
         write_text_atomic(metrics_path, "".join(ln + "\n" for ln in kept))
-    log(f"model {recipe.model}: {n_params:,} parameters; {len(train_items)} training images, "
-        f"{len(val_items)} validation; device {dev}")
+    log(
+        f"model {recipe.model}: {n_params:,} parameters; {len(train_items)} training images, "
+        f"{len(val_items)} validation; device {dev}"
+    )
 
     history, rate, loss_value = [], 0.0, float("nan")
-    end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
+    end_epoch = (
+        recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
+    )
     progress.start("training", end_epoch - start_epoch)
     for epoch in range(start_epoch, end_epoch):
         ds.epoch = sampler.epoch = epoch
@@ -176,21 +204,37 @@ def train(
         lr = opt.param_groups[0]["lr"]
         sched.step()
         row = {"epoch": epoch + 1, "loss": loss_value, "lr": lr, "images_per_s": rate}
-        if rank == 0 and val_items and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
+        if (
+            rank == 0
+            and val_items
+            and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs)
+        ):
             totals, _ = evaluate_items(model, val_items, mean, std, dev, recipe.threshold)
             summary = totals.summary()
             row.update({k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")})
             if not best or summary["IoU"] > best.get("IoU", -1):
                 best = {"epoch": epoch + 1, **{k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}}
                 row["best"] = True
-        elif rank == 0 and not val_items and (not best or loss_value < best.get("loss", float("inf"))):
+        elif (
+            rank == 0
+            and not val_items
+            and (not best or loss_value < best.get("loss", float("inf")))
+        ):
             best = {"epoch": epoch + 1, "loss": loss_value}
             row["best"] = True
         history.append(row)
         if rank == 0:
-            ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "epoch": epoch + 1, "recipe": dataclasses.asdict(recipe), "norm": {"mean": mean, "std": std},
-                    "version": __version__, "best": best, "parameters": n_params}
+            ckpt = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch + 1,
+                "recipe": dataclasses.asdict(recipe),
+                "norm": {"mean": mean, "std": std},
+                "version": __version__,
+                "best": best,
+                "parameters": n_params,
+            }
             save_checkpoint(last, ckpt)
             if row.get("best"):
                 save_checkpoint(out / "best.pt", ckpt)
@@ -200,4 +244,6 @@ def train(
     progress.stop()
     if rank == 0 and not (out / "best.pt").exists() and last.exists():
         save_checkpoint(out / "best.pt", load_checkpoint(last))
-    return TrainResult(out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history)
+    return TrainResult(
+        out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history
+    )

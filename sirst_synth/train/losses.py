@@ -7,7 +7,9 @@ import torch
 NEG_LOSS_MODES = ("sum", "min", "off")
 
 
-def soft_iou_per_sample(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+def soft_iou_per_sample(
+    logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0
+) -> torch.Tensor:
     """``1 - (sum(p*y) + smooth) / (sum(p) + sum(y) - sum(p*y) + smooth)`` per sample."""
     p = torch.sigmoid(logits.float()).flatten(1)
     y = target.float().flatten(1)
@@ -35,6 +37,8 @@ def group_loss(per_sample: torch.Tensor, groups: torch.Tensor, mode: str = "sum"
         per_group = torch.zeros(uniq.numel(), dtype=per_sample.dtype, device=per_sample.device)
         per_group = per_group.index_add(0, inverse, per_sample)
     else:
-        per_group = torch.full((uniq.numel(),), float("inf"), dtype=per_sample.dtype, device=per_sample.device)
+        per_group = torch.full(
+            (uniq.numel(),), float("inf"), dtype=per_sample.dtype, device=per_sample.device
+        )
         per_group = per_group.scatter_reduce(0, inverse, per_sample, reduce="amin")
     return per_group.mean()

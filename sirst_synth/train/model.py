@@ -25,7 +25,8 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 4)
         self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, hidden, 1, bias=False),
+            nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, 1, bias=False),
         )
 
@@ -48,11 +49,17 @@ class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
         )
-        self.skip = nn.Identity() if cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (
+            nn.Identity()
+            if cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.skip(x))
@@ -75,10 +82,14 @@ class AttentionFeatureFusion(nn.Module):
 class AFFUNet(nn.Module):
     """U-Net with 4 downsampling stages, AFF decoder nodes and deep supervision."""
 
-    def __init__(self, widths: tuple[int, ...] = WIDTHS["aff-unet"], attention: bool = True, in_ch: int = 1):
+    def __init__(
+        self, widths: tuple[int, ...] = WIDTHS["aff-unet"], attention: bool = True, in_ch: int = 1
+    ):
         super().__init__()
         w = widths
-        self.enc = nn.ModuleList([ResBlock(in_ch, w[0])] + [ResBlock(w[i], w[i + 1]) for i in range(4)])
+        self.enc = nn.ModuleList(
+            [ResBlock(in_ch, w[0])] + [ResBlock(w[i], w[i + 1]) for i in range(4)]
+        )
         self.dec = nn.ModuleList(
             [AttentionFeatureFusion(w[i], w[i + 1], w[i], attention) for i in range(4)]
         )
@@ -98,7 +109,9 @@ class AFFUNet(nn.Module):
             decoded[i] = deep
         size = x.shape[-2:]
         sides = [self.heads[0](decoded[0])] + [
-            F.interpolate(self.heads[i](decoded[i]), size=size, mode="bilinear", align_corners=False)
+            F.interpolate(
+                self.heads[i](decoded[i]), size=size, mode="bilinear", align_corners=False
+            )
             for i in (1, 2, 3)
         ]
         return [self.fuse(torch.cat(sides, dim=1)), *sides]
