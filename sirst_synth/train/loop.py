@@ -40,6 +40,7 @@ class TrainResult:
     final_loss: float
     best: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    state: dict = field(default_factory=dict, repr=False)  # final weights (every rank)
 
 
 def pick_device(name: str) -> torch.device:
@@ -197,6 +198,10 @@ def train(
             loss_sum += float(loss.detach())
             steps += 1
             seen += x.shape[0]
+        if world > 1:
+            # DDP syncs gradients, not BatchNorm statistics: give every rank rank 0's buffers.
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         rate = seen * world / max(time.perf_counter() - t0, 1e-9)
@@ -244,6 +249,7 @@ def train(
     progress.stop()
     if rank == 0 and not (out / "best.pt").exists() and last.exists():
         save_checkpoint(out / "best.pt", load_checkpoint(last))
+    final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return TrainResult(
-        out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history
+        out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history, final
     )

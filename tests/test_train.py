@@ -1,0 +1,244 @@
+"""Trainer and evaluator on CPU: overfitting, exact resume, checkpoints, DDP, metrics end to end."""
+
+import json
+import os
+import shutil
+import socket
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sirst_synth.demo import demo_image  # noqa: E402
+from sirst_synth.errors import DataError  # noqa: E402
+from sirst_synth.io.layouts import open_dataset  # noqa: E402
+from sirst_synth.recipe import TrainRecipe  # noqa: E402
+from sirst_synth.targets import target_centers  # noqa: E402
+from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from sirst_synth.train.losses import deep_supervision_loss, group_loss, soft_iou_per_sample  # noqa: E402
+from sirst_synth.train.model import build_model, parameter_count  # noqa: E402
+
+TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "4", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def small_synth(tmp_path_factory):
+    from cli.app import main
+
+    root = tmp_path_factory.mktemp("train")
+    from sirst_synth.io.demo_writer import write_demo_dataset
+
+    write_demo_dataset(root / "data", images=8, seed=2)
+    for args in (
+        ["build-noise-bank", root / "data", "--out", root / "bank.h5", "-q"],
+        [
+            "generate",
+            root / "data",
+            "--bank",
+            root / "bank.h5",
+            "--out",
+            root / "syn",
+            "--count",
+            "8",
+            "-q",
+        ],
+    ):
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in args])
+        assert e.value.code == 0
+    return root
+
+
+def test_parameter_counts():
+    assert 8_700_000 < parameter_count(build_model("aff-unet")) < 8_900_000  # paper: 8.79 M
+    assert parameter_count(build_model("aff-unet-tiny")) < 300_000
+    assert parameter_count(build_model("unet")) < parameter_count(build_model("aff-unet"))
+
+
+def test_soft_iou_and_group_losses_by_hand():
+    big = torch.full((1, 1, 2, 2), 50.0)  # sigmoid = 1
+    y = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    # p = 1 everywhere: inter 2, sum p 4, sum y 2: 1 - (2 + 1) / (4 + 2 - 2 + 1) = 0.4
+    assert soft_iou_per_sample(big, y).item() == pytest.approx(0.4)
+    per = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
+    groups = torch.tensor([7, 7, 7, 7, 9])
+    assert group_loss(per, groups, "sum").item() == pytest.approx((1.0 + 0.5) / 2)
+    assert group_loss(per, groups, "min").item() == pytest.approx((0.1 + 0.5) / 2)
+    assert group_loss(per, groups, "off").item() == pytest.approx(0.3)
+
+
+def test_tiny_model_overfits_four_demo_images():
+    xs, ys = [], []
+    for i in range(4):
+        img, m, _ = demo_image(0, i)
+        cy, cx = target_centers(m)[0]
+        y0, x0 = int(min(max(cy - 32, 0), 192)), int(min(max(cx - 32, 0), 192))
+        xs.append((img[y0 : y0 + 64, x0 : x0 + 64].astype(np.float32) / 255 - 0.4) / 0.2)
+        ys.append(m[y0 : y0 + 64, x0 : x0 + 64].astype(np.float32))
+    x, y = torch.tensor(np.stack(xs))[:, None], torch.tensor(np.stack(ys))[:, None]
+    torch.manual_seed(0)
+    model = build_model("aff-unet-tiny")
+    opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(250):
+        loss = group_loss(deep_supervision_loss(model(x), y), torch.arange(4), "off")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_is_exact(small_synth, tmp_path, cli):
+    syn = small_synth / "syn"
+    assert cli("train", syn, "--out", tmp_path / "a", "--epochs", "2", *TINY).code == 0
+    r = cli("train", syn, "--out", tmp_path / "b", "--epochs", "2", "--stop-after", "1", *TINY)
+    assert r.code == 0, r.err
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+    r = cli("train", syn, "--out", tmp_path / "b", "--epochs", "2", "--resume", *TINY)
+    assert r.code == 0, r.err
+    wa, wb = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6, rtol=0), k
+    ma = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in mb] == [1, 2] and ma[1]["loss"] == pytest.approx(
+        mb[1]["loss"], abs=1e-6
+    )
+    # a resume with another recipe is refused, and a second run into the same folder too
+    r = cli(
+        "train", syn, "--out", tmp_path / "b", "--epochs", "3", "--resume", "--lr", "0.01", *TINY
+    )
+    assert r.code == 2 and "recipe differs" in r.err and "lr" in r.err
+    r = cli("train", syn, "--out", tmp_path / "b", "--epochs", "2", *TINY)
+    assert r.code == 2 and "--resume" in r.err
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path):
+    model = build_model("aff-unet-tiny")
+    state = {
+        "model": model.state_dict(),
+        "optimizer": {},
+        "scheduler": {},
+        "epoch": 3,
+        "recipe": TrainRecipe(model="aff-unet-tiny").__dict__,
+        "norm": {"mean": 0.4, "std": 0.2},
+        "version": "x",
+    }
+    save_checkpoint(tmp_path / "c.pt", state)
+    back = load_checkpoint(tmp_path / "c.pt")
+    assert back["epoch"] == 3 and back["norm"] == {"mean": 0.4, "std": 0.2}
+    for k, v in model.state_dict().items():
+        assert torch.equal(back["model"][k], v)
+    assert not list(tmp_path.glob("*sirst-tmp*"))
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(DataError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="not a sirst-synth checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_evaluate_checkpoint_and_pred_dir_agree(small_synth, tmp_path, cli):
+    syn = small_synth / "syn"
+    assert cli("train", syn, "--out", tmp_path / "run", "--epochs", "1", *TINY).code == 0
+    r = cli(
+        "evaluate",
+        syn,
+        "--checkpoint",
+        tmp_path / "run" / "best.pt",
+        "--save-pred",
+        tmp_path / "pred",
+        "--curve",
+        tmp_path / "curve.png",
+        "--json",
+        "--device",
+        "cpu",
+    )
+    assert r.code == 0, r.err
+    m = json.loads(r.out)
+    n_test = len(open_dataset(small_synth / "data").test)
+    assert m["images"] == n_test and len(list((tmp_path / "pred").glob("*.png"))) == n_test
+    assert 0 <= m["IoU"] <= 1 and 0 <= m["Pd"] <= 1 and len(m["curve"]) == 19
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    r2 = cli("evaluate", syn, "--pred-dir", tmp_path / "pred", "--json")
+    m2 = json.loads(r2.out)
+    assert m2["targets"] == m["targets"]
+    r = cli("evaluate", syn, "--json")
+    assert r.code == 2 and "exactly one of" in r.err
+
+
+def test_perfect_predictions_on_real_sirst_v1(sirst_root, tmp_path, cli):
+    ds = open_dataset(sirst_root)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for s in ds.test:
+        shutil.copy(ds.mask_path(s), pred / f"{s}.png")
+    for mode in ("identity", "basicirstd"):
+        r = cli("evaluate", sirst_root, "--pred-dir", pred, "--json", "--fa-compat", mode)
+        assert r.code == 0, r.err
+        m = json.loads(r.out)
+        assert (m["IoU"], m["nIoU"], m["Pd"], m["Fa"]) == (1.0, 1.0, 1.0, 0.0)
+        assert m["images"] == 86 and m["targets"] == m["detected"] > 86
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, data, out, result_dir):
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    from sirst_synth.train.loop import train
+
+    recipe = TrainRecipe(model="aff-unet-tiny", epochs=3, batch_size=2, crop=32, eval_every=100)
+    res = train(data, out, recipe, device="cpu")
+    torch.save(
+        {"state": res.state, "losses": [h["loss"] for h in res.history]},
+        f"{result_dir}/rank{rank}.pt",
+    )
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_gloo(small_synth, tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(
+        _ddp_worker,
+        args=(2, _free_port(), small_synth / "syn", tmp_path / "run", str(tmp_path)),
+        nprocs=2,
+    )
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert len(r0["state"]) > 100 and r0["state"].keys() == r1["state"].keys()
+    for k in r0["state"]:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k
+    # the loss falls: the trained weights fit the training set better than the initial ones
+    from sirst_synth.io.samples import split_items
+    from sirst_synth.train.data import SegmentationSet
+
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    items = split_items(small_synth / "syn", "train")
+    ds = SegmentationSet(items, ckpt["norm"]["mean"], ckpt["norm"]["std"], 32, 0)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.stack([ds[i][1] for i in range(len(ds))])
+    torch.manual_seed(0)
+    model = build_model("aff-unet-tiny")
+    with torch.no_grad():
+        before = deep_supervision_loss(model(x), y).mean().item()
+        model.load_state_dict(r0["state"])
+        after = deep_supervision_loss(model(x), y).mean().item()
+    assert after < before, (before, after)
+    assert ckpt["epoch"] == 3
