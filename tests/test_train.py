@@ -210,7 +210,6 @@ def _ddp_worker(rank, world, port, data, out, result_dir):
         {"state": res.state, "losses": [h["loss"] for h in res.history]},
         f"{result_dir}/rank{rank}.pt",
     )
-    torch.distributed.destroy_process_group()
 
 
 def test_ddp_two_processes_gloo(small_synth, tmp_path):
@@ -242,3 +241,32 @@ def test_ddp_two_processes_gloo(small_synth, tmp_path):
         after = deep_supervision_loss(model(x), y).mean().item()
     assert after < before, (before, after)
     assert ckpt["epoch"] == 3
+
+
+def test_torchrun_cli_two_processes(small_synth, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "sirst_synth",
+        "train",
+        str(small_synth / "syn"),
+        "--out",
+        str(tmp_path / "r"),
+        "--epochs",
+        "1",
+        *TINY,
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
+    rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # rank 0 alone writes the log

@@ -90,7 +90,8 @@ def train(
     progress = progress or Progress()
     out = Path(out)
     rank, world, local_rank = _dist_env()
-    if world > 1 and not dist.is_initialized():
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
         backend = "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     dev = pick_device(device)
@@ -250,6 +251,9 @@ def train(
     if rank == 0 and not (out / "best.pt").exists() and last.exists():
         save_checkpoint(out / "best.pt", load_checkpoint(last))
     final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if own_group:
+        dist.barrier()
+        dist.destroy_process_group()
     return TrainResult(
         out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history, final
     )
