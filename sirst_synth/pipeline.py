@@ -244,7 +244,7 @@ class GenerateSummary:
 
 @dataclass(frozen=True)
 class _Job:
-    kind: str  # "original", "development" or "test"
+    kind: str  # "image" (original + pass-0 samples), "development" (later passes) or "test"
     stem: str
     pass_index: int = 0
     picks: tuple[tuple[int, int], ...] = ()
@@ -287,10 +287,11 @@ def _gen_job(job: _Job) -> list[dict]:
             "mask": _put(out, mask_rel, mask_src.read_bytes()),
         }
         return [rows]
-    image, mask = _load_pair(ds, job.stem)
-    if job.kind == "original":
+    image, mask = _load_pair(ds, job.stem)  # decoded once for the original and its samples
+    rows: list[dict] = []
+    if job.kind == "image":
         rel = f"{job.stem}.png"
-        return [
+        rows.append(
             {
                 "image": f"images/{rel}",
                 "mask": f"masks/{rel}",
@@ -301,7 +302,9 @@ def _gen_job(job: _Job) -> list[dict]:
                     "mask": _put(out, f"masks/{rel}", encode_png(mask * 255)),
                 },
             }
-        ]
+        )
+    if not job.picks:
+        return rows
     recipe: SynthRecipe = c["recipe"]
     bank: BankIndex = c["bank"]
     src = bank.sources.index(job.stem) if job.stem in bank.sources else -1
@@ -315,7 +318,6 @@ def _gen_job(job: _Job) -> list[dict]:
         "row": int(bank.row[choice]),
         "col": int(bank.col[choice]),
     }
-    rows = []
     for smp in synthesize(
         image, mask, c["reader"].patch(choice), recipe.alpha, recipe.s, job.picks
     ):
@@ -537,8 +539,9 @@ def generate(
     image_jobs: list[ImageJob] = plan(train, [counts[s] for s in train], recipe.count, recipe.seed)
     summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
 
-    jobs = [_Job("original", s) for s in train]
-    jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs]
+    first = {j.stem: j.picks for j in image_jobs if j.pass_index == 0}
+    jobs = [_Job("image", s, 0, first.get(s, ())) for s in train]
+    jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs if j.pass_index]
     jobs += [_Job("test", s) for s in test]
     done = _prepare_out(out, identity, overwrite, resume)
     summary.resumed_jobs = len(done & {j.key for j in jobs})
@@ -558,7 +561,13 @@ def generate(
     for line in journal.read_text().splitlines():
         entry = json.loads(line)
         by_key[entry["job"]] = entry["rows"]
-    rows = [r for j in jobs for r in by_key[j.key]]
+    rows = [
+        r
+        for split in ("original", "development", "test")
+        for j in jobs
+        for r in by_key[j.key]
+        if r["split"] == split
+    ]
     summary.originals = sum(r["split"] == "original" for r in rows)
     summary.development = sum(r["split"] == "development" for r in rows)
     summary.test = sum(r["split"] == "test" for r in rows)

@@ -1,0 +1,319 @@
+"""`make bench`: speed and memory of sirst-synth, each against a floor measured in the same run.
+
+1. generate on SIRST v1 (../shared/datasets/sirst-v1 or $SIRST_V1_DIR) and on demo data: time,
+   images/s, ratio to the I/O floor (decode every source once, encode and write every output once
+   with the same codec and PNG level, same number of processes), peak memory of the process tree.
+2. build-noise-bank on 663 demo images (NUDT-SIRST's training-set size).
+3. metrics on SIRST v1's 427 masks with perturbed predictions: ours vs a skimage label +
+   regionprops reference written from the definition; identical numbers in both Fa modes.
+4. one training step of the tiny model on CPU (images/s).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sirst_synth.io.demo_writer import write_demo_dataset  # noqa: E402
+from sirst_synth.io.files import encode_png, read_gray, read_mask  # noqa: E402
+from sirst_synth.io.layouts import open_dataset  # noqa: E402
+from sirst_synth.metrics import MetricTotals, score_image  # noqa: E402
+from sirst_synth.pipeline import build_noise_bank, generate  # noqa: E402
+from sirst_synth.recipe import SynthRecipe  # noqa: E402
+
+SIRST = Path(os.environ.get("SIRST_V1_DIR", REPO.parent / "shared" / "datasets" / "sirst-v1"))
+WORKERS = 2
+RESULTS: dict = {}
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of a process and all its descendants, from /proc."""
+    total, todo = 0, [pid]
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def peak_memory(cmd: list[str]) -> tuple[float, int]:
+    """(seconds, peak resident bytes of the whole process tree) of a command."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.02)
+    if proc.returncode:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    return time.perf_counter() - t0, peak
+
+
+_FLOOR: dict = {}
+
+
+def _floor_init(ds, scratch, outputs_per_stem):
+    _FLOOR.update(ds=ds, scratch=scratch, n=outputs_per_stem)
+
+
+def _floor_job(stem: str) -> int:
+    ds, scratch = _FLOOR["ds"], _FLOOR["scratch"]
+    img, mask = read_gray(ds.image_path(stem)), read_mask(ds.mask_path(stem))
+    written = 0
+    for k in range(1 + _FLOOR["n"].get(stem, 0)):  # the original and each development sample
+        for kind, arr in (("i", img), ("m", mask * 255)):
+            (scratch / f"{stem}_{k}{kind}.png").write_bytes(encode_png(arr))
+            written += 1
+    return written
+
+
+def _floor_test(stem: str) -> int:
+    ds, scratch = _FLOOR["ds"], _FLOOR["scratch"]
+    for p, kind in ((ds.image_path(stem), "ti"), (ds.mask_path(stem), "tm")):
+        (scratch / f"{stem}{kind}.png").write_bytes(p.read_bytes())
+    return 2
+
+
+def bench_generate(label: str, root: Path, work: Path, skip: bool) -> None:
+    bank = work / f"{label}-bank.h5"
+    build_noise_bank(root, bank, skip_errors=skip)
+    out = work / f"{label}-out"
+    t0 = time.perf_counter()
+    res = generate(root, bank, out, SynthRecipe(), workers=WORKERS, skip_errors=skip)
+    t_gen = time.perf_counter() - t0
+    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    per_stem: dict[str, int] = {}
+    for r in rows:
+        if r["split"] == "development":
+            per_stem[r["source"]] = per_stem.get(r["source"], 0) + 1
+    ds = open_dataset(root, skip_missing=skip)
+    train = [r["source"] for r in rows if r["split"] == "original"]
+    test = [r["source"] for r in rows if r["split"] == "test"]
+    scratch = work / f"{label}-floor"
+    scratch.mkdir()
+    t0 = time.perf_counter()
+    with mp.get_context("fork").Pool(WORKERS, _floor_init, (ds, scratch, per_stem)) as pool:
+        files = sum(pool.imap(_floor_job, train, chunksize=4)) + sum(
+            pool.imap(_floor_test, test, chunksize=8)
+        )
+    t_floor = time.perf_counter() - t0
+    assert files == 2 * len(rows), (files, len(rows))
+    shutil.rmtree(out)
+    cmd = [
+        sys.executable,
+        "-m",
+        "sirst_synth",
+        "generate",
+        str(root),
+        "--bank",
+        str(bank),
+        "--out",
+        str(out),
+        "--workers",
+        str(WORKERS),
+        "-q",
+    ] + (["--on-error", "skip"] if skip else [])
+    t_sub, peak = peak_memory(cmd)
+    RESULTS[f"generate_{label}"] = {
+        "images_written": len(rows),
+        "development": res.development,
+        "seconds": round(t_gen, 2),
+        "images_per_s": round(len(rows) / t_gen, 1),
+        "floor_seconds": round(t_floor, 2),
+        "ratio_to_floor": round(t_gen / t_floor, 2),
+        "peak_rss_mb": round(peak / 2**20),
+        "cli_seconds": round(t_sub, 2),
+    }
+
+
+def bench_bank(work: Path) -> None:
+    root = work / "demo663"
+    write_demo_dataset(root, images=1326, seed=3)  # 50/50 split: 663 training images
+    build_noise_bank(root, work / "b663.h5")  # warm the file cache
+    t0 = time.perf_counter()
+    s = build_noise_bank(root, work / "b663.h5", overwrite=True)
+    RESULTS["build_noise_bank_663"] = {
+        "images": s.images,
+        "accepted": s.accepted,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _perturb(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    pred = np.zeros_like(mask)
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    for i in range(1, n):
+        blob = (labels == i).astype(np.uint8)
+        roll = rng.random()
+        if roll < 0.15:
+            continue  # missed
+        if roll < 0.5:
+            blob = np.roll(
+                blob, tuple(rng.integers(-4, 5, 2)), axis=(0, 1)
+            )  # shifted (maybe too far)
+        elif roll < 0.7:
+            blob = cv2.dilate(blob, np.ones((3, 3), np.uint8))
+        pred |= blob
+        if rng.random() < 0.3:  # a false alarm with the same area as this target
+            h, w = mask.shape
+            y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+            ys, xs = np.nonzero(blob)
+            if ys.size and np.ptp(ys) < 8 and np.ptp(xs) < 8:
+                pred[y + ys - ys.min(), x + xs - xs.min()] = 1
+    for _ in range(int(rng.integers(0, 3))):
+        h, w = mask.shape
+        y, x = rng.integers(0, h - 3), rng.integers(0, w - 3)
+        pred[y : y + int(rng.integers(1, 4)), x : x + int(rng.integers(1, 4))] = 1
+    return pred
+
+
+def reference_metrics(pairs):
+    """The usual implementation (DNA-Net / BasicIRSTD ``PD_FA`` and ``mIoU``), from the definition:
+    int64 arrays, skimage ``label`` + ``regionprops``, a Python loop over regions."""
+    from skimage import measure
+
+    inter = union = 0
+    niou = []
+    targets = detected = fa_id = fa_compat = pixels = 0
+    for pred, label in pairs:
+        predits, labelss = np.array(pred > 0).astype("int64"), np.array(label > 0).astype("int64")
+        i = int(((predits == 1) & (labelss == 1)).sum())
+        u = int(predits.sum() + labelss.sum()) - i
+        inter, union = inter + i, union + u
+        niou.append(i / u if u else 0.0)
+        coord_image = measure.regionprops(measure.label(predits, connectivity=2))
+        coord_label = measure.regionprops(measure.label(labelss, connectivity=2))
+        targets += len(coord_label)
+        image_area_total = [np.array(r.area) for r in coord_image]
+        image_area_match, matched_ids = [], []
+        free = list(coord_image)
+        for rg in coord_label:
+            centroid_label = np.array(list(rg.centroid))
+            for m in range(len(free)):
+                centroid_image = np.array(list(free[m].centroid))
+                distance = np.linalg.norm(centroid_image - centroid_label)
+                area_image = np.array(free[m].area)
+                if distance < 3:
+                    image_area_match.append(area_image)
+                    matched_ids.append(free[m].label)
+                    del free[m]
+                    break
+        detected += len(image_area_match)
+        fa_id += sum(int(r.area) for r in coord_image if r.label not in matched_ids)
+        fa_compat += int(np.sum([x for x in image_area_total if x not in image_area_match]))
+        pixels += predits.shape[0] * predits.shape[1]
+    base = {"IoU": inter / union, "nIoU": float(np.mean(niou)), "Pd": detected / targets}
+    return {**base, "Fa": fa_id / pixels}, {**base, "Fa": fa_compat / pixels}
+
+
+def bench_metrics() -> None:
+    masks = sorted((SIRST / "masks").glob("*_pixels0.png"))
+    rng = np.random.default_rng(0)
+    pairs = []
+    for m in masks:
+        label = read_mask(m)
+        pairs.append((_perturb(label, rng), label))
+    t0 = time.perf_counter()
+    totals = MetricTotals()
+    for pred, label in pairs:
+        totals.add(score_image(pred, label))
+    ours = (totals.summary("identity"), totals.summary("basicirstd"))
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref = reference_metrics(pairs)
+    t_ref = time.perf_counter() - t0
+    same = all(
+        abs(ours[k][key] - ref[k][key]) < 1e-12
+        for k in (0, 1)
+        for key in ("IoU", "nIoU", "Pd", "Fa")
+    )
+    RESULTS["metrics_sirst_v1"] = {
+        "masks": len(pairs),
+        "ours_s": round(t_ours, 3),
+        "reference_s": round(t_ref, 3),
+        "speedup": round(t_ref / t_ours, 1),
+        "identical_both_fa_modes": same,
+        "Fa_identity_x1e6": round(ours[0]["Fa"] * 1e6, 3),
+        "Fa_basicirstd_x1e6": round(ours[1]["Fa"] * 1e6, 3),
+        "Pd": round(ours[0]["Pd"], 4),
+    }
+
+
+def bench_train_step() -> None:
+    import torch
+
+    from sirst_synth.train.losses import deep_supervision_loss, group_loss
+    from sirst_synth.train.model import build_model
+
+    torch.manual_seed(0)
+    for name, batch in (("aff-unet-tiny", 8),):
+        model = build_model(name)
+        opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
+        x, y = torch.randn(batch, 1, 256, 256), (torch.rand(batch, 1, 256, 256) > 0.999).float()
+        for i in range(4):
+            if i == 1:
+                t0 = time.perf_counter()
+            loss = group_loss(deep_supervision_loss(model(x), y), torch.arange(batch), "sum")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        RESULTS[f"train_step_cpu_{name}"] = {
+            "batch": batch,
+            "size": 256,
+            "threads": torch.get_num_threads(),
+            "images_per_s": round(3 * batch / (time.perf_counter() - t0), 1),
+        }
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_demo_dataset(work / "demo", images=400, seed=0)
+        bench_generate("demo400", work / "demo", work, skip=False)
+        if (SIRST / "images").is_dir():
+            bench_generate("sirst_v1", SIRST, work, skip=True)  # one test mask has another size
+            bench_metrics()
+        else:
+            print(f"SIRST v1 not found at {SIRST}: skipping its benchmarks")
+        bench_bank(work)
+    bench_train_step()
+    print(json.dumps(RESULTS, indent=1))
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="sirst-synth benchmarks")
+    t.add_column("benchmark")
+    t.add_column("result")
+    for k, v in RESULTS.items():
+        t.add_row(k, ", ".join(f"{a}={b}" for a, b in v.items()))
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
