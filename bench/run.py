@@ -78,19 +78,20 @@ def peak_memory(cmd: list[str]) -> tuple[float, int]:
 _FLOOR: dict = {}
 
 
-def _floor_init(ds, scratch, outputs_per_stem):
-    _FLOOR.update(ds=ds, scratch=scratch, n=outputs_per_stem)
+def _floor_init(ds, out, scratch, outputs):
+    _FLOOR.update(ds=ds, out=out, scratch=scratch, outputs=outputs)
 
 
 def _floor_job(stem: str) -> int:
+    """Decode the source pair once, then encode and write each output of this source. The
+    outputs' pixels were read back before the clock started, so the floor encodes exactly the
+    same content as generate did."""
     ds, scratch = _FLOOR["ds"], _FLOOR["scratch"]
-    img, mask = read_gray(ds.image_path(stem)), read_mask(ds.mask_path(stem))
-    written = 0
-    for k in range(1 + _FLOOR["n"].get(stem, 0)):  # the original and each development sample
-        for kind, arr in (("i", img), ("m", mask * 255)):
-            (scratch / f"{stem}_{k}{kind}.png").write_bytes(encode_png(arr))
-            written += 1
-    return written
+    read_gray(ds.image_path(stem)), read_mask(ds.mask_path(stem))
+    arrays = _FLOOR["outputs"][stem]
+    for k, arr in enumerate(arrays):
+        (scratch / f"{stem}_{k}.png").write_bytes(encode_png(arr))
+    return len(arrays)
 
 
 def _floor_test(stem: str) -> int:
@@ -100,30 +101,43 @@ def _floor_test(stem: str) -> int:
     return 2
 
 
+def _floor(root: Path, out: Path, scratch: Path, skip: bool) -> float:
+    """Wall seconds of the I/O floor with WORKERS processes."""
+    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    outputs: dict[str, list[np.ndarray]] = {}
+    for r in rows:
+        if r["split"] != "test":
+            outputs.setdefault(r["source"], []).extend(
+                cv2.imread(str(out / r[k]), cv2.IMREAD_UNCHANGED) for k in ("image", "mask")
+            )
+    ds = open_dataset(root, skip_missing=skip)
+    test = [r["source"] for r in rows if r["split"] == "test"]
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    _floor_init(ds, out, scratch, outputs)  # the forked workers share the arrays
+    t0 = time.perf_counter()
+    with mp.get_context("fork").Pool(WORKERS) as pool:
+        n = sum(pool.imap(_floor_job, list(outputs), chunksize=1))
+        n += sum(pool.imap(_floor_test, test, chunksize=1))
+    elapsed = time.perf_counter() - t0
+    assert n == 2 * len(rows)
+    _FLOOR.clear()
+    return elapsed
+
+
 def bench_generate(label: str, root: Path, work: Path, skip: bool) -> None:
     bank = work / f"{label}-bank.h5"
     build_noise_bank(root, bank, skip_errors=skip)
     out = work / f"{label}-out"
-    t0 = time.perf_counter()
-    res = generate(root, bank, out, SynthRecipe(), workers=WORKERS, skip_errors=skip)
-    t_gen = time.perf_counter() - t0
-    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
-    per_stem: dict[str, int] = {}
-    for r in rows:
-        if r["split"] == "development":
-            per_stem[r["source"]] = per_stem.get(r["source"], 0) + 1
-    ds = open_dataset(root, skip_missing=skip)
-    train = [r["source"] for r in rows if r["split"] == "original"]
-    test = [r["source"] for r in rows if r["split"] == "test"]
     scratch = work / f"{label}-floor"
-    scratch.mkdir()
-    t0 = time.perf_counter()
-    with mp.get_context("fork").Pool(WORKERS, _floor_init, (ds, scratch, per_stem)) as pool:
-        files = sum(pool.imap(_floor_job, train, chunksize=4)) + sum(
-            pool.imap(_floor_test, test, chunksize=8)
-        )
-    t_floor = time.perf_counter() - t0
-    assert files == 2 * len(rows), (files, len(rows))
+    t_gen = t_floor = float("inf")
+    for _ in range(2):  # alternate, best of two: both see a warm file cache
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        res = generate(root, bank, out, SynthRecipe(), workers=WORKERS, skip_errors=skip)
+        t_gen = min(t_gen, time.perf_counter() - t0)
+        t_floor = min(t_floor, _floor(root, out, scratch, skip))
+    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     shutil.rmtree(out)
     cmd = [
         sys.executable,
@@ -193,20 +207,32 @@ def _perturb(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return pred
 
 
-def reference_metrics(pairs):
-    """The usual implementation (DNA-Net / BasicIRSTD ``PD_FA`` and ``mIoU``), from the definition:
-    int64 arrays, skimage ``label`` + ``regionprops``, a Python loop over regions."""
-    from skimage import measure
-
+def reference_iou(pairs):
+    """IoU and nIoU as the usual scripts compute them (BasicIRSTD ``mIoU``, ACM's
+    ``SamplewiseSigmoidMetric``): one-bin histograms of prediction, label and intersection."""
     inter = union = 0
     niou = []
+    for pred, label in pairs:
+        predict = (pred > 0).astype("float32")
+        target = (label > 0).astype("float32")
+        intersection = predict * (predict == target)
+        area_inter, _ = np.histogram(intersection, bins=1, range=(1, 1))
+        area_pred, _ = np.histogram(predict, bins=1, range=(1, 1))
+        area_lab, _ = np.histogram(target, bins=1, range=(1, 1))
+        area_union = area_pred + area_lab - area_inter
+        inter, union = inter + int(area_inter[0]), union + int(area_union[0])
+        niou.append(int(area_inter[0]) / int(area_union[0]) if area_union[0] else 0.0)
+    return {"IoU": inter / union, "nIoU": float(np.mean(niou))}
+
+
+def reference_pd_fa(pairs):
+    """Pd and Fa as the usual ``PD_FA`` does: int64 arrays, skimage ``label`` + ``regionprops``,
+    a Python loop over regions, greedy first match below 3 px; Fa by identity and by area value."""
+    from skimage import measure
+
     targets = detected = fa_id = fa_compat = pixels = 0
     for pred, label in pairs:
         predits, labelss = np.array(pred > 0).astype("int64"), np.array(label > 0).astype("int64")
-        i = int(((predits == 1) & (labelss == 1)).sum())
-        u = int(predits.sum() + labelss.sum()) - i
-        inter, union = inter + i, union + u
-        niou.append(i / u if u else 0.0)
         coord_image = measure.regionprops(measure.label(predits, connectivity=2))
         coord_label = measure.regionprops(measure.label(labelss, connectivity=2))
         targets += len(coord_label)
@@ -228,8 +254,10 @@ def reference_metrics(pairs):
         fa_id += sum(int(r.area) for r in coord_image if r.label not in matched_ids)
         fa_compat += int(np.sum([x for x in image_area_total if x not in image_area_match]))
         pixels += predits.shape[0] * predits.shape[1]
-    base = {"IoU": inter / union, "nIoU": float(np.mean(niou)), "Pd": detected / targets}
-    return {**base, "Fa": fa_id / pixels}, {**base, "Fa": fa_compat / pixels}
+    return {"Pd": detected / targets, "Fa": fa_id / pixels}, {
+        "Pd": detected / targets,
+        "Fa": fa_compat / pixels,
+    }
 
 
 def bench_metrics() -> None:
@@ -239,15 +267,22 @@ def bench_metrics() -> None:
     for m in masks:
         label = read_mask(m)
         pairs.append((_perturb(label, rng), label))
-    t0 = time.perf_counter()
-    totals = MetricTotals()
-    for pred, label in pairs:
-        totals.add(score_image(pred, label))
-    ours = (totals.summary("identity"), totals.summary("basicirstd"))
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ref = reference_metrics(pairs)
-    t_ref = time.perf_counter() - t0
+    t_ours = t_ref = float("inf")
+    for _ in range(3):  # alternate, best of three
+        t0 = time.perf_counter()
+        totals = MetricTotals()
+        for pred, label in pairs:
+            totals.add(score_image(pred, label))
+        ours = (totals.summary("identity"), totals.summary("basicirstd"))
+        t_ours = min(t_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        iou = reference_iou(pairs)
+        t_iou = time.perf_counter() - t0
+        pdfa = reference_pd_fa(pairs)
+        t_pdfa = time.perf_counter() - t0 - t_iou
+        if t_iou + t_pdfa < t_ref:
+            t_ref, t_ref_iou, t_ref_pdfa = t_iou + t_pdfa, t_iou, t_pdfa
+    ref = ({**iou, **pdfa[0]}, {**iou, **pdfa[1]})
     same = all(
         abs(ours[k][key] - ref[k][key]) < 1e-12
         for k in (0, 1)
@@ -255,8 +290,10 @@ def bench_metrics() -> None:
     )
     RESULTS["metrics_sirst_v1"] = {
         "masks": len(pairs),
-        "ours_s": round(t_ours, 3),
+        "ours_s": round(t_ours, 4),
         "reference_s": round(t_ref, 3),
+        "reference_iou_s": round(t_ref_iou, 3),
+        "reference_pd_fa_s": round(t_ref_pdfa, 3),
         "speedup": round(t_ref / t_ours, 1),
         "identical_both_fa_modes": same,
         "Fa_identity_x1e6": round(ours[0]["Fa"] * 1e6, 3),
