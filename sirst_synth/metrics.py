@@ -44,9 +44,8 @@ def score_image(pred: np.ndarray, label: np.ndarray, match_distance: float = 3.0
     pc, lc = components(pred), components(label)
     inter = 0
     if pc.count and lc.count:  # count the overlap inside the intersection of the two boxes only
-        r0, c0 = max(pc.origin[0], lc.origin[0]), max(pc.origin[1], lc.origin[1])
-        r1 = min(pc.origin[0] + pc.labels.shape[0], lc.origin[0] + lc.labels.shape[0])
-        c1 = min(pc.origin[1] + pc.labels.shape[1], lc.origin[1] + lc.labels.shape[1])
+        r0, c0 = max(pc.box[0], lc.box[0]), max(pc.box[1], lc.box[1])
+        r1, c1 = min(pc.box[2], lc.box[2]), min(pc.box[3], lc.box[3])
         if r1 > r0 and c1 > c0:
             inter = int(np.count_nonzero(np.logical_and(pred[r0:r1, c0:c1], label[r0:r1, c0:c1])))
     areas = pc.areas.tolist()

@@ -11,23 +11,22 @@ import numpy as np
 class Components(NamedTuple):
     """Connected components of one binary map, background excluded.
 
-    ``labels`` numbers component ``i`` as ``i + 1`` (0 is background) inside the bounding box of
-    all non-zero pixels, whose top-left corner is ``origin``; ``centroids`` are (row, col) in
-    image coordinates, float64; ``areas`` in pixels; order: OpenCV's label order. (A NamedTuple:
-    it is built once per map in the metrics' inner loop, where a dataclass costs measurably.)
+    Ordered as skimage's ``label`` numbers them (raster order of each component's first pixel),
+    so greedy matching agrees with the field's reference code. ``areas`` in pixels;
+    ``centroids`` (row, col) float64; ``box`` the half-open (row0, col0, row1, col1) around all
+    target pixels. (A NamedTuple: it is built in the metrics' inner loop.)
     """
 
-    labels: np.ndarray
-    origin: tuple[int, int]
     areas: np.ndarray
     centroids: np.ndarray
+    box: tuple[int, int, int, int]
 
     @property
     def count(self) -> int:
         return len(self.areas)
 
 
-_EMPTY = (np.zeros((0, 0), np.int32), (0, 0), np.zeros(0, np.int64), np.zeros((0, 2)))
+_EMPTY = (np.zeros(0, np.int64), np.zeros((0, 2)), (0, 0, 0, 0))
 
 
 def as_u8_binary(binary: np.ndarray) -> np.ndarray:
@@ -44,7 +43,7 @@ def components(binary: np.ndarray) -> Components:
     """8-connected components with area and centroid, computed once per map.
 
     OpenCV labels only the bounding box of the non-zero pixels, and the statistics come from
-    the labelled pixels alone: small targets in a large frame cost a fraction of a full pass.
+    the target pixels alone: small targets in a large frame cost a fraction of a full pass.
     """
     src = as_u8_binary(binary)
     if src.ndim != 2 or not src.size:
@@ -54,7 +53,7 @@ def components(binary: np.ndarray) -> Components:
         return Components(*_EMPTY)
     crop = src[y : y + h, x : x + w]  # a view: OpenCV takes the row stride
     n, labels = cv2.connectedComponents(crop, connectivity=8, ltype=cv2.CV_32S)
-    xy = cv2.findNonZero(crop).reshape(-1, 2)  # (col, row) of every target pixel, SIMD-fast
+    xy = cv2.findNonZero(crop).reshape(-1, 2)  # (col, row) of every target pixel, raster order
     cols, rows = xy[:, 0], xy[:, 1]
     lab = labels[rows, cols]
     areas = np.bincount(lab, minlength=n)[1:]
@@ -64,7 +63,11 @@ def components(binary: np.ndarray) -> Components:
     cents[:, 0] = np.bincount(lab, rows + y, minlength=n)[1:]
     cents[:, 1] = np.bincount(lab, cols + x, minlength=n)[1:]
     cents /= areas[:, None]
-    return Components(labels, (y, x), areas, cents)
+    if n > 2:  # OpenCV's block-based labelling may number out of raster order: reorder
+        _, first = np.unique(lab, return_index=True)
+        order = np.argsort(first, kind="stable")
+        areas, cents = areas[order], cents[order]
+    return Components(areas, cents, (y, x, y + h, x + w))
 
 
 def round_half_up(values: np.ndarray) -> np.ndarray:

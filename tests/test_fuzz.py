@@ -1,0 +1,182 @@
+"""Hypothesis fuzzing of the pure core: random shapes, dtypes, channels, masks and parameters."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from skimage.measure import label as sk_label
+from skimage.measure import regionprops
+
+from sirst_synth.blend import blend, displace
+from sirst_synth.convert import to_binary_mask, to_gray_u8
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.metrics import MetricTotals, score_image
+from sirst_synth.noise import ACCEPTED, scan_regions
+from sirst_synth.rotate import check_window_size
+from sirst_synth.synth import synthesize
+from sirst_synth.targets import components
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+seeds = st.integers(0, 2**32 - 1)
+shapes = st.tuples(st.integers(1, 40), st.integers(1, 40))
+
+
+def _mask(rng, shape, density):
+    return (rng.random(shape) < density).astype(np.uint8)
+
+
+@FUZZ
+@given(
+    shapes,
+    st.sampled_from(["uint8", "uint16", "float32", "bool", "int32"]),
+    st.sampled_from([None, 1, 2, 3, 4, 5]),
+    seeds,
+)
+def test_decode_conversion(shape, dtype, channels, seed):
+    rng = np.random.default_rng(seed)
+    full = shape if channels is None else (*shape, channels)
+    arr = (rng.random(full) * 300).astype(dtype) if dtype != "bool" else rng.random(full) > 0.5
+    try:
+        gray = to_gray_u8(arr)
+    except DataError:
+        assert channels in (2, 5)  # documented: only gray, BGR and BGRA are images
+        return
+    assert gray.shape == shape and gray.dtype == np.uint8
+    m = to_binary_mask(arr)
+    assert m.shape == shape and set(np.unique(m)) <= {0, 1}
+
+
+@FUZZ
+@given(shapes, st.integers(1, 10), st.floats(0.01, 5000), st.floats(0.01, 300), seeds)
+def test_noise_scan(shape, grid, sigma, mu, seed):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    if rng.random() < 0.5:
+        img = (img // 64 * 64).astype(np.uint8)  # flat regions happen
+    mask = _mask(rng, shape, 0.02)
+    scan = scan_regions(img, mask, grid, sigma, mu)
+    if shape[0] < grid or shape[1] < grid:
+        assert scan.verdict.size == 0
+        return
+    assert scan.verdict.size == grid * grid
+    assert np.all((scan.mean >= 0) & (scan.mean <= 255)) and np.all(scan.var >= 0)
+    ok = scan.verdict == ACCEPTED
+    assert np.all(
+        (scan.var[ok] > 0) & (scan.var[ok] < sigma) & (scan.mean[ok] > 0) & (scan.mean[ok] < mu)
+    )
+    rh, rw = scan.region_h, scan.region_w
+    for i in np.flatnonzero(ok):
+        r, c = scan.rows[i], scan.cols[i]
+        assert not mask[r * rh : (r + 1) * rh, c * rw : (c + 1) * rw].any()
+
+
+@FUZZ
+@given(shapes, shapes, st.floats(0, 1), seeds)
+def test_blend_is_a_rounded_convex_combination(shape, pshape, alpha, seed):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    patch = rng.integers(0, 256, pshape, dtype=np.uint8)
+    out = displace(img, patch, alpha)
+    assert out.shape == shape and out.dtype == np.uint8
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)
+    mixed = blend(img, noise, alpha)
+    assert np.all(mixed >= np.minimum(img, noise)) and np.all(mixed <= np.maximum(img, noise))
+
+
+@FUZZ
+@given(st.one_of(st.floats(allow_nan=True), st.integers(-5, 5)))
+def test_alpha_outside_unit_interval_is_refused(alpha):
+    img = np.zeros((3, 3), np.uint8)
+    if (
+        isinstance(alpha, float)
+        and (math.isnan(alpha) or not 0 <= alpha <= 1)
+        or not 0 <= alpha <= 1
+    ):
+        with pytest.raises(UsageError):
+            blend(img, img, alpha)
+    else:
+        assert blend(img, img, alpha).shape == (3, 3)
+
+
+@FUZZ
+@given(shapes, st.floats(0, 0.3), st.sampled_from([1, 3, 5, 7]), st.floats(0, 1), seeds)
+def test_synthesize_counts_and_ranges(shape, density, s, alpha, seed):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    mask = _mask(rng, shape, density)
+    patch = rng.integers(0, 256, (max(1, shape[0] // 8), max(1, shape[1] // 8)), dtype=np.uint8)
+    n = components(mask).count
+    picks = tuple((t, a) for t in range(n) for a in (0, 90, 180, 270))
+    if s > min(shape):
+        if n:
+            with pytest.raises(UsageError):
+                synthesize(img, mask, patch, alpha, s, picks)
+        return
+    samples = synthesize(img, mask, patch, alpha, s, picks)
+    assert len(samples) == 4 * n
+    for smp in samples:
+        assert smp.image.shape == shape and smp.mask.shape == shape and smp.image.dtype == np.uint8
+        assert smp.mask.sum() == mask.sum()  # a rotation moves target pixels, never adds any
+
+
+@FUZZ
+@given(st.integers(-10, 10))
+def test_window_size_rule(s):
+    if s >= 1 and s % 2 == 1:
+        assert check_window_size(s) == s
+    else:
+        with pytest.raises(UsageError):
+            check_window_size(s)
+
+
+@FUZZ
+@given(shapes, st.floats(0, 0.6), seeds)
+def test_components_equal_skimage(shape, density, seed):
+    rng = np.random.default_rng(seed)
+    mask = _mask(rng, shape, density)
+    ours = components(mask)
+    ref = regionprops(sk_label(mask > 0, connectivity=2))
+    assert ours.count == len(ref)
+    assert sorted(ours.areas.tolist()) == sorted(int(r.area) for r in ref)
+    assert sorted(map(tuple, ours.centroids.tolist())) == sorted(
+        tuple(map(float, r.centroid)) for r in ref
+    )
+
+
+def _reference(pred, label):
+    """Pd/Fa by the definition with skimage (label order = raster order, as OpenCV's)."""
+    rp = regionprops(sk_label(pred > 0, connectivity=2))
+    rl = regionprops(sk_label(label > 0, connectivity=2))
+    free, matched_areas, matched = list(rp), [], []
+    for g in rl:
+        for m, p in enumerate(free):
+            if np.linalg.norm(np.array(p.centroid) - np.array(g.centroid)) < 3:
+                matched_areas.append(p.area)
+                matched.append(p.label)
+                del free[m]
+                break
+    fa_id = sum(p.area for p in rp if p.label not in matched)
+    fa_compat = sum(p.area for p in rp if p.area not in matched_areas)
+    return len(rl), len(matched), fa_id, fa_compat
+
+
+@FUZZ
+@given(shapes, st.floats(0, 0.3), st.floats(0, 0.3), seeds)
+def test_metrics_equal_the_reference(shape, dp, dl, seed):
+    rng = np.random.default_rng(seed)
+    label = _mask(rng, shape, dl)
+    pred = (
+        _mask(rng, shape, dp)
+        if rng.random() < 0.5
+        else np.roll(label, rng.integers(-3, 4, 2), (0, 1))
+    )
+    s = score_image(pred, label)
+    assert (s.targets, s.detected, s.fa_pixels, s.fa_pixels_basicirstd) == _reference(pred, label)
+    assert s.inter == int((pred & label).sum()) and s.union == int((pred | label).sum())
+    t = MetricTotals()
+    t.add(s)
+    for mode in ("identity", "basicirstd"):
+        m = t.summary(mode)
+        assert 0 <= m["IoU"] <= 1 and 0 <= m["Pd"] <= 1 and 0 <= m["Fa"] <= 1
