@@ -140,3 +140,27 @@ def test_verify_finds_strays_and_missing(setup, tmp_path, cli):
     assert any(p == f"masks/{first.name}: listed in the manifest but missing" for p in problems)
     assert len(problems) == 3
     _ = os
+
+
+def test_resume_with_changed_source_is_refused(setup, tmp_path):
+    import shutil
+
+    root, _ = setup
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    out = tmp_path / "out"
+    args = CMD + [
+        "generate",
+        str(data),
+        "--bank",
+        str(root / "bank.h5"),
+        "--out",
+        str(out),
+        "-q",
+        "--allow-foreign-bank",
+    ]
+    subprocess.run(args, check=True)
+    a, b = (data / "50_50" / "test.txt").read_text().split()[:2]
+    (data / "images" / f"{a}.png").write_bytes((data / "images" / f"{b}.png").read_bytes())
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+    assert r.returncode == 2 and "source_fingerprint" in r.stderr and "Traceback" not in r.stderr
