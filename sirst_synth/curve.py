@@ -41,7 +41,7 @@ def draw_pd_fa(curve: list[dict], size: tuple[int, int] = (480, 640)) -> np.ndar
             1,
         )
     cv2.putText(
-        img, "Fa (x1e-6)", (w // 2 - 40, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1
+        img, "Fa [1e-6]", (w // 2 - 40, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1
     )
     cv2.putText(img, "Pd", (10, top + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     order = np.argsort(fa, kind="stable")
