@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sirst_synth.errors import DataError
 from sirst_synth.targets import as_u8_binary, components
 
 FA_MODES = ("identity", "basicirstd")
@@ -118,6 +119,19 @@ class MetricTotals:
 def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
     """Predicted target pixels: probability strictly above the threshold."""
     return np.asarray(prob) > threshold
+
+
+def score_probability(
+    prob: np.ndarray, label: np.ndarray, threshold: float, name: str
+) -> ImageScore:
+    """Score a probability map; a map of another size than its label is a data error (``name``
+    says which file), since neither predictions nor labels are ever resized."""
+    if prob.shape != label.shape:
+        raise DataError(
+            f"{name}: prediction is {prob.shape[1]}x{prob.shape[0]} but the label is "
+            f"{label.shape[1]}x{label.shape[0]}; predict at the image's own size or fix the mask"
+        )
+    return score_image(binarize(prob, threshold), label)
 
 
 def pd_fa_curve(

@@ -78,14 +78,19 @@ def check_out_path(out: Path, source_root: Path, flag: str = "--out") -> None:
         )
 
 
+def check_same_size(mask_path: Path, mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> None:
+    """Labels are never resized: a mask of another size than its image is a data error."""
+    if tuple(mask_hw) != tuple(image_hw):
+        raise DataError(
+            f"{mask_path}: mask is {mask_hw[1]}x{mask_hw[0]} but the image is "
+            f"{image_hw[1]}x{image_hw[0]}; fix the mask or pass --on-error skip"
+        )
+
+
 def _load_pair(ds: Dataset, stem: str) -> tuple[np.ndarray, np.ndarray]:
     image = read_gray(ds.image_path(stem))
     mask = read_mask(ds.mask_path(stem))
-    if image.shape != mask.shape:
-        raise DataError(
-            f"{ds.mask_path(stem)}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-            f"{image.shape[1]}x{image.shape[0]}; fix the mask"
-        )
+    check_same_size(ds.mask_path(stem), mask.shape, image.shape)
     return image, mask
 
 
@@ -363,17 +368,9 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
     ds: Dataset = c["ds"]
     try:
         h, w = image_size(ds.image_path(stem))
-        if split == "test":
-            mh, mw = image_size(ds.mask_path(stem))
-            mask = None
-        else:
-            mask = read_mask(ds.mask_path(stem))
-            mh, mw = mask.shape
-        if (mh, mw) != (h, w):
-            raise DataError(
-                f"{ds.mask_path(stem)}: mask is {mw}x{mh} but the image is {w}x{h}; fix the mask "
-                "or pass --on-error skip"
-            )
+        mask = None if split == "test" else read_mask(ds.mask_path(stem))
+        mask_hw = image_size(ds.mask_path(stem)) if mask is None else mask.shape
+        check_same_size(ds.mask_path(stem), mask_hw, (h, w))
     except DataError as exc:
         if not c["skip"]:
             raise

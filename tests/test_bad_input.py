@@ -314,3 +314,20 @@ def test_unknown_layout(tmp_path, cli):
     _, r = _bank(cli, tmp_path / "x", tmp_path)
     _check_error(r, 2, "unknown dataset layout", "--train-split")
     _ = Path
+
+
+def test_prediction_of_another_size(demo_root, tmp_path, cli):
+    from sirst_synth.io.layouts import open_dataset
+
+    ds = open_dataset(demo_root)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for s in ds.test:
+        cv2.imwrite(str(pred / f"{s}.png"), np.zeros((256, 256), np.uint8))
+    cv2.imwrite(str(pred / f"{ds.test[0]}.png"), np.zeros((128, 256), np.uint8))
+    r = cli("evaluate", demo_root, "--pred-dir", pred)
+    _check_error(r, 1, f"{ds.test[0]}.png: prediction is 256x128 but the label is 256x256")
+    (pred / f"{ds.test[1]}.png").unlink()
+    cv2.imwrite(str(pred / f"{ds.test[0]}.png"), np.zeros((256, 256), np.uint8))
+    r = cli("evaluate", demo_root, "--pred-dir", pred)
+    _check_error(r, 1, f"no prediction named {ds.test[1]}.png")

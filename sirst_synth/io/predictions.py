@@ -11,7 +11,7 @@ from sirst_synth.errors import DataError
 from sirst_synth.io.files import decode_raw, read_mask
 from sirst_synth.io.layouts import IMAGE_EXTS
 from sirst_synth.io.samples import Item, split_items
-from sirst_synth.metrics import MetricTotals, binarize, pd_fa_curve, score_image
+from sirst_synth.metrics import MetricTotals, pd_fa_curve, score_probability
 
 
 def read_probability(path: Path) -> np.ndarray:
@@ -53,14 +53,9 @@ def score_predictions(
     totals = MetricTotals()
     pairs = []
     for it in items:
-        prob = read_probability(find_prediction(pred_dir, it.stem))
-        label = read_mask(it.mask)
-        if prob.shape != label.shape:
-            raise DataError(
-                f"{find_prediction(pred_dir, it.stem)}: prediction is {prob.shape[1]}x{prob.shape[0]}, "
-                f"label is {label.shape[1]}x{label.shape[0]}; predict at the image's own size"
-            )
-        totals.add(score_image(binarize(prob, threshold), label))
+        path = find_prediction(pred_dir, it.stem)
+        prob, label = read_probability(path), read_mask(it.mask)
+        totals.add(score_probability(prob, label, threshold, str(path)))
         if curve_thresholds is not None:
             pairs.append((prob, label))
     curve = pd_fa_curve(pairs, curve_thresholds, fa_mode) if curve_thresholds is not None else None

@@ -6,10 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sirst_synth.errors import DataError
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
-from sirst_synth.metrics import MetricTotals, binarize, score_image
+from sirst_synth.metrics import MetricTotals, score_probability
 
 MULTIPLE = 16  # 4 downsampling stages
 
@@ -43,13 +42,7 @@ def evaluate_items(
     totals, probs = MetricTotals(), []
     for it in items:
         prob = predict(model, read_gray(it.image), mean, std, device)
-        label = read_mask(it.mask)
-        if label.shape != prob.shape:
-            raise DataError(
-                f"{it.mask}: label is {label.shape[1]}x{label.shape[0]} but the image is "
-                f"{prob.shape[1]}x{prob.shape[0]}; fix the mask or leave it out of the split"
-            )
-        totals.add(score_image(binarize(prob, threshold), label))
+        totals.add(score_probability(prob, read_mask(it.mask), threshold, str(it.mask)))
         if keep_probs:
             probs.append(prob)
     model.train(was_training)
