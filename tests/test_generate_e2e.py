@@ -198,6 +198,7 @@ def test_preview_sheet(demo_root, demo_bank, tmp_path, cli):
 
 
 def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
+    before = tree_hashes(sirst_root)
     bank = tmp_path / "bank.h5"
     r = cli("build-noise-bank", sirst_root, "--out", bank, "--json")
     assert r.code == 0, r.err
@@ -257,6 +258,7 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
         )
         assert r.code == 0, r.err
     assert tree_hashes(tmp_path / "s1") == tree_hashes(tmp_path / "s2")
+    assert tree_hashes(sirst_root) == before
 
 
 def test_demo_dataset_command_is_deterministic(tmp_path, cli):
