@@ -214,9 +214,6 @@ def generate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
-    from dataclasses import replace
-
-    from sirst_synth.io.bank import read_bank_index
     from sirst_synth.pipeline import generate
 
     r = load_recipe(
@@ -224,11 +221,6 @@ def generate_cmd(
         _read_recipe_text(recipe),
         str(recipe or "defaults"),
         {"alpha": alpha, "s": s, "count": count, "seed": seed},
-    )
-    b = read_bank_index(bank)
-    # sigma, mu and grid describe the bank: record the bank's values in the resolved recipe.
-    r = replace(
-        r, sigma=float(b.attrs["sigma"]), mu=float(b.attrs["mu"]), grid=int(b.attrs["grid"])
     )
     res = generate(
         dataset,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from cli.app import AsJson, Quiet, Workers, _read_recipe_text, app
 from cli.ui import console, emit, progress_for
-from sirst_synth.errors import UsageError
 from sirst_synth.recipe import TrainRecipe, load_recipe
 
 
@@ -172,58 +169,20 @@ def evaluate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """IoU, nIoU, Pd and Fa as DNA-Net / BasicIRSTD define them."""
-    from sirst_synth.io.files import encode_png, write_bytes_atomic, write_text_atomic
+    from sirst_synth.io.evaluation import evaluate
 
-    if (checkpoint is None) == (pred_dir is None):
-        raise UsageError(
-            "pass exactly one of --checkpoint (a trained model) or --pred-dir (predictions)"
-        )
-    if not 0.0 <= threshold < 1.0:
-        raise UsageError(f"--threshold must be in [0, 1), got {threshold}")
-    thresholds = np.round(np.linspace(0.05, 0.95, 19), 2) if curve else None
-    if pred_dir is not None:
-        from sirst_synth.io.predictions import score_predictions
-
-        totals, points, items = score_predictions(
-            dataset, pred_dir, split, threshold, thresholds, fa_compat.value
-        )
-        source = str(pred_dir)
-    else:
-        from sirst_synth.train.evaluate import evaluate_checkpoint
-
-        totals, points, items, probs = evaluate_checkpoint(
-            dataset,
-            checkpoint,
-            split,
-            threshold,
-            device,
-            thresholds,
-            fa_compat.value,
-            keep=save_pred is not None,
-        )
-        source = str(checkpoint)
-        if save_pred is not None:
-            save_pred.mkdir(parents=True, exist_ok=True)
-            for it, p in zip(items, probs, strict=True):
-                write_bytes_atomic(
-                    save_pred / f"{it.stem}.png",
-                    encode_png(np.clip(np.floor(p * 255 + 0.5), 0, 255).astype(np.uint8)),
-                )
-    m = totals.summary(fa_compat.value)
-    data = {
-        "source": source,
-        "split": split,
-        "threshold": threshold,
-        "fa_mode": fa_compat.value,
-        **m,
-    }
-    if points is not None:
-        from sirst_synth.curve import draw_pd_fa
-
-        write_bytes_atomic(curve, encode_png(draw_pd_fa(points)))
-        data["curve"] = points
-    if json_out is not None:
-        write_text_atomic(json_out, json.dumps(data, indent=1) + "\n")
+    m = evaluate(
+        dataset,
+        checkpoint,
+        pred_dir,
+        split,
+        threshold,
+        fa_compat.value,
+        save_pred,
+        curve,
+        json_out,
+        device,
+    )
     rows = [
         ("images", m["images"]),
         ("IoU x100", f"{m['IoU'] * 100:.2f}"),
@@ -232,4 +191,4 @@ def evaluate_cmd(
         ("Fa x1e6", f"{m['Fa'] * 1e6:.2f}"),
         ("targets / detected", f"{m['targets']} / {m['detected']}"),
     ]
-    emit(f"evaluate ({split}, Fa: {fa_compat.value})", rows, data, quiet, as_json)
+    emit(f"evaluate ({split}, Fa: {fa_compat.value})", rows, m, quiet, as_json)

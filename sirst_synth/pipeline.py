@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -504,6 +504,13 @@ def generate(
     out = Path(out)
     check_out_path(out, ds.root)
     bank = read_bank_index(bank_path)
+    # sigma, mu and grid describe the bank: the resolved recipe records the bank's values.
+    recipe = replace(
+        recipe,
+        sigma=float(bank.attrs["sigma"]),
+        mu=float(bank.attrs["mu"]),
+        grid=int(bank.attrs["grid"]),
+    )
     train_fp = fingerprint(ds.root, source_files(ds, ds.train))
     if bank.attrs.get("fingerprint") != train_fp and not allow_foreign_bank:
         raise DataError(

@@ -300,7 +300,7 @@ def test_debug_shows_traceback(tmp_path, cli):
         "--out",
         tmp_path / "o",
     )
-    assert r.code == 1 and "Traceback" in r.err and "noise bank not found" in r.err
+    assert r.code == 2 and "Traceback" in r.err and "dataset folder not found" in r.err
 
 
 def test_zero_accepted_patches_suggests_larger_sigma(demo_root, tmp_path, cli):
