@@ -30,7 +30,7 @@ from sirst_synth.io.files import (
     write_text_atomic,
 )
 from sirst_synth.io.layouts import Dataset, open_dataset, source_files
-from sirst_synth.noise import REJECT_NAMES, pick_patch, region_pixels, scan_regions
+from sirst_synth.noise import ACCEPTED, REJECT_NAMES, pick_patch, region_pixels, scan_regions
 from sirst_synth.plan import ImageJob, plan
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
@@ -124,7 +124,7 @@ def _bank_job(stem: str):
             raise
         return stem, None, str(exc)
     scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
-    keep = np.flatnonzero(scan.verdict == 0)
+    keep = np.flatnonzero(scan.verdict == ACCEPTED)
     patches = [
         region_pixels(image, scan.rows[i], scan.cols[i], scan.region_h, scan.region_w) for i in keep
     ]
@@ -171,9 +171,7 @@ def build_noise_bank(
         if resume:
             old = read_bank_index(out)
             diff = [
-                k
-                for k in attrs
-                if k in ("sigma", "mu", "grid", "fingerprint") and old.attrs.get(k) != attrs[k]
+                k for k in ("sigma", "mu", "grid", "fingerprint") if old.attrs.get(k) != attrs[k]
             ]
             if diff:
                 raise UsageError(
@@ -409,7 +407,12 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
         raise UsageError(
             f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
         )
-    entries = [p for p in out.iterdir()] if out.is_dir() else []
+    # Empty folders of our own (a run killed in its first milliseconds) count as nothing.
+    entries = [
+        p
+        for p in (out.iterdir() if out.is_dir() else [])
+        if not (p.name in OWNED and p.is_dir() and not any(p.iterdir()))
+    ]
     if entries and resume:
         run_file = state / RUN_FILE
         if not run_file.is_file():
