@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from cli.app import AsJson, Quiet, Workers, _read_recipe_text, app
+from cli.app import (
+    AsJson,
+    OnError,
+    OnErrorOpt,
+    Quiet,
+    Workers,
+    _read_recipe_text,
+    _skipped_rows,
+    app,
+)
 from cli.ui import console, emit, progress_for
 from sirst_synth.recipe import TrainRecipe, load_recipe
 
@@ -54,6 +63,7 @@ def train_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from OUT/last.pt exactly.")
     ] = False,
+    on_error: OnErrorOpt = OnError.fail,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model.")
     ] = False,
@@ -94,6 +104,7 @@ def train_cmd(
         resume,
         compile_model,
         stop_after,
+        on_error == OnError.skip,
         progress_for(quiet or not rank0, as_json),
         log=(lambda m: console.print(m, highlight=False))
         if rank0 and not (quiet or as_json)
@@ -101,6 +112,7 @@ def train_cmd(
     )
     if not rank0:
         return
+    _skipped_rows(res.skipped)
     rows = [
         ("run", res.out),
         ("parameters", f"{res.parameters:,}"),
@@ -165,6 +177,7 @@ def evaluate_cmd(
         typer.Option("--json-out", help="Also write the metrics as JSON to this file."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -182,7 +195,9 @@ def evaluate_cmd(
         curve,
         json_out,
         device,
+        on_error == OnError.skip,
     )
+    _skipped_rows(m["skipped"])
     rows = [
         ("images", m["images"]),
         ("IoU x100", f"{m['IoU'] * 100:.2f}"),

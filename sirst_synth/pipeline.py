@@ -20,6 +20,7 @@ from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.bank import BankIndex, BankReader, read_bank_index, write_bank
 from sirst_synth.io.files import (
     TMP_MARK,
+    check_same_size,
     encode_png,
     fingerprint,
     image_size,
@@ -75,15 +76,6 @@ def check_out_path(out: Path, source_root: Path, flag: str = "--out") -> None:
     if _inside(source_root, out):
         raise UsageError(
             f"{flag} {out} contains the source dataset {source_root}; write somewhere else"
-        )
-
-
-def check_same_size(mask_path: Path, mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> None:
-    """Labels are never resized: a mask of another size than its image is a data error."""
-    if tuple(mask_hw) != tuple(image_hw):
-        raise DataError(
-            f"{mask_path}: mask is {mask_hw[1]}x{mask_hw[0]} but the image is "
-            f"{image_hw[1]}x{image_hw[0]}; fix the mask or pass --on-error skip"
         )
 
 

@@ -30,6 +30,7 @@ def evaluate(
     curve: Path | None = None,
     json_out: Path | None = None,
     device: str = "auto",
+    skip_errors: bool = False,
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -51,11 +52,13 @@ def evaluate(
     if pred_dir is not None:
         from sirst_synth.io.predictions import score_predictions
 
-        totals, points, _ = score_predictions(root, pred_dir, split, threshold, thresholds, fa_mode)
+        totals, points, _, skipped = score_predictions(
+            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors
+        )
     else:
         from sirst_synth.train.evaluate import evaluate_checkpoint
 
-        totals, points, items, probs = evaluate_checkpoint(
+        totals, points, items, probs, skipped = evaluate_checkpoint(
             root,
             checkpoint,
             split,
@@ -64,6 +67,7 @@ def evaluate(
             thresholds,
             fa_mode,
             keep=save_pred is not None,
+            skip_errors=skip_errors,
         )
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
@@ -76,6 +80,7 @@ def evaluate(
         "threshold": threshold,
         "fa_mode": fa_mode,
         **totals.summary(fa_mode),
+        "skipped": skipped,
     }
     if points is not None:
         write_bytes_atomic(curve, encode_png(draw_pd_fa(points)))

@@ -121,3 +121,12 @@ def fingerprint(root: Path, paths: list[Path]) -> str:
         rel = os.path.relpath(p, root).replace(os.sep, "/")
         h.update(rel.encode("utf-8") + b"\0" + sha256_file(p).encode("ascii") + b"\n")
     return h.hexdigest()
+
+
+def check_same_size(mask_path: Path, mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> None:
+    """Labels are never resized: a mask of another size than its image is a data error."""
+    if tuple(mask_hw) != tuple(image_hw):
+        raise DataError(
+            f"{mask_path}: mask is {mask_hw[1]}x{mask_hw[0]} but the image is "
+            f"{image_hw[1]}x{image_hw[0]}; fix the mask or pass --on-error skip"
+        )

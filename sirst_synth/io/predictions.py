@@ -10,7 +10,7 @@ from sirst_synth.convert import to_gray_u8
 from sirst_synth.errors import DataError
 from sirst_synth.io.files import decode_raw, read_mask
 from sirst_synth.io.layouts import IMAGE_EXTS
-from sirst_synth.io.samples import Item, split_items
+from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve, score_probability
 
 
@@ -44,12 +44,13 @@ def score_predictions(
     threshold: float = 0.5,
     curve_thresholds=None,
     fa_mode: str = "identity",
-) -> tuple[MetricTotals, list[dict] | None, list[Item]]:
+    skip_errors: bool = False,
+) -> tuple[MetricTotals, list[dict] | None, list[Item], list[tuple[str, str]]]:
     """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions."""
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"--pred-dir {pred_dir}: folder not found")
-    items = split_items(root, split)
+    items, skipped = check_items(split_items(root, split), skip_errors)
     totals = MetricTotals()
     pairs = []
     for it in items:
@@ -59,4 +60,4 @@ def score_predictions(
         if curve_thresholds is not None:
             pairs.append((prob, label))
     curve = pd_fa_curve(pairs, curve_thresholds, fa_mode) if curve_thresholds is not None else None
-    return totals, curve, items
+    return totals, curve, items, skipped

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.files import check_same_size, image_size
 from sirst_synth.io.layouts import open_dataset
 
 
@@ -50,3 +51,19 @@ def split_items(root: Path, split: str) -> list[Item]:
     if not items:
         raise DataError(f"{root}: the {split} split is empty; check the split files")
     return items
+
+
+def check_items(items: list[Item], skip: bool = False) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Refuse (or, with ``skip``, leave out and list) pairs whose mask is not the image's size,
+    before any training or scoring starts; sizes come from the file headers."""
+    kept, skipped = [], []
+    for it in items:
+        try:
+            check_same_size(it.mask, image_size(it.mask), image_size(it.image))
+        except DataError as exc:
+            if not skip:
+                raise
+            skipped.append((it.stem, str(exc)))
+            continue
+        kept.append(it)
+    return kept, skipped

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.io.files import read_mask
-from sirst_synth.io.samples import Item, split_items
+from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
 from sirst_synth.train.checkpoint import load_checkpoint
 from sirst_synth.train.infer import evaluate_items
@@ -24,14 +24,15 @@ def evaluate_checkpoint(
     curve_thresholds: np.ndarray | None = None,
     fa_mode: str = "identity",
     keep: bool = False,
-) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray]]:
-    """Metric totals, an optional Pd-Fa curve, the items and (if asked) their probability maps."""
+    skip_errors: bool = False,
+) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray], list[tuple[str, str]]]:
+    """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
     dev = pick_device(device)
     model = build_model(state["recipe"]["model"])
     model.load_state_dict(state["model"])
     model.to(dev).eval()
-    items = split_items(root, split)
+    items, skipped = check_items(split_items(root, split), skip_errors)
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
         model, items, state["norm"]["mean"], state["norm"]["std"], dev, threshold, need
@@ -43,4 +44,4 @@ def evaluate_checkpoint(
             curve_thresholds,
             fa_mode,
         )
-    return totals, curve, items, probs
+    return totals, curve, items, probs, skipped

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import write_text_atomic
-from sirst_synth.io.samples import split_items
+from sirst_synth.io.samples import check_items, split_items
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import TrainRecipe
 from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint
@@ -41,6 +41,7 @@ class TrainResult:
     best: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     state: dict = field(default_factory=dict, repr=False)  # final weights (every rank)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,6 +84,7 @@ def train(
     resume: bool = False,
     compile_model: bool = False,
     stop_after: int | None = None,
+    skip_errors: bool = False,
     progress: Progress | None = None,
     log=lambda msg: None,
 ) -> TrainResult:
@@ -118,11 +120,13 @@ def train(
         raise UsageError(f"--out {out} already holds a run; pass --resume or choose a new folder")
     check_recipe(recipe)
 
-    train_items = split_items(data, "train")
+    train_items, skipped = check_items(split_items(data, "train"), skip_errors)
     try:
         val_items = split_items(data, "test")
     except DataError:
         val_items = []
+    val_items, val_skipped = check_items(val_items, skip_errors)
+    skipped += val_skipped
     if state is not None:
         mean, std = state["norm"]["mean"], state["norm"]["std"]
     else:
@@ -255,5 +259,14 @@ def train(
         dist.barrier()
         dist.destroy_process_group()
     return TrainResult(
-        out, n_params, end_epoch - start_epoch, end_epoch, rate, loss_value, best, history, final
+        out,
+        n_params,
+        end_epoch - start_epoch,
+        end_epoch,
+        rate,
+        loss_value,
+        best,
+        history,
+        final,
+        skipped,
     )
