@@ -331,3 +331,25 @@ def test_prediction_of_another_size(demo_root, tmp_path, cli):
     cv2.imwrite(str(pred / f"{ds.test[0]}.png"), np.zeros((256, 256), np.uint8))
     r = cli("evaluate", demo_root, "--pred-dir", pred)
     _check_error(r, 1, f"no prediction named {ds.test[1]}.png")
+
+
+def test_pred_dir_scoring_needs_no_torch(demo_root, tmp_path):
+    import subprocess
+    import sys
+
+    from sirst_synth.io.layouts import open_dataset
+
+    ds = open_dataset(demo_root)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for s in ds.test:
+        (pred / f"{s}.png").write_bytes(ds.mask_path(s).read_bytes())
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from cli.app import main\n"
+        f"main(['evaluate', {str(demo_root)!r}, '--pred-dir', {str(pred)!r}, '--json'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert (m["IoU"], m["Pd"], m["Fa"]) == (1.0, 1.0, 0.0)
