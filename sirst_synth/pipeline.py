@@ -375,7 +375,7 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
 
 
 def _run_identity(
-    ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str
+    ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str, hashes: dict
 ) -> dict:
     files = source_files(ds, ds.train) + source_files(ds, ds.test)
     return {
@@ -384,7 +384,7 @@ def _run_identity(
         "recipe": asdict(recipe),
         "layout": layout,
         "name": name,
-        "source_fingerprint": fingerprint(ds.root, files),
+        "source_fingerprint": fingerprint(ds.root, files, hashes),
         "bank_fingerprint": bank.attrs.get("fingerprint"),
         "bank_params": {k: bank.attrs.get(k) for k in ("sigma", "mu", "grid")},
     }
@@ -506,14 +506,15 @@ def generate(
         mu=float(bank.attrs["mu"]),
         grid=int(bank.attrs["grid"]),
     )
-    train_fp = fingerprint(ds.root, source_files(ds, ds.train))
+    hashes: dict[Path, str] = {}
+    train_fp = fingerprint(ds.root, source_files(ds, ds.train), hashes)
     if bank.attrs.get("fingerprint") != train_fp and not allow_foreign_bank:
         raise DataError(
             f"{bank_path}: bank was built from other training files than {ds.root}; "
             "rebuild it from this dataset (or pass --allow-foreign-bank)"
         )
     name = name or out.resolve().name
-    identity = _run_identity(ds, bank, recipe, layout, name)
+    identity = _run_identity(ds, bank, recipe, layout, name, hashes)
     summary = GenerateSummary(out, skipped=list(ds.skipped))
 
     checks = [("train", s) for s in ds.train] + [("test", s) for s in ds.test]

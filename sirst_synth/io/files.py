@@ -114,12 +114,18 @@ def png_bytes_to_array(data: bytes) -> np.ndarray | None:
     return arr
 
 
-def fingerprint(root: Path, paths: list[Path]) -> str:
-    """sha256 over (relative path, content hash) of the given files: identifies a source set."""
+def fingerprint(root: Path, paths: list[Path], hashes: dict[Path, str] | None = None) -> str:
+    """sha256 over (relative path, content hash) of the given files: identifies a source set.
+
+    ``hashes`` caches file hashes between fingerprints of overlapping sets (each file is read once).
+    """
+    hashes = {} if hashes is None else hashes
     h = hashlib.sha256()
     for p in paths:
+        if p not in hashes:
+            hashes[p] = sha256_file(p)
         rel = os.path.relpath(p, root).replace(os.sep, "/")
-        h.update(rel.encode("utf-8") + b"\0" + sha256_file(p).encode("ascii") + b"\n")
+        h.update(rel.encode("utf-8") + b"\0" + hashes[p].encode("ascii") + b"\n")
     return h.hexdigest()
 
 
