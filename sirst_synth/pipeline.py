@@ -31,6 +31,7 @@ from sirst_synth.io.files import (
     write_text_atomic,
 )
 from sirst_synth.io.layouts import Dataset, open_dataset, source_files
+from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_text
 from sirst_synth.noise import ACCEPTED, REJECT_NAMES, pick_patch, region_pixels, scan_regions
 from sirst_synth.plan import ImageJob, plan
 from sirst_synth.pool import ordered_map
@@ -49,7 +50,7 @@ OWNED = (
     "masks",
     "img_idx",
     "50_50",
-    "manifest.jsonl",
+    MANIFEST,
     "README.md",
     "recipe.yaml",
     STATE_DIR,
@@ -272,73 +273,66 @@ def _gen_job(job: _Job) -> list[dict]:
     c = _GEN_CTX
     ds: Dataset = c["ds"]
     out: Path = c["out"]
-    if job.kind == "test":
+    if job.kind == "test":  # copied byte for byte
         img_src, mask_src = ds.image_path(job.stem), ds.mask_path(job.stem)
         img_rel = f"images/{job.stem}{img_src.suffix.lower()}"
         mask_rel = f"masks/{job.stem}{mask_src.suffix.lower()}"
-        rows = {"image": img_rel, "mask": mask_rel, "split": "test", "source": job.stem}
-        rows["sha256"] = {
+        sha = {
             "image": _put(out, img_rel, img_src.read_bytes()),
             "mask": _put(out, mask_rel, mask_src.read_bytes()),
         }
-        return [rows]
+        return [ManifestRow(img_rel, mask_rel, "test", job.stem, sha).to_json()]
     image, mask = _load_pair(ds, job.stem)  # decoded once for the original and its samples
-    rows: list[dict] = []
+    rows: list[ManifestRow] = []
     if job.kind == "image":
-        rel = f"{job.stem}.png"
-        rows.append(
-            {
-                "image": f"images/{rel}",
-                "mask": f"masks/{rel}",
-                "split": "original",
-                "source": job.stem,
-                "sha256": {
-                    "image": _put(out, f"images/{rel}", encode_png(image)),
-                    "mask": _put(out, f"masks/{rel}", encode_png(mask * 255)),
-                },
+        img_rel, mask_rel = f"images/{job.stem}.png", f"masks/{job.stem}.png"
+        sha = {
+            "image": _put(out, img_rel, encode_png(image)),
+            "mask": _put(out, mask_rel, encode_png(mask * 255)),
+        }
+        rows.append(ManifestRow(img_rel, mask_rel, "original", job.stem, sha))
+    if job.picks:
+        recipe: SynthRecipe = c["recipe"]
+        bank: BankIndex = c["bank"]
+        src = bank.sources.index(job.stem) if job.stem in bank.sources else -1
+        rng = rng_for(recipe.seed, "noise", job.stem, job.pass_index)
+        choice = pick_patch(bank.source, src, rng)
+        if choice < 0:
+            raise DataError(
+                f"{bank.path}: every patch comes from {job.stem}; build the bank from more images"
+            )
+        noise = {
+            "source": bank.sources[int(bank.source[choice])],
+            "row": int(bank.row[choice]),
+            "col": int(bank.col[choice]),
+        }
+        patch = c["reader"].patch(choice)
+        for smp in synthesize(image, mask, patch, recipe.alpha, recipe.s, job.picks):
+            name = sample_name(job.stem, job.pass_index, smp.target, smp.angle)
+            img_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
+            sha = {
+                "image": _put(out, img_rel, encode_png(smp.image)),
+                "mask": _put(out, mask_rel, encode_png(smp.mask * 255)),
             }
-        )
-    if not job.picks:
-        return rows
-    recipe: SynthRecipe = c["recipe"]
-    bank: BankIndex = c["bank"]
-    src = bank.sources.index(job.stem) if job.stem in bank.sources else -1
-    choice = pick_patch(bank.source, src, rng_for(recipe.seed, "noise", job.stem, job.pass_index))
-    if choice < 0:
-        raise DataError(
-            f"{bank.path}: every patch comes from {job.stem}; build the bank from more images"
-        )
-    noise = {
-        "source": bank.sources[int(bank.source[choice])],
-        "row": int(bank.row[choice]),
-        "col": int(bank.col[choice]),
-    }
-    for smp in synthesize(
-        image, mask, c["reader"].patch(choice), recipe.alpha, recipe.s, job.picks
-    ):
-        name = sample_name(job.stem, job.pass_index, smp.target, smp.angle)
-        rows.append(
-            {
-                "image": f"images/{name}.png",
-                "mask": f"masks/{name}.png",
-                "split": "development",
-                "source": job.stem,
-                "noise": noise,
-                "alpha": recipe.alpha,
-                "s": recipe.s,
-                "pass": job.pass_index,
-                "target": smp.target,
-                "center": list(smp.center),
-                "window": list(smp.window),
-                "angle": smp.angle,
-                "group": f"{job.stem}:{job.pass_index}:{smp.target}",
-                "sha256": {
-                    "image": _put(out, f"images/{name}.png", encode_png(smp.image)),
-                    "mask": _put(out, f"masks/{name}.png", encode_png(smp.mask * 255)),
-                },
-            }
-        )
-    return rows
+            rows.append(
+                ManifestRow(
+                    img_rel,
+                    mask_rel,
+                    "development",
+                    job.stem,
+                    sha,
+                    noise=noise,
+                    alpha=recipe.alpha,
+                    s=recipe.s,
+                    pass_index=job.pass_index,
+                    target=smp.target,
+                    center=list(smp.center),
+                    window=list(smp.window),
+                    angle=smp.angle,
+                    group=f"{job.stem}:{job.pass_index}:{smp.target}",
+                )
+            )
+    return [r.to_json() for r in rows]
 
 
 _SCAN_CTX: dict = {}
@@ -449,7 +443,7 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
             raise UsageError(
                 f"--out {out} is not empty; pass --overwrite, --resume, or an empty folder"
             )
-        if not (state / RUN_FILE).is_file() and not (out / "manifest.jsonl").is_file():
+        if not (state / RUN_FILE).is_file() and not (out / MANIFEST).is_file():
             raise UsageError(
                 f"--out {out} holds files not written by sirst-synth; refusing to overwrite"
             )
@@ -561,16 +555,11 @@ def generate(
     for line in journal.read_text().splitlines():
         entry = json.loads(line)
         by_key[entry["job"]] = entry["rows"]
-    rows = [
-        r
-        for split in ("original", "development", "test")
-        for j in jobs
-        for r in by_key[j.key]
-        if r["split"] == split
-    ]
-    summary.originals = sum(r["split"] == "original" for r in rows)
-    summary.development = sum(r["split"] == "development" for r in rows)
-    summary.test = sum(r["split"] == "test" for r in rows)
+    everything = [ManifestRow.from_json(r) for j in jobs for r in by_key[j.key]]
+    rows = [r for split in SPLITS for r in everything if r.split == split]
+    summary.originals = sum(r.split == "original" for r in rows)
+    summary.development = sum(r.split == "development" for r in rows)
+    summary.test = sum(r.split == "test" for r in rows)
     _finish(out, rows, ds, recipe, identity, layout, name, summary)
     journal.unlink()
     return summary
@@ -578,7 +567,7 @@ def generate(
 
 def _finish(
     out: Path,
-    rows: list[dict],
+    rows: list[ManifestRow],
     ds: Dataset,
     recipe: SynthRecipe,
     identity: dict,
@@ -587,8 +576,8 @@ def _finish(
     summary: GenerateSummary,
 ) -> None:
     """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
-    train_stems = [Path(r["image"]).stem for r in rows if r["split"] != "test"]
-    test_stems = [Path(r["image"]).stem for r in rows if r["split"] == "test"]
+    train_stems = [r.stem for r in rows if r.split != "test"]
+    test_stems = [r.stem for r in rows if r.split == "test"]
     if layout == "dnanet":
         split_dir, train_file, test_file = out / "50_50", "train.txt", "test.txt"
     else:
@@ -599,9 +588,7 @@ def _finish(
         write_text_atomic(split_dir / test_file, "".join(s + "\n" for s in test_stems))
     write_text_atomic(out / "recipe.yaml", to_yaml(recipe))
     write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, layout, name, summary))
-    write_text_atomic(
-        out / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    )
+    write_text_atomic(out / MANIFEST, manifest_text(rows))
 
 
 def dataset_card(

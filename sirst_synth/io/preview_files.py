@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sirst_synth.errors import DataError
 from sirst_synth.io.files import encode_png, read_gray, read_mask, write_bytes_atomic
+from sirst_synth.io.manifest import ManifestRow, read_manifest
 from sirst_synth.preview import contact_sheet
 from sirst_synth.seeding import rng_for
 
 
 def write_preview(out: Path, sheet: Path, targets: int = 6, seed: int = 0) -> int:
     """Pick ``targets`` complete rotation groups (seeded) and write their contact sheet."""
-    manifest = Path(out) / "manifest.jsonl"
-    if not manifest.is_file():
-        raise DataError(f"{out}: no manifest.jsonl; run sirst-synth generate first")
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    groups: dict[str, list[dict]] = {}
-    originals = {r["source"]: r for r in rows if r["split"] == "original"}
+    rows = read_manifest(out)
+    originals = {r.source: r for r in rows if r.split == "original"}
+    groups: dict[str, list[ManifestRow]] = {}
     for r in rows:
-        if r["split"] == "development":
-            groups.setdefault(r["group"], []).append(r)
+        if r.split == "development":
+            groups.setdefault(r.group, []).append(r)
     full = [k for k, g in groups.items() if len(g) == 4]
     if not full:
         raise DataError(f"{out}: no target with all four rotations to show")
     pick = sorted(rng_for(seed, "preview").permutation(len(full))[:targets])
     lines = []
     for i in pick:
-        g = sorted(groups[full[i]], key=lambda r: r["angle"])
-        orig = originals.get(g[0]["source"])
-        imgs = [read_gray(Path(out) / r["image"]) for r in g]
-        masks = [read_mask(Path(out) / r["mask"]) for r in g]
-        src = read_gray(Path(out) / orig["image"]) if orig else imgs[0]
-        src_mask = read_mask(Path(out) / orig["mask"]) if orig else masks[0]
-        lines.append((src, src_mask, imgs, masks, tuple(g[0]["window"])))
+        g = sorted(groups[full[i]], key=lambda r: r.angle)
+        imgs = [read_gray(Path(out) / r.image) for r in g]
+        masks = [read_mask(Path(out) / r.mask) for r in g]
+        orig = originals.get(g[0].source)
+        src = read_gray(Path(out) / orig.image) if orig else imgs[0]
+        src_mask = read_mask(Path(out) / orig.mask) if orig else masks[0]
+        lines.append((src, src_mask, imgs, masks, tuple(g[0].window)))
     write_bytes_atomic(Path(sheet), encode_png(contact_sheet(lines)))
     return len(lines)

@@ -7,13 +7,13 @@ Any other dataset is read through its layout: the plain training split (the base
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import check_same_size, image_size
 from sirst_synth.io.layouts import open_dataset
+from sirst_synth.io.manifest import MANIFEST, read_manifest
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,13 @@ def split_items(root: Path, split: str) -> list[Item]:
     root = Path(root)
     if split not in ("train", "test"):
         raise UsageError(f"--split must be train or test, got {split!r}")
-    manifest = root / "manifest.jsonl"
-    if manifest.is_file():
+    if (root / MANIFEST).is_file():
         want = ("original", "development") if split == "train" else ("test",)
-        items = []
-        for line in manifest.read_text().splitlines():
-            r = json.loads(line)
-            if r["split"] in want:
-                items.append(
-                    Item(
-                        Path(r["image"]).stem,
-                        root / r["image"],
-                        root / r["mask"],
-                        r.get("group", Path(r["image"]).stem),
-                    )
-                )
+        items = [
+            Item(r.stem, root / r.image, root / r.mask, r.group or r.stem)
+            for r in read_manifest(root)
+            if r.split in want
+        ]
     else:
         ds = open_dataset(root)
         stems = ds.train if split == "train" else ds.test

@@ -1,0 +1,84 @@
+"""manifest.jsonl: one record per sample of a generated dataset, written last (it marks the
+dataset complete). One reader and one writer serve generate, verify, preview, train, evaluate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from sirst_synth.errors import DataError
+
+MANIFEST = "manifest.jsonl"
+SPLITS = ("original", "development", "test")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """A sample: its files (relative to the dataset folder), split, source and, for development
+    samples, how it was made (noise patch, alpha, s, pass, target, centre, window, angle)."""
+
+    image: str
+    mask: str
+    split: str
+    source: str
+    sha256: dict  # {"image": hex, "mask": hex}
+    noise: dict | None = None  # {"source": stem, "row": grid row, "col": grid col}
+    alpha: float | None = None
+    s: int | None = None
+    pass_index: int | None = None  # "pass" in JSON
+    target: int | None = None
+    center: list[int] | None = None  # [row, col]
+    window: list[int] | None = None  # [row0, col0, row1, col1) half-open
+    angle: int | None = None
+    group: str | None = None  # the 4 rotations of one target share it (L_Neg)
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out["pass" if f.name == "pass_index" else f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> ManifestRow:
+        try:
+            values = {("pass_index" if k == "pass" else k): v for k, v in data.items()}
+            row = cls(**values)
+            if row.split not in SPLITS or not {"image", "mask"} <= set(row.sha256):
+                raise ValueError
+        except (TypeError, ValueError, AttributeError):
+            raise DataError("not a valid manifest row") from None
+        return row
+
+    @property
+    def stem(self) -> str:
+        return Path(self.image).stem
+
+
+def manifest_text(rows: list[ManifestRow]) -> str:
+    """The file's bytes: one sorted-key JSON object a line (stable across runs)."""
+    return "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in rows)
+
+
+def read_manifest(folder: Path, problems: list[str] | None = None) -> list[ManifestRow]:
+    """The rows of ``folder``'s manifest. A bad line is a data error, or (with ``problems``)
+    noted there and skipped, for `verify`."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DataError(
+            f"{folder}: no {MANIFEST}; is this a folder written by sirst-synth generate?"
+        )
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            rows.append(ManifestRow.from_json(json.loads(line)))
+        except (json.JSONDecodeError, DataError):
+            message = f"{MANIFEST} line {n}: not a valid manifest row"
+            if problems is None:
+                raise DataError(
+                    f"{path}: line {n} is not a valid manifest row; regenerate"
+                ) from None
+            problems.append(message)
+    return rows
