@@ -30,6 +30,7 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 lint: venv
 	$(BIN)/ruff check .

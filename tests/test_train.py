@@ -294,3 +294,12 @@ def test_loader_workers_do_not_change_the_weights(small_synth, tmp_path, cli):
     wa, wb = _weights(tmp_path / "0" / "last.pt"), _weights(tmp_path / "2" / "last.pt")
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(small_synth, tmp_path, cli):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = cli(
+        "train", small_synth / "syn", "--out", tmp_path / "r", "--device", "cuda", "--epochs", "1"
+    )
+    assert r.code == 2 and "no CUDA device" in r.err and not (tmp_path / "r").exists()
