@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sirst_synth.errors import DataError
-from sirst_synth.targets import as_u8_binary, components
+from sirst_synth.targets import Components, as_u8_binary, components
 
 FA_MODES = ("identity", "basicirstd")
 
@@ -37,12 +37,22 @@ class ImageScore(NamedTuple):
     pixels: int
 
 
-def score_image(pred: np.ndarray, label: np.ndarray, match_distance: float = 3.0) -> ImageScore:
-    """Score one binary prediction against one binary label of the same shape."""
+def score_image(
+    pred: np.ndarray,
+    label: np.ndarray,
+    match_distance: float = 3.0,
+    label_components: Components | None = None,
+) -> ImageScore:
+    """Score one binary prediction against one binary label of the same shape.
+
+    ``label_components`` (``components(label)``) may be passed in when one label is scored
+    against many predictions, as in a threshold sweep.
+    """
     pred, label = as_u8_binary(pred), as_u8_binary(label)
     if pred.shape != label.shape:
         raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
-    pc, lc = components(pred), components(label)
+    pc = components(pred)
+    lc = components(label) if label_components is None else label_components
     inter = 0
     if pc.count and lc.count:  # count the overlap inside the intersection of the two boxes only
         r0, c0 = max(pc.box[0], lc.box[0]), max(pc.box[1], lc.box[1])
@@ -141,11 +151,12 @@ def pd_fa_curve(
     match_distance: float = 3.0,
 ) -> list[dict[str, float]]:
     """Pd and Fa at each threshold over (probability map, label) pairs: the ROC-like curve."""
+    labels = [(label, components(label)) for _, label in pairs]  # once, not once a threshold
     curve = []
     for t in thresholds:
         totals = MetricTotals()
-        for prob, label in pairs:
-            totals.add(score_image(binarize(prob, t), label, match_distance))
+        for (prob, _), (label, lc) in zip(pairs, labels, strict=True):
+            totals.add(score_image(binarize(prob, t), label, match_distance, lc))
         row = totals.summary(fa_mode)
         curve.append({"threshold": float(t), "Pd": row["Pd"], "Fa": row["Fa"]})
     return curve
