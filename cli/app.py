@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.ui import console, emit, err_console, progress_for
 from sirst_synth import __version__
@@ -76,7 +77,7 @@ def _read_recipe_text(path: Path | None) -> str | None:
 
 def _skipped_rows(skipped: list[tuple[str, str]]) -> None:
     for stem, why in skipped:
-        err_console.print(f"[yellow]skipped[/] {stem}: {why}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
 
 
 @app.command("demo-dataset")
@@ -102,12 +103,12 @@ def build_noise_bank_cmd(
         Path | None, typer.Option("--recipe", help="YAML recipe (sigma, mu, grid).")
     ] = None,
     grid: Annotated[
-        int | None, typer.Option("--grid", help="Regions per side [recipe: 8].")
+        int | None, typer.Option("--grid", help="Regions per side (recipe: 8).")
     ] = None,
     sigma: Annotated[
-        float | None, typer.Option("--sigma", help="Variance bound [recipe: 50].")
+        float | None, typer.Option("--sigma", help="Variance bound (recipe: 50).")
     ] = None,
-    mu: Annotated[float | None, typer.Option("--mu", help="Mean bound [recipe: 255].")] = None,
+    mu: Annotated[float | None, typer.Option("--mu", help="Mean bound (recipe: 255).")] = None,
     train_split: TrainSplit = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing bank.")
@@ -179,23 +180,24 @@ def generate_cmd(
         Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/sirst5k.yaml.")
     ] = None,
     alpha: Annotated[
-        float | None, typer.Option("--alpha", help="Blend weight in [0, 1] [recipe: 0.1].")
+        float | None, typer.Option("--alpha", help="Blend weight in [0, 1] (recipe: 0.1).")
     ] = None,
-    s: Annotated[int | None, typer.Option("--s", help="Odd window size [recipe: 3].")] = None,
+    s: Annotated[int | None, typer.Option("--s", help="Odd window size (recipe: 3).")] = None,
     count: Annotated[
         int | None,
         typer.Option(
-            "--count", help="Exact number of development samples [recipe: all 4 x targets]."
+            "--count", help="Exact number of development samples (recipe: all 4 x targets)."
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of every random draw [recipe: 0].")
+        int | None, typer.Option("--seed", help="Seed of every random draw (recipe: 0).")
     ] = None,
     layout: Annotated[
         Layout, typer.Option("--layout", help="Split files to write.")
     ] = Layout.basicirstd,
     name: Annotated[
-        str | None, typer.Option("--name", help="Dataset name in split files [OUT's name].")
+        str | None,
+        typer.Option("--name", help="Dataset name in split files (default: OUT's name)."),
     ] = None,
     train_split: TrainSplit = None,
     test_split: TestSplit = None,
@@ -281,7 +283,7 @@ def verify_cmd(
     rows, problems = verify_dataset(out)
     if not as_json:
         for p in problems:
-            err_console.print(f"[red]problem[/] {p}", highlight=False)
+            err_console.print(f"[red]problem[/] {escape(p)}", highlight=False)
     emit(
         f"verify {out}",
         [("manifest rows", rows), ("problems", len(problems))],
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         prefix = "" if isinstance(exc, Interrupted) else "[bold red]error:[/] "
-        err_console.print(f"{prefix}{exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"{prefix}{escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _interrupted()
@@ -348,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {exc!r} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {escape(repr(exc))} (rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

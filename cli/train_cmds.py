@@ -39,24 +39,24 @@ def train_cmd(
         Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/train.yaml.")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="aff-unet, aff-unet-tiny or unet [recipe].")
+        str | None, typer.Option("--model", help="aff-unet, aff-unet-tiny or unet (recipe).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs [recipe: 1500].")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe: 1500).")] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Batch per process [recipe: 256].")
+        int | None, typer.Option("--batch-size", help="Batch per process (recipe: 256).")
     ] = None,
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Adagrad learning rate [recipe: 0.05].")
+        float | None, typer.Option("--lr", help="Adagrad learning rate (recipe: 0.05).")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed [recipe: 0].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (recipe: 0).")] = None,
     neg_loss: Annotated[
-        str | None, typer.Option("--neg-loss", help="L_Neg: sum, min or off [recipe: sum].")
+        str | None, typer.Option("--neg-loss", help="L_Neg: sum, min or off (recipe: sum).")
     ] = None,
     crop: Annotated[
-        int | None, typer.Option("--crop", help="Training crop size [recipe: 256].")
+        int | None, typer.Option("--crop", help="Training crop size (recipe: 256).")
     ] = None,
     eval_every: Annotated[
-        int | None, typer.Option("--eval-every", help="Validate every N epochs [recipe: 10].")
+        int | None, typer.Option("--eval-every", help="Validate every N epochs (recipe: 10).")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     workers: Workers = 0,

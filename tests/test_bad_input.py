@@ -353,3 +353,15 @@ def test_pred_dir_scoring_needs_no_torch(demo_root, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
     assert (m["IoU"], m["Pd"], m["Fa"]) == (1.0, 1.0, 0.0)
+
+
+def test_error_text_in_brackets_is_printed_verbatim(tmp_path, cli):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- [bold]\n")  # a YAML list, not a mapping of key: value
+    r = cli("build-noise-bank", tmp_path, "--recipe", recipe)
+    assert r.code == 2 and "must be a YAML mapping" in r.err
+    recipe.write_text("alpha: [0, 1]\n")
+    r = cli("build-noise-bank", tmp_path, "--recipe", recipe)
+    assert r.code == 2 and "bad value [0, 1]" in r.err
+    r = cli("build-noise-bank", tmp_path / "[red]x")  # rich would eat an unescaped tag
+    assert r.code == 2 and "[red]x: dataset folder not found" in r.err
