@@ -310,7 +310,7 @@ def preview_cmd(
 
     n = write_preview(out, sheet, targets, seed)
     if not quiet:
-        console.print(f"wrote {sheet} ({n} targets)")
+        console.print(f"wrote {escape(str(sheet))} ({n} targets)", highlight=False)
 
 
 def _register_train_commands() -> None:

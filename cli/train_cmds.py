@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.app import (
     AsJson,
@@ -106,7 +107,7 @@ def train_cmd(
         stop_after,
         on_error == OnError.skip,
         progress_for(quiet or not rank0, as_json),
-        log=(lambda m: console.print(m, highlight=False))
+        log=(lambda m: console.print(escape(m), highlight=False))
         if rank0 and not (quiet or as_json)
         else (lambda m: None),
     )

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -72,11 +73,11 @@ def progress_for(quiet: bool, as_json: bool) -> Progress:
 
 
 def table(title: str, rows: list[tuple[str, Any]]) -> Table:
-    t = Table(title=title, show_header=True, header_style="bold")
+    t = Table(title=escape(title), show_header=True, header_style="bold")
     t.add_column("what")
     t.add_column("value", justify="right")
     for k, v in rows:
-        t.add_row(str(k), str(v))
+        t.add_row(escape(str(k)), escape(str(v)))
     return t
 
 
