@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sirst_synth.blend import displace
-from sirst_synth.rotate import rotate_window, window
+from sirst_synth.rotate import negative_samples
 from sirst_synth.targets import target_centers
 
 
@@ -36,13 +36,12 @@ def synthesize(
     """
     mixed = displace(image, patch, alpha)
     centers = target_centers(mask)
-    out = []
+    angles: dict[int, list[int]] = {}
     for t, angle in picks:
+        angles.setdefault(t, []).append(angle)
+    out = []
+    for t, wanted in angles.items():
         c = (int(centers[t][0]), int(centers[t][1]))
-        win = window(c, s, image.shape)
-        out.append(
-            Sample(
-                t, c, win, angle, rotate_window(mixed, win, angle), rotate_window(mask, win, angle)
-            )
-        )
+        for angle, win, img, msk in negative_samples(mixed, mask, c, s, tuple(wanted)):
+            out.append(Sample(t, c, win, angle, img, msk))
     return out

@@ -109,11 +109,6 @@ def image_size(path: Path) -> tuple[int, int]:
     return h, w
 
 
-def png_bytes_to_array(data: bytes) -> np.ndarray | None:
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    return arr
-
-
 def fingerprint(root: Path, paths: list[Path], hashes: dict[Path, str] | None = None) -> str:
     """sha256 over (relative path, content hash) of the given files: identifies a source set.
 
