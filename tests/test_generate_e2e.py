@@ -23,6 +23,10 @@ def _count_targets(ds_root: Path, stems) -> int:
     return n
 
 
+def _gen(cli, root, bank, out, *extra):
+    return cli("generate", root, "--bank", bank, "--out", out, *extra)
+
+
 @pytest.fixture(scope="module")
 def demo_bank(demo_root, tmp_path_factory):
     from cli.app import main
@@ -36,29 +40,9 @@ def demo_bank(demo_root, tmp_path_factory):
 
 def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank, tmp_path, cli):
     before = tree_hashes(demo_root)
-    r1 = cli(
-        "generate",
-        demo_root,
-        "--bank",
-        demo_bank,
-        "--out",
-        tmp_path / "w1",
-        "--workers",
-        "1",
-        "--json",
-    )
-    r2 = cli(
-        "generate",
-        demo_root,
-        "--bank",
-        demo_bank,
-        "--out",
-        tmp_path / "w2",
-        "--workers",
-        "2",
-        "--name",
-        "w1",
-        "--quiet",
+    r1 = _gen(cli, demo_root, demo_bank, tmp_path / "w1", "--workers", "1", "--json")
+    r2 = _gen(
+        cli, demo_root, demo_bank, tmp_path / "w2", "--workers", "2", "--name", "w1", "--quiet"
     )
     assert r1.code == 0 and r2.code == 0, r1.err + r2.err
     ds = open_dataset(demo_root)
@@ -120,12 +104,10 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
 
 
 def test_generate_reads_its_own_output_and_dnanet_layout(demo_root, demo_bank, tmp_path, cli):
-    r = cli(
-        "generate",
+    r = _gen(
+        cli,
         demo_root,
-        "--bank",
         demo_bank,
-        "--out",
         tmp_path / "d",
         "--layout",
         "dnanet",
@@ -144,17 +126,7 @@ def test_generate_reads_its_own_output_and_dnanet_layout(demo_root, demo_bank, t
 def test_count_beyond_the_pool_draws_fresh_noise(demo_root, demo_bank, tmp_path, cli):
     ds = open_dataset(demo_root)
     pool = 4 * _count_targets(demo_root, ds.train)
-    r = cli(
-        "generate",
-        demo_root,
-        "--bank",
-        demo_bank,
-        "--out",
-        tmp_path / "big",
-        "--count",
-        pool + 6,
-        "--json",
-    )
+    r = _gen(cli, demo_root, demo_bank, tmp_path / "big", "--count", pool + 6, "--json")
     assert r.code == 0, r.err
     rows = [json.loads(x) for x in (tmp_path / "big" / "manifest.jsonl").read_text().splitlines()]
     dev = [x for x in rows if x["split"] == "development"]
@@ -165,19 +137,7 @@ def test_count_beyond_the_pool_draws_fresh_noise(demo_root, demo_bank, tmp_path,
 def test_recipe_file_and_flag_override(demo_root, demo_bank, tmp_path, cli):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("alpha: 0.3\ns: 5\ncount: 8\n")
-    r = cli(
-        "generate",
-        demo_root,
-        "--bank",
-        demo_bank,
-        "--out",
-        tmp_path / "o",
-        "--recipe",
-        recipe,
-        "--s",
-        "1",
-        "--json",
-    )
+    r = _gen(cli, demo_root, demo_bank, tmp_path / "o", "--recipe", recipe, "--s", "1", "--json")
     assert r.code == 0, r.err
     written = (tmp_path / "o" / "recipe.yaml").read_text()
     assert "alpha: 0.3" in written and "s: 1" in written and "count: 8" in written
