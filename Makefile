@@ -8,7 +8,7 @@ TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 
 
 .PHONY: venv demo test lint format bench clean-demo
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml sirst_synth/_kernel.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[train,dev]"

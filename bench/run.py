@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from sirst_synth.io.demo_writer import write_demo_dataset  # noqa: E402
 from sirst_synth.io.files import encode_png, read_gray, read_mask  # noqa: E402
 from sirst_synth.io.layouts import open_dataset  # noqa: E402
-from sirst_synth.metrics import MetricTotals, score_image  # noqa: E402
+from sirst_synth.metrics import NATIVE, MetricTotals, score_image, score_image_python  # noqa: E402
 from sirst_synth.pipeline import build_noise_bank, generate  # noqa: E402
 from sirst_synth.recipe import SynthRecipe  # noqa: E402
 
@@ -269,7 +269,7 @@ def bench_metrics() -> None:
     for m in masks:
         label = read_mask(m)
         pairs.append((_perturb(label, rng), label))
-    t_ours = t_ref = float("inf")
+    t_ours = t_py = t_ref = float("inf")
     for _ in range(3):  # alternate, best of three
         t0 = time.perf_counter()
         totals = MetricTotals()
@@ -277,6 +277,12 @@ def bench_metrics() -> None:
             totals.add(score_image(pred, label))
         ours = (totals.summary("identity"), totals.summary("basicirstd"))
         t_ours = min(t_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        py = MetricTotals()
+        for pred, label in pairs:
+            py.add(score_image_python(pred, label))
+        t_py = min(t_py, time.perf_counter() - t0)
+        assert py.scores == totals.scores
         t0 = time.perf_counter()
         iou = reference_iou(pairs)
         t_iou = time.perf_counter() - t0
@@ -292,11 +298,14 @@ def bench_metrics() -> None:
     )
     RESULTS["metrics_sirst_v1"] = {
         "masks": len(pairs),
+        "native_kernel": NATIVE is not None,
         "ours_s": round(t_ours, 4),
+        "ours_python_path_s": round(t_py, 4),
         "reference_s": round(t_ref, 3),
         "reference_iou_s": round(t_ref_iou, 3),
         "reference_pd_fa_s": round(t_ref_pdfa, 3),
         "speedup": round(t_ref / t_ours, 1),
+        "speedup_python_path": round(t_ref / t_py, 1),
         "identical_both_fa_modes": same,
         "Fa_identity_x1e6": round(ours[0]["Fa"] * 1e6, 3),
         "Fa_basicirstd_x1e6": round(ours[1]["Fa"] * 1e6, 3),

@@ -180,3 +180,40 @@ def test_metrics_equal_the_reference(shape, dp, dl, seed):
     for mode in ("identity", "basicirstd"):
         m = t.summary(mode)
         assert 0 <= m["IoU"] <= 1 and 0 <= m["Pd"] <= 1 and 0 <= m["Fa"] <= 1
+
+
+@FUZZ
+@given(
+    st.tuples(st.integers(1, 120), st.integers(1, 120)),
+    st.floats(0, 0.5),
+    st.floats(0, 0.5),
+    seeds,
+    st.booleans(),
+)
+def test_native_and_python_paths_agree(shape, dp, dl, seed, strided):
+    from sirst_synth.metrics import NATIVE, score_image_python
+
+    if NATIVE is None:
+        pytest.skip("the native metrics kernel is not built here")
+    rng = np.random.default_rng(seed)
+    label = _mask(rng, shape, dl) * rng.integers(1, 256)  # any non-zero value is target
+    pred = _mask(rng, shape, dp).astype(bool)
+    if strided:
+        label, pred = (
+            label[::2, ::-1],
+            pred[:, ::2][: label[::2].shape[0], : label.shape[1] // 2 + 1],
+        )
+        pred = np.resize(pred, label.shape)
+    assert score_image(pred, label) == score_image_python(pred, label)
+
+
+def test_native_kernel_is_built_where_a_compiler_exists():
+    import shutil
+
+    from sirst_synth.metrics import NATIVE
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler on this machine: the Python metrics path runs")
+    assert NATIVE is not None, (
+        "sirst_synth/_kernel.c was not compiled at install (pip install -e .)"
+    )
