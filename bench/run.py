@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from sirst_synth.io.demo_writer import write_demo_dataset  # noqa: E402
 from sirst_synth.io.files import encode_png, read_gray, read_mask  # noqa: E402
 from sirst_synth.io.layouts import open_dataset  # noqa: E402
-from sirst_synth.metrics import NATIVE, MetricTotals, score_image, score_image_python  # noqa: E402
+from sirst_synth.metrics import NATIVE, MetricTotals, score_image  # noqa: E402
 from sirst_synth.pipeline import build_noise_bank, generate  # noqa: E402
 from sirst_synth.recipe import SynthRecipe  # noqa: E402
 
@@ -280,7 +280,7 @@ def bench_metrics() -> None:
         t0 = time.perf_counter()
         py = MetricTotals()
         for pred, label in pairs:
-            py.add(score_image_python(pred, label))
+            py.add(score_image(pred, label, native=False))
         t_py = min(t_py, time.perf_counter() - t0)
         assert py.scores == totals.scores
         t0 = time.perf_counter()

@@ -72,19 +72,20 @@ def score_image(
     label: np.ndarray,
     match_distance: float = 3.0,
     label_components: Components | None = None,
+    native: bool = True,
 ) -> ImageScore:
     """Score one binary prediction against one binary label of the same shape.
 
-    Runs the compiled single-pass kernel where it was built, else `score_image_python`; both
-    give the same numbers (the tests check it). ``label_components`` (``components(label)``)
-    may be passed in when one label is scored against many predictions, as in a threshold
-    sweep; the Python path uses it.
+    Runs the compiled single-pass kernel where it was built (and ``native``), else the
+    numpy/OpenCV path, the reference: both give the same numbers (the tests check it).
+    ``label_components`` (``components(label)``) may be passed in when one label is scored
+    against many predictions, as in a threshold sweep; the numpy path uses it.
     """
     pred, label = as_u8_binary(pred), as_u8_binary(label)
     if pred.shape != label.shape:
         raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
-    if NATIVE is None or label_components is not None or pred.ndim != 2:
-        return score_image_python(pred, label, match_distance, label_components)
+    if NATIVE is None or not native or label_components is not None or pred.ndim != 2:
+        return _score_numpy(pred, label, match_distance, label_components)
     out = np.empty(7, np.int64)
     h, w = pred.shape
     if NATIVE(
@@ -101,16 +102,9 @@ def score_image(
     return ImageScore(*out.tolist())
 
 
-def score_image_python(
-    pred: np.ndarray,
-    label: np.ndarray,
-    match_distance: float = 3.0,
-    label_components: Components | None = None,
+def _score_numpy(
+    pred: np.ndarray, label: np.ndarray, match_distance: float, label_components: Components | None
 ) -> ImageScore:
-    """The reference path of `score_image` in numpy and OpenCV."""
-    pred, label = as_u8_binary(pred), as_u8_binary(label)
-    if pred.shape != label.shape:
-        raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
     pc = components(pred)
     lc = components(label) if label_components is None else label_components
     inter = 0

@@ -4,22 +4,28 @@ import pytest
 from sirst_synth.metrics import MetricTotals, pd_fa_curve, score_image
 
 
-def _summary(pairs, mode="identity"):
+@pytest.fixture(params=[True, False], ids=["native", "numpy"])
+def native(request):
+    """Every hand-computed case runs on both paths of score_image."""
+    return request.param
+
+
+def _summary(pairs, mode="identity", native=True):
     t = MetricTotals()
     for pred, label in pairs:
-        t.add(score_image(pred, label))
+        t.add(score_image(pred, label, native=native))
     return t.summary(mode)
 
 
-def test_perfect_prediction():
+def test_perfect_prediction(native):
     label = np.zeros((20, 20), np.uint8)
     label[4:7, 4:7] = 1
     label[15, 15] = 1
-    m = _summary([(label.copy(), label)])
+    m = _summary([(label.copy(), label)], native=native)
     assert (m["IoU"], m["nIoU"], m["Pd"], m["Fa"]) == (1.0, 1.0, 1.0, 0.0)
 
 
-def test_hand_drawn_iou_niou_pd_fa_and_the_two_fa_modes():
+def test_hand_drawn_iou_niou_pd_fa_and_the_two_fa_modes(native):
     # image 1 (10x10): label = 2x2 at rows 1-2 cols 1-2 (centroid 1.5, 1.5) and one pixel at (8, 8)
     # pred = the same 2x2 shifted right by one (centroid 1.5, 2.5: distance 1, matched),
     #        a 2x2 false alarm at rows 6-7 cols 1-2 (same area 4 as the matched component)
@@ -35,13 +41,13 @@ def test_hand_drawn_iou_niou_pd_fa_and_the_two_fa_modes():
     label2 = np.zeros((10, 10), np.uint8)
     label2[5, 5] = 1
     pred2 = label2.copy()
-    s1 = score_image(pred1, label1)
+    s1 = score_image(pred1, label1, native=native)
     # intersection: (1,2),(2,2) = 2; union: label 5 + pred 9 - 2 = 12
     assert (s1.inter, s1.union, s1.targets, s1.detected) == (2, 12, 2, 1)
     assert s1.fa_pixels == 5  # the unmatched 2x2 (4 px) + the single pixel (1 px)
     assert s1.fa_pixels_basicirstd == 1  # the 2x2 has the area value of a matched one: dropped
-    ident = _summary([(pred1, label1), (pred2, label2)], "identity")
-    compat = _summary([(pred1, label1), (pred2, label2)], "basicirstd")
+    ident = _summary([(pred1, label1), (pred2, label2)], "identity", native)
+    compat = _summary([(pred1, label1), (pred2, label2)], "basicirstd", native)
     assert ident["IoU"] == pytest.approx(3 / 13)
     assert ident["nIoU"] == pytest.approx((2 / 12 + 1.0) / 2)
     assert ident["Pd"] == pytest.approx(2 / 3)
@@ -50,32 +56,32 @@ def test_hand_drawn_iou_niou_pd_fa_and_the_two_fa_modes():
     assert compat["Pd"] == ident["Pd"]
 
 
-def test_match_distance_is_strictly_below_3px():
+def test_match_distance_is_strictly_below_3px(native):
     label = np.zeros((20, 20), np.uint8)
     label[10, 10] = 1
     at3 = np.zeros_like(label)
     at3[10, 13] = 1  # exactly 3 px away: a miss and a false alarm (DNA-Net / BasicIRSTD: d < 3)
-    s = score_image(at3, label)
+    s = score_image(at3, label, native=native)
     assert (s.detected, s.fa_pixels) == (0, 1)
     near = np.zeros_like(label)
     near[12, 12] = 1  # sqrt(8) = 2.83 px: detected
-    s = score_image(near, label)
+    s = score_image(near, label, native=native)
     assert (s.detected, s.fa_pixels) == (1, 0)
 
 
-def test_one_prediction_matches_one_target_only():
+def test_one_prediction_matches_one_target_only(native):
     label = np.zeros((10, 10), np.uint8)
     label[5, 4] = 1
     label[5, 6] = 1  # two targets 2 px apart
     pred = np.zeros_like(label)
     pred[5, 5] = 1  # one predicted component 1 px from both
-    s = score_image(pred, label)
+    s = score_image(pred, label, native=native)
     assert (s.targets, s.detected, s.fa_pixels) == (2, 1, 0)
 
 
-def test_empty_label_and_prediction():
+def test_empty_label_and_prediction(native):
     z = np.zeros((4, 4), np.uint8)
-    m = _summary([(z, z)])
+    m = _summary([(z, z)], native=native)
     assert (m["IoU"], m["nIoU"], m["Pd"], m["Fa"], m["targets"]) == (0.0, 0.0, 0.0, 0.0, 0)
 
 
