@@ -6,7 +6,7 @@ DEMO ?= demo-out
 # A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
 
-.PHONY: venv demo test lint format bench clean-demo
+.PHONY: venv demo test lint format bench bench-gpu
 
 $(BIN)/.installed: pyproject.toml sirst_synth/_kernel.c
 	$(PY) -m venv $(VENV)
@@ -41,3 +41,6 @@ format: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+bench-gpu: venv
+	$(BIN)/python bench/gpu.py

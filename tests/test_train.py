@@ -303,3 +303,34 @@ def test_cuda_without_a_gpu_is_a_usage_error(small_synth, tmp_path, cli):
         "train", small_synth / "syn", "--out", tmp_path / "r", "--device", "cuda", "--epochs", "1"
     )
     assert r.code == 2 and "no CUDA device" in r.err and not (tmp_path / "r").exists()
+
+
+def test_gpu_benchmark_script_runs_on_cpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu.py"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--device",
+            "cpu",
+            "--model",
+            "aff-unet-tiny",
+            "--batch",
+            "2",
+            "--size",
+            "32",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["parameters"] == 247_017 and out["images_per_s"] > 0 and out["batch"] == 2
