@@ -75,24 +75,23 @@ def decode_raw(path: Path) -> np.ndarray:
     return arr
 
 
+def _read_converted(path: Path, convert, fix: str) -> np.ndarray:
+    """Decode (its errors already name the file), then convert, naming the file on failure."""
+    raw = decode_raw(path)
+    try:
+        return convert(raw)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}; {fix}") from None
+
+
 def read_gray(path: Path) -> np.ndarray:
     """An image as one 8-bit channel (see `sirst_synth.convert`)."""
-    try:
-        return to_gray_u8(decode_raw(path))
-    except DataError as exc:
-        if str(path) in str(exc):
-            raise
-        raise DataError(f"{path}: {exc}; convert the file to gray, RGB(A) or 16-bit PNG") from None
+    return _read_converted(path, to_gray_u8, "convert the file to gray, RGB(A) or 16-bit PNG")
 
 
 def read_mask(path: Path) -> np.ndarray:
     """A mask as 0/1 uint8 (any non-zero pixel is target)."""
-    try:
-        return to_binary_mask(decode_raw(path))
-    except DataError as exc:
-        if str(path) in str(exc):
-            raise
-        raise DataError(f"{path}: {exc}; masks must be single-image PNGs") from None
+    return _read_converted(path, to_binary_mask, "masks must be single-image PNGs")
 
 
 def image_size(path: Path) -> tuple[int, int]:
