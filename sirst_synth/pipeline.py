@@ -68,15 +68,15 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
-def check_out_path(out: Path, source_root: Path, flag: str = "--out") -> None:
+def check_out_path(out: Path, source_root: Path) -> None:
     """OUT may not be the source dataset, lie inside it, or contain it."""
     if _inside(out, source_root):
         raise UsageError(
-            f"{flag} {out} is inside the source dataset {source_root}; write somewhere else"
+            f"--out {out} is inside the source dataset {source_root}; write somewhere else"
         )
     if _inside(source_root, out):
         raise UsageError(
-            f"{flag} {out} contains the source dataset {source_root}; write somewhere else"
+            f"--out {out} contains the source dataset {source_root}; write somewhere else"
         )
 
 
@@ -560,7 +560,7 @@ def generate(
     summary.originals = sum(r.split == "original" for r in rows)
     summary.development = sum(r.split == "development" for r in rows)
     summary.test = sum(r.split == "test" for r in rows)
-    _finish(out, rows, ds, recipe, identity, layout, name, summary)
+    _finish(out, rows, ds, recipe, identity, summary)
     journal.unlink()
     return summary
 
@@ -571,11 +571,10 @@ def _finish(
     ds: Dataset,
     recipe: SynthRecipe,
     identity: dict,
-    layout: str,
-    name: str,
     summary: GenerateSummary,
 ) -> None:
     """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
+    layout, name = identity["layout"], identity["name"]
     train_stems = [r.stem for r in rows if r.split != "test"]
     test_stems = [r.stem for r in rows if r.split == "test"]
     if layout == "dnanet":
@@ -587,18 +586,13 @@ def _finish(
     if test_stems:
         write_text_atomic(split_dir / test_file, "".join(s + "\n" for s in test_stems))
     write_text_atomic(out / "recipe.yaml", to_yaml(recipe))
-    write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, layout, name, summary))
+    write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, summary))
     write_text_atomic(out / MANIFEST, manifest_text(rows))
 
 
-def dataset_card(
-    ds: Dataset,
-    recipe: SynthRecipe,
-    identity: dict,
-    layout: str,
-    name: str,
-    summary: GenerateSummary,
-) -> str:
+def dataset_card(ds: Dataset, recipe: SynthRecipe, identity: dict, summary: GenerateSummary) -> str:
+    """The OUT/README.md: counts, command, recipe, seed, version (layout and name from the run)."""
+    layout, name = identity["layout"], identity["name"]
     count = "" if recipe.count is None else f" --count {recipe.count}"
     skipped = "".join(f"- `{s}`: {why}\n" for s, why in summary.skipped) or "none\n"
     return f"""# {name}: a SIRST-5K style dataset
