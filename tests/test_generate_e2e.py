@@ -170,18 +170,8 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     r = cli("generate", sirst_root, "--bank", bank, "--out", tmp_path / "strict", "--workers", "2")
     assert r.code == 1 and "Misc_111_pixels0.png: mask is 592x400 but the image is 325x220" in r.err
     assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
-    r = cli(
-        "generate",
-        sirst_root,
-        "--bank",
-        bank,
-        "--out",
-        tmp_path / "full",
-        "--workers",
-        "2",
-        "--json",
-        "--on-error",
-        "skip",
+    r = _gen(
+        cli, sirst_root, bank, tmp_path / "full", "--workers", "2", "--json", "--on-error", "skip"
     )
     assert r.code == 0, r.err
     res = json.loads(r.out)
@@ -198,12 +188,10 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     test_split = tmp_path / "subtest.txt"
     test_split.write_text("\n".join(s for s in ds.test[:6] if s != "Misc_111"))
     for w in ("1", "2"):
-        r = cli(
-            "generate",
+        r = _gen(
+            cli,
             sirst_root,
-            "--bank",
             bank,
-            "--out",
             tmp_path / f"s{w}",
             "--workers",
             w,
