@@ -342,11 +342,19 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(getattr(exc, "exit_code", 0))
         if name == "Abort":
             _interrupted()
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
-            sys.exit(
-                2 if "Usage" in name or "Parameter" in name or "Option" in name else exc.exit_code
-            )
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            # One line instead of click's usage block: what is wrong, and where help is.
+            # An empty message: Typer already printed the help (a bare `sirst-synth`).
+            ctx, message = getattr(exc, "ctx", None), exc.format_message()
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            if message:
+                err_console.print(
+                    f"[bold red]error:[/] {escape(message)}{escape(hint)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            usage = "Usage" in name or "Parameter" in name or "Option" in name
+            sys.exit(2 if usage else exc.exit_code)
         if debug:
             raise
         err_console.print(

@@ -223,6 +223,24 @@ def test_bad_parameters_are_usage_errors(demo_root, tmp_path, cli, flags, needle
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["generate", "x", "--on-error", "maybe"], ["'--on-error'", "generate --help"]),
+        (["generate", "x", "--bogus"], ["--bogus", "generate --help"]),
+        (["train", "x"], ["'--out'", "train --help"]),
+        (["evaluate", "x", "--precision", "fp16"], ["'--precision'", "fp16"]),
+        (["--version", "--nope"], ["--nope"]),
+        (["nosuchcmd"], ["nosuchcmd", "sirst-synth --help"]),
+    ],
+)
+def test_parse_errors_are_one_line(cli, args, needles):
+    # the parser's own errors follow the same rule as ours: one line, exit 2, where to look
+    r = cli(*args)
+    _check_error(r, 2, "error:", *needles)
+    assert "Usage:" not in r.err
+
+
 def test_bad_banks(demo_root, tmp_path, cli):
     bank, _ = _bank(cli, demo_root, tmp_path)
     data = bank.read_bytes()
