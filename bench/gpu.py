@@ -3,7 +3,8 @@
 The paper model (`aff-unet`, 8.77 M parameters) at batch 256, 256x256, bf16 autocast,
 channels_last, Adagrad: images/s over timed steps after warm-up, and peak GPU memory. The step
 is `sirst_synth.train.loop.train_step`, the one the trainer runs. `--device cpu` with a small
-batch checks the script itself where there is no GPU.
+batch checks the script itself where there is no GPU; `--precision fp32` measures without
+autocast for comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sirst_synth.train.device import PRECISIONS, runtime  # noqa: E402
 from sirst_synth.train.loop import train_step  # noqa: E402
 from sirst_synth.train.model import build_model, parameter_count  # noqa: E402
 
@@ -30,13 +32,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
-    dev = torch.device(args.device)
+    rt = runtime(args.device, args.precision)
+    dev = rt.device
     torch.manual_seed(0)
-    model = build_model(args.model).to(dev)
+    model = rt.layout(build_model(args.model).to(dev))
     if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     net = torch.compile(model) if args.compile else model
     opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
@@ -44,13 +47,13 @@ def main() -> None:
     y = (torch.rand(args.batch, 1, args.size, args.size, device=dev) > 0.999).float()
     groups = torch.arange(args.batch, device=dev) // 4
     for _ in range(args.warmup):
-        train_step(net, opt, x, y, groups, "sum", dev)
+        train_step(net, opt, x, y, groups, "sum", rt)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        loss = train_step(net, opt, x, y, groups, "sum", dev)
+        loss = train_step(net, opt, x, y, groups, "sum", rt)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
@@ -62,7 +65,7 @@ def main() -> None:
                 "parameters": parameter_count(model),
                 "batch": args.batch,
                 "size": args.size,
-                "bf16": dev.type == "cuda",
+                "bf16": rt.bf16,
                 "compile": args.compile,
                 "steps": args.steps,
                 "images_per_s": round(args.steps * args.batch / elapsed, 1),

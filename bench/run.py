@@ -316,26 +316,28 @@ def bench_metrics() -> None:
 def bench_train_step() -> None:
     import torch
 
+    from sirst_synth.train.device import runtime
     from sirst_synth.train.loop import train_step
     from sirst_synth.train.model import build_model
 
-    torch.manual_seed(0)
-    dev = torch.device("cpu")
     batch = 8
-    model = build_model("aff-unet-tiny")
-    opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
-    x, y = torch.randn(batch, 1, 256, 256), (torch.rand(batch, 1, 256, 256) > 0.999).float()
-    groups = torch.arange(batch) // 4  # two rotation groups, as L_Neg batches them
-    train_step(model, opt, x, y, groups, "sum", dev)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(3):
-        train_step(model, opt, x, y, groups, "sum", dev)
-    RESULTS["train_step_cpu_aff-unet-tiny"] = {
-        "batch": batch,
-        "size": 256,
-        "threads": torch.get_num_threads(),
-        "images_per_s": round(3 * batch / (time.perf_counter() - t0), 1),
-    }
+    for precision in ("fp32", "bf16"):  # bf16: the CUDA configuration, run on the CPU
+        rt = runtime("cpu", precision)
+        torch.manual_seed(0)
+        model = rt.layout(build_model("aff-unet-tiny"))
+        opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
+        x, y = torch.randn(batch, 1, 256, 256), (torch.rand(batch, 1, 256, 256) > 0.999).float()
+        groups = torch.arange(batch) // 4  # two rotation groups, as L_Neg batches them
+        train_step(model, opt, x, y, groups, "sum", rt)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(3):
+            train_step(model, opt, x, y, groups, "sum", rt)
+        RESULTS[f"train_step_cpu_aff-unet-tiny_{precision}"] = {
+            "batch": batch,
+            "size": 256,
+            "threads": torch.get_num_threads(),
+            "images_per_s": round(3 * batch / (time.perf_counter() - t0), 1),
+        }
 
 
 def main() -> None:

@@ -23,6 +23,20 @@ from cli.ui import console, emit, progress_for
 from sirst_synth.recipe import TrainRecipe, load_recipe
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision", help="bf16 (autocast + channels_last), fp32, or auto: bf16 on CUDA only."
+    ),
+]
+
+
 class FaCompat(str, Enum):
     identity = "identity"
     basicirstd = "basicirstd"
@@ -60,6 +74,7 @@ def train_cmd(
         int | None, typer.Option("--eval-every", help="Validate every N epochs (recipe: 10).")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    precision: PrecisionOpt = Precision.auto,
     workers: Workers = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from OUT/last.pt exactly.")
@@ -101,6 +116,7 @@ def train_cmd(
         out,
         r,
         device,
+        precision.value,
         workers,
         resume,
         compile_model,
@@ -178,6 +194,7 @@ def evaluate_cmd(
         typer.Option("--json-out", help="Also write the metrics as JSON to this file."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    precision: PrecisionOpt = Precision.auto,
     on_error: OnErrorOpt = OnError.fail,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -197,6 +214,7 @@ def evaluate_cmd(
         json_out,
         device,
         on_error == OnError.skip,
+        precision.value,
     )
     _skipped_rows(m["skipped"])
     rows = [

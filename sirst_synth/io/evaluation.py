@@ -31,6 +31,7 @@ def evaluate(
     json_out: Path | None = None,
     device: str = "auto",
     skip_errors: bool = False,
+    precision: str = "auto",
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -64,6 +65,7 @@ def evaluate(
             split,
             threshold,
             device,
+            precision,
             thresholds,
             fa_mode,
             keep=save_pred is not None,

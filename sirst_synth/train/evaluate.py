@@ -10,8 +10,8 @@ from sirst_synth.io.files import read_mask
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
 from sirst_synth.train.checkpoint import load_checkpoint
+from sirst_synth.train.device import runtime
 from sirst_synth.train.infer import evaluate_items
-from sirst_synth.train.loop import pick_device
 from sirst_synth.train.model import build_model
 
 
@@ -21,6 +21,7 @@ def evaluate_checkpoint(
     split: str = "test",
     threshold: float = 0.5,
     device: str = "auto",
+    precision: str = "auto",
     curve_thresholds: np.ndarray | None = None,
     fa_mode: str = "identity",
     keep: bool = False,
@@ -28,14 +29,14 @@ def evaluate_checkpoint(
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray], list[tuple[str, str]]]:
     """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
-    dev = pick_device(device)
+    rt = runtime(device, precision)
     model = build_model(state["recipe"]["model"])
     model.load_state_dict(state["model"])
-    model.to(dev).eval()
+    model = rt.layout(model.to(rt.device)).eval()
     items, skipped = check_items(split_items(root, split), skip_errors)
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
-        model, items, state["norm"]["mean"], state["norm"]["std"], dev, threshold, need
+        model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need
     )
     curve = None
     if curve_thresholds is not None:

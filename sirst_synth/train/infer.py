@@ -9,20 +9,21 @@ import torch.nn.functional as F
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
 from sirst_synth.metrics import MetricTotals, score_probability
+from sirst_synth.train.device import Runtime
 
 MULTIPLE = 16  # 4 downsampling stages
 
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, image: np.ndarray, mean: float, std: float, device: torch.device
+    model: torch.nn.Module, image: np.ndarray, mean: float, std: float, rt: Runtime
 ) -> np.ndarray:
     """Probability map (float32, same shape as ``image``); no resizing of anything."""
     h, w = image.shape
-    x = torch.from_numpy((image.astype(np.float32) / 255.0 - mean) / std)[None, None].to(device)
+    x = torch.from_numpy((image.astype(np.float32) / 255.0 - mean) / std)[None, None].to(rt.device)
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
-    x = F.pad(x, (0, pw, 0, ph))  # zero = the dataset mean after normalisation
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    x = rt.layout(F.pad(x, (0, pw, 0, ph)))  # zero = the dataset mean after normalisation
+    with rt.autocast():
         logits = model(x)[0]
     return torch.sigmoid(logits.float())[0, 0, :h, :w].cpu().numpy()
 
@@ -32,7 +33,7 @@ def evaluate_items(
     items: list[Item],
     mean: float,
     std: float,
-    device: torch.device,
+    rt: Runtime,
     threshold: float = 0.5,
     keep_probs: bool = False,
 ) -> tuple[MetricTotals, list[np.ndarray]]:
@@ -41,7 +42,7 @@ def evaluate_items(
     model.eval()
     totals, probs = MetricTotals(), []
     for it in items:
-        prob = predict(model, read_gray(it.image), mean, std, device)
+        prob = predict(model, read_gray(it.image), mean, std, rt)
         totals.add(score_probability(prob, read_mask(it.mask), threshold, str(it.mask)))
         if keep_probs:
             probs.append(prob)

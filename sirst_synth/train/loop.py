@@ -25,6 +25,7 @@ from sirst_synth.progress import Progress
 from sirst_synth.recipe import TrainRecipe
 from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint
 from sirst_synth.train.data import GroupBatchSampler, SegmentationSet, normalisation
+from sirst_synth.train.device import Runtime, runtime
 from sirst_synth.train.infer import evaluate_items
 from sirst_synth.train.losses import NEG_LOSS_MODES, deep_supervision_loss, group_loss
 from sirst_synth.train.model import build_model, parameter_count
@@ -44,16 +45,6 @@ class TrainResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
 def _dist_env() -> tuple[int, int, int]:
     return (
         int(os.environ.get("RANK", 0)),
@@ -69,17 +60,15 @@ def train_step(
     y: torch.Tensor,
     groups: torch.Tensor,
     neg_loss: str,
-    dev: torch.device,
+    rt: Runtime,
 ) -> torch.Tensor:
-    """One optimisation step; on CUDA with channels_last inputs and bf16 autocast.
+    """One optimisation step in the runtime's precision and layout (the loss is fp32).
 
     Shared by the loop and the benchmarks, so what is timed is what trains.
     """
-    x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-    groups = groups.to(dev)
-    if dev.type == "cuda":
-        x = x.to(memory_format=torch.channels_last)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+    x = rt.layout(x.to(rt.device, non_blocking=True))
+    y, groups = y.to(rt.device, non_blocking=True), groups.to(rt.device)
+    with rt.autocast():
         outputs = net(x)
     loss = group_loss(deep_supervision_loss(outputs, y), groups, neg_loss)
     opt.zero_grad(set_to_none=True)
@@ -106,6 +95,7 @@ def train(
     out: Path,
     recipe: TrainRecipe,
     device: str = "auto",
+    precision: str = "auto",
     workers: int = 0,
     resume: bool = False,
     compile_model: bool = False,
@@ -122,9 +112,9 @@ def train(
     if own_group:
         backend = "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
-    dev = pick_device(device)
-    if dev.type == "cuda" and world > 1:
-        dev = torch.device("cuda", local_rank)
+    rt = runtime(device, precision, local_rank)
+    dev = rt.device
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
     last = out / "last.pt"
     state = None
@@ -161,9 +151,7 @@ def train(
     torch.manual_seed(recipe.seed)
     model = build_model(recipe.model)
     n_params = parameter_count(model)
-    model.to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = rt.layout(model.to(dev))
     opt = torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs)
     start_epoch, best = 0, {}
@@ -217,7 +205,7 @@ def train(
         net.train()
         t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
         for x, y, g in loader:
-            loss = train_step(net, opt, x, y, g, recipe.neg_loss, dev)
+            loss = train_step(net, opt, x, y, g, recipe.neg_loss, rt)
             loss_sum += float(loss)
             steps += 1
             seen += x.shape[0]
@@ -237,7 +225,7 @@ def train(
             and val_items
             and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs)
         ):
-            totals, _ = evaluate_items(model, val_items, mean, std, dev, recipe.threshold)
+            totals, _ = evaluate_items(model, val_items, mean, std, rt, recipe.threshold)
             summary = totals.summary()
             row.update({k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")})
             if not best or summary["IoU"] > best.get("IoU", -1):
