@@ -11,7 +11,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,8 @@ from cli.ui import console, emit, err_console, progress_for
 from sirst_synth import __version__
 from sirst_synth.errors import Interrupted, SirstError, UsageError
 from sirst_synth.recipe import SynthRecipe, load_recipe
+
+R = TypeVar("R")
 
 app = typer.Typer(
     name="sirst-synth",
@@ -66,13 +68,15 @@ def _root(
         raise typer.Exit(0)
 
 
-def _read_recipe_text(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text()
-    except OSError:
-        raise UsageError(f"--recipe {path}: cannot read the file; check the path") from None
+def _recipe(cls: type[R], path: Path | None, flags: dict) -> R:
+    """The recipe file (or the defaults) with the command-line flags that were given on top."""
+    text = None
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError:
+            raise UsageError(f"--recipe {path}: cannot read the file; check the path") from None
+    return load_recipe(cls, text, str(path or "defaults"), flags)
 
 
 def _skipped_rows(skipped: list[tuple[str, str]]) -> None:
@@ -124,12 +128,7 @@ def build_noise_bank_cmd(
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.pipeline import build_noise_bank
 
-    r = load_recipe(
-        SynthRecipe,
-        _read_recipe_text(recipe),
-        str(recipe or "defaults"),
-        {"grid": grid, "sigma": sigma, "mu": mu},
-    )
+    r = _recipe(SynthRecipe, recipe, {"grid": grid, "sigma": sigma, "mu": mu})
     res = build_noise_bank(
         dataset,
         out,
@@ -218,12 +217,7 @@ def generate_cmd(
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
     from sirst_synth.pipeline import generate
 
-    r = load_recipe(
-        SynthRecipe,
-        _read_recipe_text(recipe),
-        str(recipe or "defaults"),
-        {"alpha": alpha, "s": s, "count": count, "seed": seed},
-    )
+    r = _recipe(SynthRecipe, recipe, {"alpha": alpha, "s": s, "count": count, "seed": seed})
     res = generate(
         dataset,
         bank,

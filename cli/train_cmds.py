@@ -15,12 +15,12 @@ from cli.app import (
     OnErrorOpt,
     Quiet,
     Workers,
-    _read_recipe_text,
+    _recipe,
     _skipped_rows,
     app,
 )
 from cli.ui import console, emit, progress_for
-from sirst_synth.recipe import TrainRecipe, load_recipe
+from sirst_synth.recipe import TrainRecipe
 
 
 class Precision(str, Enum):
@@ -95,10 +95,9 @@ def train_cmd(
 
     from sirst_synth.train.loop import train
 
-    r = load_recipe(
+    r = _recipe(
         TrainRecipe,
-        _read_recipe_text(recipe),
-        str(recipe or "defaults"),
+        recipe,
         {
             "model": model,
             "epochs": epochs,
