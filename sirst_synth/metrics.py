@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sirst_synth.errors import DataError
-from sirst_synth.targets import Components, as_u8_binary, components
+from sirst_synth.targets import as_u8_binary, components
 
 FA_MODES = ("identity", "basicirstd")
 
@@ -71,21 +71,18 @@ def score_image(
     pred: np.ndarray,
     label: np.ndarray,
     match_distance: float = 3.0,
-    label_components: Components | None = None,
     native: bool = True,
 ) -> ImageScore:
     """Score one binary prediction against one binary label of the same shape.
 
     Runs the compiled single-pass kernel where it was built (and ``native``), else the
     numpy/OpenCV path, the reference: both give the same numbers (the tests check it).
-    ``label_components`` (``components(label)``) may be passed in when one label is scored
-    against many predictions, as in a threshold sweep; the numpy path uses it.
     """
     pred, label = as_u8_binary(pred), as_u8_binary(label)
     if pred.shape != label.shape:
         raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
-    if NATIVE is None or not native or label_components is not None or pred.ndim != 2:
-        return _score_numpy(pred, label, match_distance, label_components)
+    if NATIVE is None or not native or pred.ndim != 2:
+        return _score_numpy(pred, label, match_distance)
     out = np.empty(7, np.int64)
     h, w = pred.shape
     if NATIVE(
@@ -102,11 +99,8 @@ def score_image(
     return ImageScore(*out.tolist())
 
 
-def _score_numpy(
-    pred: np.ndarray, label: np.ndarray, match_distance: float, label_components: Components | None
-) -> ImageScore:
-    pc = components(pred)
-    lc = components(label) if label_components is None else label_components
+def _score_numpy(pred: np.ndarray, label: np.ndarray, match_distance: float) -> ImageScore:
+    pc, lc = components(pred), components(label)
     inter = 0
     if pc.count and lc.count:  # count the overlap inside the intersection of the two boxes only
         r0, c0 = max(pc.box[0], lc.box[0]), max(pc.box[1], lc.box[1])
@@ -205,12 +199,11 @@ def pd_fa_curve(
     match_distance: float = 3.0,
 ) -> list[dict[str, float]]:
     """Pd and Fa at each threshold over (probability map, label) pairs: the ROC-like curve."""
-    labels = [(label, components(label)) for _, label in pairs]  # once, not once a threshold
     curve = []
     for t in thresholds:
         totals = MetricTotals()
-        for (prob, _), (label, lc) in zip(pairs, labels, strict=True):
-            totals.add(score_image(binarize(prob, t), label, match_distance, lc))
+        for prob, label in pairs:
+            totals.add(score_image(binarize(prob, t), label, match_distance))
         row = totals.summary(fa_mode)
         curve.append({"threshold": float(t), "Pd": row["Pd"], "Fa": row["Fa"]})
     return curve
