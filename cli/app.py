@@ -11,7 +11,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.markup import escape
@@ -324,39 +324,26 @@ def main(argv: list[str] | None = None) -> None:
     except SirstError as exc:
         if debug:
             traceback.print_exc()
-        prefix = "" if isinstance(exc, Interrupted) else "[bold red]error:[/] "
-        err_console.print(f"{prefix}{escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.exit_code, str(exc), None if isinstance(exc, Interrupted) else "error")
     except KeyboardInterrupt:
-        _interrupted()
+        _fail(130, INTERRUPT_MESSAGE)
     except Exception as exc:
-        # Typer (vendored click) or click: usage errors carry `show` and `exit_code`.
+        # Typer (vendored click) or click: usage errors carry `format_message` and `exit_code`.
         name = type(exc).__name__
         if name == "Exit":
             sys.exit(getattr(exc, "exit_code", 0))
         if name == "Abort":
-            _interrupted()
+            _fail(130, INTERRUPT_MESSAGE)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             # One line instead of click's usage block: what is wrong, and where help is.
             # An empty message: Typer already printed the help (a bare `sirst-synth`).
             ctx, message = getattr(exc, "ctx", None), exc.format_message()
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            if message:
-                err_console.print(
-                    f"[bold red]error:[/] {escape(message)}{escape(hint)}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
             usage = "Usage" in name or "Parameter" in name or "Option" in name
-            sys.exit(2 if usage else exc.exit_code)
+            _fail(2 if usage else exc.exit_code, message and message + hint, "error")
         if debug:
             raise
-        err_console.print(
-            f"[bold red]internal error:[/] {escape(repr(exc))} (rerun with --debug for the traceback)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(1)
+        _fail(1, f"{exc!r} (rerun with --debug for the traceback)", "internal error")
     finally:
         signal.signal(signal.SIGINT, previous)
     sys.exit(rv if isinstance(rv, int) else 0)
@@ -372,9 +359,12 @@ def _on_sigint(signum, frame) -> None:
     raise Interrupted(INTERRUPT_MESSAGE)
 
 
-def _interrupted() -> None:
-    err_console.print(INTERRUPT_MESSAGE, highlight=False, soft_wrap=True)
-    sys.exit(130)
+def _fail(code: int, text: str, label: str | None = None) -> NoReturn:
+    """Every way out with an error: one line on stderr (user text escaped for rich), the code."""
+    if text:
+        prefix = f"[bold red]{label}:[/] " if label else ""
+        err_console.print(prefix + escape(text), highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 __all__ = ["app", "main"]
