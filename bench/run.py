@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from sirst_synth.io.demo_writer import write_demo_dataset  # noqa: E402
 from sirst_synth.io.files import encode_png, read_gray, read_mask  # noqa: E402
 from sirst_synth.io.layouts import open_dataset  # noqa: E402
+from sirst_synth.io.manifest import read_manifest  # noqa: E402
 from sirst_synth.metrics import NATIVE, MetricTotals, score_image  # noqa: E402
 from sirst_synth.pipeline import build_noise_bank, generate  # noqa: E402
 from sirst_synth.recipe import SynthRecipe  # noqa: E402
@@ -103,15 +104,15 @@ def _floor_test(stem: str) -> int:
 
 def _floor(root: Path, out: Path, scratch: Path, skip: bool) -> float:
     """Wall seconds of the I/O floor with WORKERS processes."""
-    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    rows = read_manifest(out)
     outputs: dict[str, list[np.ndarray]] = {}
     for r in rows:
-        if r["split"] != "test":
-            outputs.setdefault(r["source"], []).extend(
-                cv2.imread(str(out / r[k]), cv2.IMREAD_UNCHANGED) for k in ("image", "mask")
+        if r.split != "test":
+            outputs.setdefault(r.source, []).extend(
+                cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED) for rel in (r.image, r.mask)
             )
     ds = open_dataset(root, skip_missing=skip)
-    test = [r["source"] for r in rows if r["split"] == "test"]
+    test = [r.source for r in rows if r.split == "test"]
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     _floor_init(ds, out, scratch, outputs)  # the forked workers share the arrays
@@ -139,7 +140,7 @@ def bench_generate(label: str, root: Path, work: Path, skip: bool) -> None:
         res = generate(root, bank, out, SynthRecipe(), workers=WORKERS, skip_errors=skip)
         t_gen = min(t_gen, time.perf_counter() - t0)
         t_floor = min(t_floor, _floor(root, out, scratch, skip))
-    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    rows = read_manifest(out)
     shutil.rmtree(out)
     cmd = [
         sys.executable,
