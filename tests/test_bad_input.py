@@ -7,7 +7,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from conftest import tree_hashes, write_dataset
+from conftest import read_jsonl, tree_hashes, write_dataset
 
 from sirst_synth.demo import demo_image
 
@@ -120,7 +120,7 @@ def test_16bit_rgba_gray_and_thin_images(tmp_path, cli):
     assert np.array_equal(
         cv2.imread(str(out / "images/001.png"), cv2.IMREAD_UNCHANGED), _base(2)["001"][0]
     )
-    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    rows = read_jsonl(out / "manifest.jsonl")
     thin = [x for x in rows if x["source"] == "003" and x["split"] == "development"]
     assert len(thin) == 4 and all(x["window"] == [20, 0, 21, 1] for x in thin)
     assert cv2.imread(str(out / "masks/003.png"), cv2.IMREAD_UNCHANGED)[20, 0] == 255
@@ -186,7 +186,7 @@ def test_empty_full_border_and_close_targets(tmp_path, cli):
     res = json.loads(r.out)
     n_e = int(cv2.connectedComponents((_pair(1)[1] > 0).astype(np.uint8), connectivity=8)[0] - 1)
     assert res["development"] == 4 * (0 + 1 + 8 + 2 + n_e)
-    rows = [json.loads(x) for x in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
+    rows = read_jsonl(tmp_path / "o" / "manifest.jsonl")
     wins = {tuple(x["window"]) for x in rows if x["source"] == "c" and x["split"] == "development"}
     assert wins == {
         (0, 0, 3, 3),

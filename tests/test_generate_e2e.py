@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import tree_hashes
+from conftest import read_jsonl, tree_hashes
 from skimage.measure import label as sk_label
 
 from sirst_synth.io.layouts import open_dataset
@@ -52,7 +52,7 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
     assert (res["original"], res["test"]) == (len(ds.train), len(ds.test))
     h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
     assert h1 == h2  # byte-identical whatever --workers is
-    rows = [json.loads(x) for x in (tmp_path / "w1" / "manifest.jsonl").read_text().splitlines()]
+    rows = read_jsonl(tmp_path / "w1" / "manifest.jsonl")
     assert len(rows) == len(ds.train) + 4 * targets + len(ds.test)
     dev = [r for r in rows if r["split"] == "development"]
     for r in dev[:20]:
@@ -128,7 +128,7 @@ def test_count_beyond_the_pool_draws_fresh_noise(demo_root, demo_bank, tmp_path,
     pool = 4 * _count_targets(demo_root, ds.train)
     r = _gen(cli, demo_root, demo_bank, tmp_path / "big", "--count", pool + 6, "--json")
     assert r.code == 0, r.err
-    rows = [json.loads(x) for x in (tmp_path / "big" / "manifest.jsonl").read_text().splitlines()]
+    rows = read_jsonl(tmp_path / "big" / "manifest.jsonl")
     dev = [x for x in rows if x["split"] == "development"]
     assert len(dev) == pool + 6 and {x["pass"] for x in dev} == {0, 1}
     assert len({x["image"] for x in dev}) == pool + 6
@@ -141,7 +141,7 @@ def test_recipe_file_and_flag_override(demo_root, demo_bank, tmp_path, cli):
     assert r.code == 0, r.err
     written = (tmp_path / "o" / "recipe.yaml").read_text()
     assert "alpha: 0.3" in written and "s: 1" in written and "count: 8" in written
-    rows = [json.loads(x) for x in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
+    rows = read_jsonl(tmp_path / "o" / "manifest.jsonl")
     dev = [x for x in rows if x["split"] == "development"]
     assert len(dev) == 8 and all(x["s"] == 1 and x["alpha"] == 0.3 for x in dev)
 

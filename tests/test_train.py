@@ -7,6 +7,7 @@ import socket
 
 import numpy as np
 import pytest
+from conftest import read_jsonl
 
 torch = pytest.importorskip("torch")
 
@@ -139,8 +140,8 @@ def test_resume_is_exact(small_synth, tmp_path, cli):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6, rtol=0), k
-    ma = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    mb = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    ma = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    mb = read_jsonl(tmp_path / "b" / "metrics.jsonl")
     assert [m["epoch"] for m in mb] == [1, 2] and ma[1]["loss"] == pytest.approx(
         mb[1]["loss"], abs=1e-6
     )
