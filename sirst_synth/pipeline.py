@@ -408,11 +408,8 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
         old = json.loads(run_file.read_text())
         diff = [k for k in identity if old.get(k) != identity[k]]
         if diff:
-            detail = (
-                "; ".join(
-                    f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff if k != "recipe"
-                )
-                or ""
+            detail = "; ".join(
+                f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff if k != "recipe"
             )
             if "recipe" in diff:
                 rd = [

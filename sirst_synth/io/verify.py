@@ -17,13 +17,13 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
     listed: set[str] = set()
     for row in rows:
         shapes = []
-        for rel in (row.image, row.mask):
+        for kind, rel in (("image", row.image), ("mask", row.mask)):
             listed.add(rel)
             path = out / rel
             if not path.is_file():
                 problems.append(f"{rel}: listed in the manifest but missing")
                 continue
-            if sha256_file(path) != row.sha256["image" if rel == row.image else "mask"]:
+            if sha256_file(path) != row.sha256[kind]:
                 problems.append(
                     f"{rel}: sha256 differs from the manifest (file changed or corrupt)"
                 )

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sirst_synth.errors import UsageError
+
 #: Stage widths per model name. "aff-unet" has about the paper's 8.79 M parameters.
 WIDTHS = {
     "aff-unet": (32, 64, 128, 256, 544),
@@ -127,8 +129,6 @@ def _xavier(m: nn.Module) -> None:
 def build_model(name: str) -> AFFUNet:
     """The model of a recipe's ``model`` name."""
     if name not in WIDTHS:
-        from sirst_synth.errors import UsageError
-
         raise UsageError(f"--model must be one of {', '.join(WIDTHS)}, got {name!r}")
     return AFFUNet(WIDTHS[name], attention=name != "unet")
 
