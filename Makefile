@@ -6,7 +6,9 @@ DEMO ?= demo-out
 # A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
 
-.PHONY: venv demo test lint format bench bench-gpu
+.PHONY: venv demo test lint format bench bench-gpu study
+SIRST ?= ../shared/datasets/sirst-v1
+STUDY ?= study-out
 
 $(BIN)/.installed: pyproject.toml sirst_synth/_kernel.c
 	$(PY) -m venv $(VENV)
@@ -44,3 +46,10 @@ bench: venv
 
 bench-gpu: venv
 	$(BIN)/python bench/gpu.py
+
+# The SIRST-5K ablation on real SIRST v1 (its own test split): about an hour on 2 CPU cores.
+# Resumable: run it again after an interruption and finished runs are kept.
+study: venv
+	mkdir -p $(STUDY)
+	$(BIN)/sirst-synth build-noise-bank $(SIRST) --out $(STUDY)/bank.h5 --on-error skip --resume
+	$(BIN)/sirst-synth study $(SIRST) --bank $(STUDY)/bank.h5 --out $(STUDY)/study --recipe study-cpu --resume

@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 from rich.markup import escape
 
-from cli.ui import console, emit, err_console, progress_for
+from sirst_synth.cli.ui import console, emit, err_console, progress_for
 from sirst_synth import __version__
 from sirst_synth.errors import Interrupted, SirstError, UsageError
 from sirst_synth.recipe import SynthRecipe, load_recipe
@@ -68,15 +68,26 @@ def _root(
         raise typer.Exit(0)
 
 
-def _recipe(cls: type[R], path: Path | None, flags: dict) -> R:
-    """The recipe file (or the defaults) with the command-line flags that were given on top."""
-    text = None
-    if path is not None:
-        try:
-            text = path.read_text()
-        except OSError:
-            raise UsageError(f"--recipe {path}: cannot read the file; check the path") from None
-    return load_recipe(cls, text, str(path or "defaults"), flags)
+def read_recipe_text(recipe: str | Path) -> tuple[str, str]:
+    """(YAML text, where it came from) of ``--recipe``: a file path where one exists, else a
+    recipe shipped with sirst-synth by name (``sirst5k``, ``train``, ``study-cpu``)."""
+    from sirst_synth.recipes import recipe_path
+
+    path = Path(recipe)
+    if not path.is_file():
+        path = recipe_path(str(recipe))
+    try:
+        return path.read_bytes().decode("utf-8"), str(recipe)
+    except UnicodeDecodeError:
+        raise UsageError(f"--recipe {recipe}: not UTF-8 text; save it as UTF-8") from None
+    except OSError:
+        raise UsageError(f"--recipe {recipe}: cannot read the file; check the path") from None
+
+
+def _recipe(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
+    """The recipe (file or name; or the defaults) with the command-line flags given on top."""
+    text, source = read_recipe_text(recipe) if recipe is not None else (None, "defaults")
+    return load_recipe(cls, text, source, flags)
 
 
 def _skipped_rows(skipped: list[tuple[str, str]]) -> None:
@@ -308,7 +319,7 @@ def preview_cmd(
 
 
 def _register_train_commands() -> None:
-    from cli import train_cmds  # noqa: F401  (registers train and evaluate on `app`)
+    from sirst_synth.cli import study_cmd, train_cmds  # noqa: F401  (register train, evaluate, study)
 
 
 _register_train_commands()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.app import (
+from sirst_synth.cli.app import (
     AsJson,
     OnError,
     OnErrorOpt,
@@ -19,7 +19,7 @@ from cli.app import (
     _skipped_rows,
     app,
 )
-from cli.ui import console, emit, progress_for
+from sirst_synth.cli.ui import console, emit, progress_for
 from sirst_synth.recipe import TrainRecipe
 
 
@@ -57,6 +57,16 @@ def train_cmd(
         str | None, typer.Option("--model", help="aff-unet, aff-unet-tiny or unet (recipe).")
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe: 1500).")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps", help="Train exactly N optimiser steps instead of epochs (cosine over steps)."
+        ),
+    ] = None,
+    eval_every_steps: Annotated[
+        int | None,
+        typer.Option("--eval-every-steps", help="With --steps: validate every N steps."),
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Batch per process (recipe: 256).")
     ] = None,
@@ -107,6 +117,8 @@ def train_cmd(
             "neg_loss": neg_loss,
             "crop": crop,
             "eval_every": eval_every,
+            "steps": steps,
+            "eval_every_steps": eval_every_steps,
         },
     )
     rank0 = int(os.environ.get("RANK", 0)) == 0
@@ -133,6 +145,7 @@ def train_cmd(
         ("run", res.out),
         ("parameters", f"{res.parameters:,}"),
         ("epochs run", res.epochs_run),
+        ("optimiser steps", res.steps),
         ("last epoch", res.last_epoch),
         ("final loss", f"{res.final_loss:.4f}"),
         ("images/s (last epoch)", f"{res.images_per_s:.1f}"),
@@ -144,10 +157,13 @@ def train_cmd(
         {
             "out": str(res.out),
             "parameters": res.parameters,
+            "epochs_run": res.epochs_run,
+            "steps": res.steps,
             "last_epoch": res.last_epoch,
             "final_loss": res.final_loss,
             "images_per_s": res.images_per_s,
             "best": res.best,
+            "skipped": res.skipped,
         },
         quiet,
         as_json,

@@ -34,6 +34,24 @@ class RateColumn(TextColumn):
         return f"{speed:6.1f}/s" if speed else "   -  /s"
 
 
+def new_bar() -> RichBar:
+    """A started rich progress display with the project's columns (count, rate, ETA)."""
+    bar = RichBar(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    bar.start()
+    return bar
+
+
 class BarProgress(Progress):
     """The library's progress interface drawn as one rich bar per phase."""
 
@@ -43,19 +61,7 @@ class BarProgress(Progress):
 
     def start(self, description: str, total: int) -> None:
         self.stop()
-        self._bar = RichBar(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=False,
-        )
-        self._bar.start()
+        self._bar = new_bar()
         self._task = self._bar.add_task(description, total=total)
 
     def advance(self, n: int = 1) -> None:
@@ -87,3 +93,44 @@ def emit(title: str, rows: list[tuple[str, Any]], data: dict, quiet: bool, as_js
         sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
     elif not quiet:
         console.print(table(title, rows))
+
+
+class _Task(Progress):
+    """One task of a shared rich bar (the study's overall and per-run lines)."""
+
+    def __init__(self, owner: StackedBars, keep: bool) -> None:
+        self.owner, self.keep, self.task = owner, keep, None
+
+    def start(self, description: str, total: int) -> None:
+        bar = self.owner.bar()
+        if self.task is not None and not self.keep:
+            bar.remove_task(self.task)
+        self.task = bar.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.owner.bar().advance(self.task, n)
+
+    def stop(self) -> None:
+        if self.keep:
+            self.owner.close()
+
+
+class StackedBars:
+    """Two lines in one rich display: an overall bar (runs done / total, ETA) above the bar of
+    the current phase, which is replaced when the next phase starts."""
+
+    def __init__(self) -> None:
+        self._bar: RichBar | None = None
+        self.overall = _Task(self, keep=True)
+        self.current = _Task(self, keep=False)
+
+    def bar(self) -> RichBar:
+        if self._bar is None:
+            self._bar = new_bar()
+        return self._bar
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

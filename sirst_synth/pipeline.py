@@ -33,13 +33,13 @@ from sirst_synth.io.files import (
 from sirst_synth.io.layouts import Dataset, open_dataset, source_files
 from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_text
 from sirst_synth.noise import ACCEPTED, REJECT_NAMES, pick_patch, region_pixels, scan_regions
-from sirst_synth.plan import ImageJob, plan
+from sirst_synth.plan import plan
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, to_yaml
 from sirst_synth.rotate import check_window_size
 from sirst_synth.seeding import rng_for
-from sirst_synth.synth import synthesize
+from sirst_synth.synth import noise_only, synthesize
 from sirst_synth.targets import components
 
 STATE_DIR = ".sirst-synth"
@@ -264,8 +264,11 @@ def _put(out: Path, rel: str, data: bytes) -> str:
     return sha256_bytes(data)
 
 
-def sample_name(stem: str, pass_index: int, target: int, angle: int) -> str:
-    """Development file stem: source, pass (noise draw), target index, rotation angle."""
+def sample_name(stem: str, pass_index: int, target: int | None, angle: int) -> str:
+    """Development file stem: source, pass (noise draw), target index, rotation angle
+    (``_n2n`` for a Noise2Noise-only sample, which has neither)."""
+    if target is None:
+        return f"{stem}_syn{pass_index}_n2n"
     return f"{stem}_syn{pass_index}_t{target}_r{angle}"
 
 
@@ -307,7 +310,11 @@ def _gen_job(job: _Job) -> list[dict]:
             "col": int(bank.col[choice]),
         }
         patch = c["reader"].patch(choice)
-        for smp in synthesize(image, mask, patch, recipe.alpha, recipe.s, job.picks):
+        if recipe.mode == "n2n":
+            samples = [noise_only(image, mask, patch, recipe.alpha)]
+        else:
+            samples = synthesize(image, mask, patch, recipe.alpha, recipe.s, job.picks)
+        for smp in samples:
             name = sample_name(job.stem, job.pass_index, smp.target, smp.angle)
             img_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
             sha = {
@@ -323,13 +330,13 @@ def _gen_job(job: _Job) -> list[dict]:
                     sha,
                     noise=noise,
                     alpha=recipe.alpha,
-                    s=recipe.s,
+                    s=recipe.s if smp.target is not None else None,
                     pass_index=job.pass_index,
                     target=smp.target,
-                    center=list(smp.center),
-                    window=list(smp.window),
-                    angle=smp.angle,
-                    group=f"{job.stem}:{job.pass_index}:{smp.target}",
+                    center=list(smp.center) if smp.target is not None else None,
+                    window=list(smp.window) if smp.target is not None else None,
+                    angle=smp.angle if smp.target is not None else None,
+                    group=f"{job.stem}:{job.pass_index}:{'n2n' if smp.target is None else smp.target}",
                 )
             )
     return [r.to_json() for r in rows]
@@ -527,7 +534,10 @@ def generate(
     test = [s for s in ds.test if s not in bad_test]
     summary.targets = sum(counts.values())
     summary.images_without_target = sum(1 for s in train if counts[s] == 0)
-    image_jobs: list[ImageJob] = plan(train, [counts[s] for s in train], recipe.count, recipe.seed)
+    if recipe.mode == "n2n":  # every training image is one group of one sample
+        image_jobs = plan(train, [1] * len(train), recipe.count, recipe.seed, group_size=1)
+    else:
+        image_jobs = plan(train, [counts[s] for s in train], recipe.count, recipe.seed)
     summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
 
     first = {j.stem: j.picks for j in image_jobs if j.pass_index == 0}

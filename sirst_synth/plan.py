@@ -25,13 +25,21 @@ class ImageJob:
 
 
 def plan(
-    stems: list[str], target_counts: list[int], count: int | None, seed: int
+    stems: list[str],
+    target_counts: list[int],
+    count: int | None,
+    seed: int,
+    group_size: int = len(ANGLES),
 ) -> list[ImageJob]:
-    """Jobs in a fixed order: pass-major, then the training split's order."""
+    """Jobs in a fixed order: pass-major, then the training split's order.
+
+    ``group_size`` is the samples per group: 4 rotations of a target (SIRST-5K), or 1 for the
+    Noise2Noise-only ablation, where every image is one group of one unrotated sample.
+    """
     if count is not None and count < 0:
         raise UsageError(f"--count must be >= 0, got {count}")
     groups = [(i, t) for i, n in enumerate(target_counts) for t in range(n)]
-    pool = len(groups) * len(ANGLES)
+    pool = len(groups) * group_size
     if count is None:
         count = pool
     if count and not pool:
@@ -49,11 +57,11 @@ def plan(
             take = pool
         else:
             perm = rng_for(seed, "select", pass_index).permutation(len(groups))
-            order = [groups[j] for j in perm[: -(-remaining // len(ANGLES))]]
+            order = [groups[j] for j in perm[: -(-remaining // group_size)]]
             take = remaining
             remaining = 0
         for i, t in order:
-            n = min(len(ANGLES), take)
+            n = min(group_size, take)
             take -= n
             chosen.setdefault(i, []).extend((t, a) for a in ANGLES[:n])
         for i in sorted(chosen):

@@ -7,6 +7,7 @@ can check it is continuing the same run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +29,23 @@ class SynthRecipe:
     grid: int = 8  # regions per side when scanning for noise
     count: int | None = None  # development samples; None = one pass over 4 x targets
     seed: int = 0
+    mode: str = "sirst5k"  # sirst5k: blend + rotated windows; n2n: blend only (ablation)
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.alpha, float | int) and 0.0 <= self.alpha <= 1.0,
+            "alpha",
+            self.alpha,
+            "a number in [0, 1]",
+        )
+        _check(self.s >= 1 and self.s % 2 == 1, "s", self.s, "an odd whole number >= 1")
+        _check(
+            math.isfinite(self.sigma) and self.sigma > 0, "sigma", self.sigma, "a positive number"
+        )
+        _check(math.isfinite(self.mu) and self.mu > 0, "mu", self.mu, "a positive number")
+        _check(self.grid >= 1, "grid", self.grid, "a whole number >= 1")
+        _check(self.count is None or self.count >= 0, "count", self.count, "a whole number >= 0")
+        _check(self.mode in SYNTH_MODES, "mode", self.mode, f"one of {', '.join(SYNTH_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -43,14 +61,60 @@ class TrainRecipe:
     crop: int = 256
     neg_loss: str = "sum"
     seed: int = 0
-    eval_every: int = 10
+    eval_every: int = 10  # validate every N epochs (epoch mode)
     threshold: float = 0.5
+    steps: int | None = None  # a fixed number of optimiser steps instead of epochs
+    eval_every_steps: int | None = None  # validate every N steps (steps mode; None: at the end)
+
+    def __post_init__(self) -> None:
+        _check(self.model in MODELS, "model", self.model, f"one of {', '.join(MODELS)}")
+        _check(self.epochs >= 1, "epochs", self.epochs, "a whole number >= 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "a whole number >= 1")
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a positive number")
+        _check(self.optimizer == "adagrad", "optimizer", self.optimizer, "adagrad")
+        _check(self.scheduler == "cosine", "scheduler", self.scheduler, "cosine")
+        _check(self.crop >= 16, "crop", self.crop, "a whole number >= 16")
+        _check(
+            self.neg_loss in NEG_LOSS, "neg_loss", self.neg_loss, f"one of {', '.join(NEG_LOSS)}"
+        )
+        _check(self.eval_every >= 1, "eval_every", self.eval_every, "a whole number >= 1")
+        _check(0.0 <= self.threshold < 1.0, "threshold", self.threshold, "a number in [0, 1)")
+        _check(self.steps is None or self.steps >= 1, "steps", self.steps, "a whole number >= 1")
+        _check(
+            self.eval_every_steps is None or self.eval_every_steps >= 1,
+            "eval_every_steps",
+            self.eval_every_steps,
+            "a whole number >= 1",
+        )
+
+
+#: Model names of ``TrainRecipe.model`` (``sirst_synth.train.model.WIDTHS`` builds them).
+MODELS = ("aff-unet", "aff-unet-tiny", "unet")
+#: L_Neg modes of ``TrainRecipe.neg_loss``.
+NEG_LOSS = ("sum", "min", "off")
+#: Synthesis modes of ``SynthRecipe.mode``.
+SYNTH_MODES = ("sirst5k", "n2n")
+
+
+class RecipeValueError(UsageError, ValueError):
+    """A recipe value out of range; ``key`` names the recipe key (the flag of the same name)."""
+
+    def __init__(self, key: str, value: Any, expected: str):
+        self.key = key
+        flag = "--" + key.replace("_", "-")
+        super().__init__(f"{flag} (recipe key {key!r}) must be {expected}, got {value!r}")
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    """Recipes are checked once, when built (as albumentations checks a transform's arguments)."""
+    if not ok:
+        raise RecipeValueError(key, value, expected)
 
 
 def from_mapping(cls: type[T], data: dict[str, Any], source: str) -> T:
     """Build a recipe from a mapping, refusing unknown keys and wrongly typed values."""
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted(str(k) for k in set(data) - set(names))
     if unknown:
         raise UsageError(
             f"{source}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(names)}"
@@ -59,7 +123,10 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str) -> T:
     for key, value in data.items():
         default = getattr(cls, key, None)
         values[key] = _coerce(key, value, default, source)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except RecipeValueError as exc:
+        raise UsageError(f"{source}: {exc}") from None
 
 
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:

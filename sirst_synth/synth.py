@@ -13,7 +13,7 @@ from sirst_synth.targets import target_centers
 
 @dataclass(frozen=True)
 class Sample:
-    target: int
+    target: int | None  # None: a Noise2Noise-only sample (whole image, nothing rotated)
     center: tuple[int, int]
     window: tuple[int, int, int, int]
     angle: int
@@ -45,3 +45,8 @@ def synthesize(
         for angle, win, img, msk in negative_samples(mixed, mask, c, s, tuple(wanted)):
             out.append(Sample(t, c, win, angle, img, msk))
     return out
+
+
+def noise_only(image: np.ndarray, mask: np.ndarray, patch: np.ndarray, alpha: float) -> Sample:
+    """The Noise2Noise-only ablation (``mode: n2n``): eq. 3 alone, labels unchanged."""
+    return Sample(None, (0, 0), (0, 0, 0, 0), 0, displace(image, patch, alpha), mask)

@@ -50,7 +50,7 @@ class CliResult:
 @pytest.fixture
 def cli(capsys):
     """Run the command line in-process: (exit code, stdout, stderr)."""
-    from cli.app import main
+    from sirst_synth.cli.app import main
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()

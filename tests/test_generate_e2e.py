@@ -29,7 +29,7 @@ def _gen(cli, root, bank, out, *extra):
 
 @pytest.fixture(scope="module")
 def demo_bank(demo_root, tmp_path_factory):
-    from cli.app import main
+    from sirst_synth.cli.app import main
 
     bank = tmp_path_factory.mktemp("bank") / "bank.h5"
     with pytest.raises(SystemExit) as e:

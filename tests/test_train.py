@@ -28,7 +28,7 @@ TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "4", "--devi
 
 @pytest.fixture(scope="module")
 def small_synth(tmp_path_factory):
-    from cli.app import main
+    from sirst_synth.cli.app import main
 
     root = tmp_path_factory.mktemp("train")
     from sirst_synth.io.demo_writer import write_demo_dataset

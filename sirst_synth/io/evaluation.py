@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth.curve import draw_pd_fa
 from sirst_synth.errors import UsageError
 from sirst_synth.io.files import encode_png, write_bytes_atomic, write_text_atomic
 from sirst_synth.metrics import FA_MODES
@@ -32,6 +31,7 @@ def evaluate(
     device: str = "auto",
     skip_errors: bool = False,
     precision: str = "auto",
+    curve_points: bool = False,
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -49,7 +49,7 @@ def evaluate(
             )
         if save_pred.exists() and any(save_pred.iterdir()):
             raise UsageError(f"--save-pred {save_pred} is not empty; choose a new folder")
-    thresholds = CURVE_THRESHOLDS if curve is not None else None
+    thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None
     if pred_dir is not None:
         from sirst_synth.io.predictions import score_predictions
 
@@ -85,8 +85,11 @@ def evaluate(
         "skipped": skipped,
     }
     if points is not None:
-        write_bytes_atomic(curve, encode_png(draw_pd_fa(points)))
         data["curve"] = points
+    if curve is not None:
+        from sirst_synth.plots import pd_fa_png
+
+        write_bytes_atomic(curve, pd_fa_png({Path(str(checkpoint or pred_dir)).name: points}))
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(data, indent=1) + "\n")
     return data

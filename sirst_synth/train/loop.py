@@ -27,8 +27,9 @@ from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint
 from sirst_synth.train.data import GroupBatchSampler, SegmentationSet, normalisation
 from sirst_synth.train.device import Runtime, runtime
 from sirst_synth.train.infer import evaluate_items
-from sirst_synth.train.losses import NEG_LOSS_MODES, deep_supervision_loss, group_loss
+from sirst_synth.train.losses import deep_supervision_loss, group_loss
 from sirst_synth.train.model import build_model, parameter_count
+from sirst_synth.train.schedule import cosine_lr
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     state: dict = field(default_factory=dict, repr=False)  # final weights (every rank)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    steps: int = 0  # optimiser steps taken in total (including before a resume)
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -77,17 +79,43 @@ def train_step(
     return loss.detach()
 
 
-def check_recipe(r: TrainRecipe) -> None:
-    if r.epochs < 1 or r.batch_size < 1 or r.crop < 16 or r.eval_every < 1:
-        raise UsageError("--epochs, --batch-size and eval_every must be >= 1, crop >= 16")
-    if not r.lr > 0:
-        raise UsageError(f"--lr must be positive, got {r.lr}")
-    if r.neg_loss not in NEG_LOSS_MODES:
+def _resume_state(out: Path, recipe: TrainRecipe, resume: bool) -> dict | None:
+    """The state of ``out/last.pt`` to continue from, after checking it is the same run.
+
+    Lengths (epochs, steps) and validation frequencies may change on resume: the learning
+    rate is a pure function of progress and length, so the run continues on the new curve.
+    """
+    last = out / "last.pt"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run")
+    if not resume:
+        if last.exists():
+            raise UsageError(
+                f"--out {out} already holds a run; pass --resume or choose a new folder"
+            )
+        return None
+    if not last.is_file():
+        raise UsageError(f"--resume: {last} not found; start without --resume")
+    state = load_checkpoint(last)
+    try:
+        old = TrainRecipe(**state["recipe"])
+    except (TypeError, UsageError):
+        raise DataError(
+            f"{last}: its recipe is not one this version reads; use a new --out"
+        ) from None
+    free = ("epochs", "steps", "eval_every", "eval_every_steps")
+    diff = [
+        f.name
+        for f in dataclasses.fields(TrainRecipe)
+        if getattr(old, f.name) != getattr(recipe, f.name) and f.name not in free
+    ]
+    if (old.steps is None) != (recipe.steps is None):
+        diff.append("steps (a run counts epochs or steps, not both)")
+    if diff:
         raise UsageError(
-            f"--neg-loss must be one of {', '.join(NEG_LOSS_MODES)}, got {r.neg_loss!r}"
+            f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
         )
-    if r.optimizer != "adagrad" or r.scheduler != "cosine":
-        raise UsageError("only optimizer: adagrad and scheduler: cosine are implemented")
+    return state
 
 
 def train(
@@ -104,7 +132,13 @@ def train(
     progress: Progress | None = None,
     log=lambda msg: None,
 ) -> TrainResult:
-    """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl)."""
+    """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
+
+    Epoch mode runs ``recipe.epochs`` passes over the data; steps mode (``recipe.steps``) runs
+    exactly that many optimiser steps whatever the data size, so runs on different data are
+    compared at equal optimisation (the study's arms). The learning rate is cosine-annealed
+    over epochs or steps respectively.
+    """
     progress = progress or Progress()
     out = Path(out)
     rank, world, local_rank = _dist_env()
@@ -116,25 +150,8 @@ def train(
     dev = rt.device
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    state = _resume_state(out, recipe, resume)
     last = out / "last.pt"
-    state = None
-    if resume:
-        if not last.is_file():
-            raise UsageError(f"--resume: {last} not found; start without --resume")
-        state = load_checkpoint(last)
-        old = TrainRecipe(**state["recipe"])
-        diff = [
-            f.name
-            for f in dataclasses.fields(TrainRecipe)
-            if getattr(old, f.name) != getattr(recipe, f.name) and f.name != "epochs"
-        ]
-        if diff:
-            raise UsageError(
-                f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
-            )
-    elif last.exists():
-        raise UsageError(f"--out {out} already holds a run; pass --resume or choose a new folder")
-    check_recipe(recipe)
 
     train_items, skipped = check_items(split_items(data, "train"), skip_errors)
     try:
@@ -153,13 +170,12 @@ def train(
     n_params = parameter_count(model)
     model = rt.layout(model.to(dev))
     opt = torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs)
-    start_epoch, best = 0, {}
+    start_epoch, step, best = 0, 0, {}
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         start_epoch, best = state["epoch"], state.get("best", {})
+        step = state.get("step", 0)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -172,6 +188,8 @@ def train(
     sampler = GroupBatchSampler(
         [it.group for it in train_items], recipe.batch_size, recipe.seed, rank, world
     )
+    # Not persistent: a worker keeps its copy of `ds`, and `ds.epoch` (the crops) changes per
+    # epoch, so workers are started anew each epoch.
     loader = DataLoader(
         ds,
         batch_sampler=sampler,
@@ -179,15 +197,15 @@ def train(
         pin_memory=dev.type == "cuda",
         persistent_workers=False,
     )
+    metrics_path = out / "metrics.jsonl"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        metrics_path = out / "metrics.jsonl"
         kept = []
         if state is not None and metrics_path.is_file():
             kept = [
                 ln
                 for ln in metrics_path.read_text().splitlines()
-                if json.loads(ln)["epoch"] <= start_epoch
+                if json.loads(ln).get("step", 0) <= step and json.loads(ln)["epoch"] <= start_epoch
             ]
         write_text_atomic(metrics_path, "".join(ln + "\n" for ln in kept))
     log(
@@ -195,67 +213,98 @@ def train(
         f"{len(val_items)} validation; device {dev}"
     )
 
-    history, rate, loss_value = [], 0.0, float("nan")
-    end_epoch = (
-        recipe.epochs if stop_after is None else min(recipe.epochs, start_epoch + stop_after)
-    )
-    progress.start("training", end_epoch - start_epoch)
+    def validate(row: dict) -> None:
+        nonlocal best
+        totals, _ = evaluate_items(model, val_items, mean, std, rt, recipe.threshold)
+        summary = totals.summary()
+        row.update({k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")})
+        if not best or summary["IoU"] > best.get("IoU", -1):
+            best = {
+                "epoch": row["epoch"],
+                "step": row["step"],
+                **{k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")},
+            }
+            row["best"] = True
+
+    def snapshot(epochs_done: int) -> dict:
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": {
+                "name": "cosine",
+                "done": step if steps_mode else epochs_done,
+                "total": total,
+            },
+            "epoch": epochs_done,
+            "step": step,
+            "recipe": dataclasses.asdict(recipe),
+            "norm": {"mean": mean, "std": std},
+            "version": __version__,
+            "best": best,
+            "parameters": n_params,
+        }
+
+    def write_row(row: dict) -> None:
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    steps_mode = recipe.steps is not None
+    total = recipe.steps if steps_mode else recipe.epochs
+    if steps_mode:
+        per_epoch = len(sampler)
+        end_epoch = start_epoch + -(-(recipe.steps - step) // max(per_epoch, 1))
+    else:
+        end_epoch = recipe.epochs
+    if stop_after is not None:
+        end_epoch = min(end_epoch, start_epoch + stop_after)
+    history, rate, loss_value, lr = [], 0.0, float("nan"), recipe.lr
+    progress.start("training", max(end_epoch - start_epoch, 0))
     for epoch in range(start_epoch, end_epoch):
         ds.epoch = sampler.epoch = epoch
         net.train()
-        t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
+        t0, seen, n, loss_sum = time.perf_counter(), 0, 0, torch.zeros((), device=dev)
         for x, y, g in loader:
-            loss = train_step(net, opt, x, y, g, recipe.neg_loss, rt)
-            loss_sum += float(loss)
-            steps += 1
-            seen += x.shape[0]
+            if steps_mode and step >= recipe.steps:
+                break
+            lr = cosine_lr(recipe.lr, step if steps_mode else epoch, total)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss_sum += train_step(net, opt, x, y, g, recipe.neg_loss, rt)
+            step, n, seen = step + 1, n + 1, seen + x.shape[0]
+            if (
+                steps_mode
+                and rank == 0
+                and val_items
+                and (
+                    step == recipe.steps
+                    or (recipe.eval_every_steps and step % recipe.eval_every_steps == 0)
+                )
+            ):
+                row = {"epoch": epoch + 1, "step": step}
+                validate(row)
+                if row.get("best"):  # these weights, not the epoch's end
+                    save_checkpoint(out / "best.pt", snapshot(epoch))
+                write_row(row)
+                history.append(row)
         if world > 1:
             # DDP syncs gradients, not BatchNorm statistics: give every rank rank 0's buffers.
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        loss_value = float(loss_sum) / max(n, 1)  # one device sync per epoch, not per step
         rate = seen * world / max(time.perf_counter() - t0, 1e-9)
-        loss_value = loss_sum / max(steps, 1)
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-        row = {"epoch": epoch + 1, "loss": loss_value, "lr": lr, "images_per_s": rate}
-        if (
-            rank == 0
-            and val_items
-            and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs)
-        ):
-            totals, _ = evaluate_items(model, val_items, mean, std, rt, recipe.threshold)
-            summary = totals.summary()
-            row.update({k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")})
-            if not best or summary["IoU"] > best.get("IoU", -1):
-                best = {"epoch": epoch + 1, **{k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}}
+        row = {"epoch": epoch + 1, "step": step, "loss": loss_value, "lr": lr, "images_per_s": rate}
+        if rank == 0 and not steps_mode:
+            if val_items and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
+                validate(row)
+            elif not val_items and (not best or loss_value < best.get("loss", float("inf"))):
+                best = {"epoch": epoch + 1, "step": step, "loss": loss_value}
                 row["best"] = True
-        elif (
-            rank == 0
-            and not val_items
-            and (not best or loss_value < best.get("loss", float("inf")))
-        ):
-            best = {"epoch": epoch + 1, "loss": loss_value}
-            row["best"] = True
         history.append(row)
         if rank == 0:
-            ckpt = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch + 1,
-                "recipe": dataclasses.asdict(recipe),
-                "norm": {"mean": mean, "std": std},
-                "version": __version__,
-                "best": best,
-                "parameters": n_params,
-            }
-            save_checkpoint(last, ckpt)
+            save_checkpoint(last, snapshot(epoch + 1))
             if row.get("best"):
-                save_checkpoint(out / "best.pt", ckpt)
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+                save_checkpoint(out / "best.pt", snapshot(epoch + 1))
+            write_row(row)
         progress.advance()
     progress.stop()
     if rank == 0 and not (out / "best.pt").exists() and last.exists():
@@ -275,4 +324,5 @@ def train(
         history,
         final,
         skipped,
+        step,
     )
