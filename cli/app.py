@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 from rich.markup import escape
 
-from sirst_synth.cli.ui import console, emit, err_console, progress_for
+from sirst_synth.cli.ui import console, emit, err_console, progress_for, table
 from sirst_synth import __version__
 from sirst_synth.errors import Interrupted, SirstError, UsageError
 from sirst_synth.recipe import SynthRecipe, load_recipe
@@ -58,14 +58,31 @@ OnErrorOpt = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from sirst_synth.metrics import NATIVE
+
+        kernel = "loaded" if NATIVE is not None else "not built (numpy/OpenCV path, same numbers)"
+        console.print(
+            f"sirst-synth {__version__} (native metrics kernel: {kernel})", highlight=False
+        )
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version (and whether the native metrics kernel is loaded) and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
 ) -> None:
-    if version:
-        console.print(f"sirst-synth {__version__}")
-        raise typer.Exit(0)
+    pass
 
 
 def read_recipe_text(recipe: str | Path) -> tuple[str, str]:
@@ -93,6 +110,30 @@ def _recipe(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
 def _skipped_rows(skipped: list[tuple[str, str]]) -> None:
     for stem, why in skipped:
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
+
+
+@app.command("recipes")
+def recipes_cmd(as_json: AsJson = False) -> None:
+    """List the recipes shipped with sirst-synth (use them as --recipe NAME) with their values."""
+    import yaml
+
+    from sirst_synth.recipes import recipe_names, recipe_path
+
+    data = {n: yaml.safe_load(recipe_path(n).read_text()) for n in recipe_names()}
+    if as_json:
+        emit("recipes", [], data, False, True)
+        return
+    for name, values in data.items():
+        flat = [(k, v) for k, v in values.items() if not isinstance(v, dict)]
+        nested = [
+            (f"{k}.{kk}", vv)
+            for k, v in values.items()
+            if isinstance(v, dict)
+            for kk, vv in v.items()
+            if not isinstance(vv, dict)
+        ]
+        arms = [(f"arm {k}", v.get("data")) for k, v in (values.get("arms") or {}).items()]
+        console.print(table(f"--recipe {name}  ({recipe_path(name).name})", flat + nested + arms))
 
 
 @app.command("demo-dataset")

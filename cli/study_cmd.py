@@ -47,7 +47,9 @@ def study_cmd(
         device,
         bars.overall if bars else Progress(),
         bars.current if bars else Progress(),
-        log=(lambda m: None) if quiet or as_json else (lambda m: console.print(escape(m), highlight=False)),
+        log=(lambda m: None)
+        if quiet or as_json
+        else (lambda m: console.print(escape(m), highlight=False)),
     )
     if bars:
         bars.close()

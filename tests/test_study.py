@@ -1,0 +1,204 @@
+"""The study command, train --steps, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import read_jsonl, tree_hashes
+from sirst_synth.io.demo_writer import write_demo_dataset
+from sirst_synth.recipe import TrainRecipe
+from sirst_synth.train.schedule import cosine_lr
+
+torch = pytest.importorskip("torch")
+
+
+def test_cosine_lr_by_hand():
+    assert cosine_lr(0.05, 0, 4) == 0.05
+    assert cosine_lr(0.05, 2, 4) == pytest.approx(0.025)
+    assert cosine_lr(0.05, 1, 4) == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)) / 2)
+    assert cosine_lr(0.05, 4, 4) == pytest.approx(0.0)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from sirst_synth.cli.app import main
+
+    root = tmp_path_factory.mktemp("study")
+    write_demo_dataset(root / "data", images=8, seed=3)
+    with pytest.raises(SystemExit) as exc:
+        main(["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"])
+    assert exc.value.code == 0
+    return root
+
+
+TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "2", "--device", "cpu", "-q"]
+
+
+def test_resume_with_more_epochs_continues_the_cosine_down(demo, tmp_path, cli):
+    """Train 2 epochs, resume to 4: the rates are the 4-epoch curve from epoch 2 on (falling),
+    not a restarted one."""
+    data = demo / "data"
+    assert cli("train", data, "--out", tmp_path / "r", "--epochs", "2", *TINY).code == 0
+    r = cli("train", data, "--out", tmp_path / "r", "--epochs", "4", "--resume", *TINY)
+    assert r.code == 0, r.err
+    lrs = [m["lr"] for m in read_jsonl(tmp_path / "r" / "metrics.jsonl") if "lr" in m]
+    assert lrs == pytest.approx([0.05, cosine_lr(0.05, 1, 2), 0.025, cosine_lr(0.05, 3, 4)])
+
+
+def test_steps_are_exact_whatever_the_data_size(demo, tmp_path):
+    """--steps N takes N optimiser steps on 6 and on 30 training images alike."""
+    from sirst_synth.train.loop import train
+
+    small = demo / "data"
+    big = tmp_path / "big"
+    write_demo_dataset(big, images=36, seed=4)
+    recipe = TrainRecipe(
+        model="aff-unet-tiny", batch_size=4, crop=32, steps=7, eval_every_steps=3, neg_loss="off"
+    )
+    calls = {"n": 0}
+    import sirst_synth.train.loop as loop
+
+    real = loop.train_step
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    loop.train_step = counting
+    try:
+        for i, data in enumerate((small, big)):
+            calls["n"] = 0
+            res = train(data, tmp_path / f"run{i}", recipe, "cpu", "fp32")
+            assert res.steps == 7 and calls["n"] == 7
+            rows = read_jsonl(tmp_path / f"run{i}" / "metrics.jsonl")
+            assert [r["step"] for r in rows if "IoU" in r] == [3, 6, 7]
+            assert torch.load(tmp_path / f"run{i}" / "last.pt", weights_only=True)["step"] == 7
+    finally:
+        loop.train_step = real
+
+
+def _study(cli, demo, out, *extra):
+    return cli(
+        "study",
+        demo / "data",
+        "--bank",
+        demo / "bank.h5",
+        "--out",
+        out,
+        "--recipe",
+        "study-smoke",
+        "--device",
+        "cpu",
+        "-q",
+        *extra,
+    )
+
+
+def test_smoke_study_end_to_end(demo, tmp_path, cli):
+    before = tree_hashes(demo / "data")
+    out = tmp_path / "st"
+    r = _study(cli, demo, out)
+    assert r.code == 0, r.err
+    assert tree_hashes(demo / "data") == before  # the dataset is never written
+    res = json.loads((out / "results.json").read_text())
+    assert [(x["arm"], x["seed"], x["steps"]) for x in res["runs"]] == [
+        ("baseline", 0, 6),
+        ("sirst5k", 0, 6),
+    ]
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("arm,seed,steps,checkpoint,IoU,nIoU,Pd,Fa,wall_s")
+    assert len(csv_lines) == 3
+    md = (out / "results.md").read_text()
+    assert "| sirst5k |" in md and "92.78" in md and "selected on test" in md
+    for png in ("iou_vs_step.png", "bars.png", "pdfa.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the sirst5k arm trained on generated data with L_Neg groups of 4
+    data_ref = json.loads((out / "runs" / "sirst5k" / "seed0" / "data.json").read_text())["data"]
+    assert (
+        data_ref == "data/sirst5k-a0.1-s3-seed0" and (out / data_ref / "manifest.jsonl").is_file()
+    )
+    # the study's numbers are those of a separate evaluate of the same final checkpoint
+    for run in res["runs"]:
+        e = cli(
+            "evaluate",
+            demo / "data",
+            "--checkpoint",
+            out / run["checkpoint"],
+            "--device",
+            "cpu",
+            "--json",
+        )
+        assert e.code == 0, e.err
+        m = json.loads(e.out)
+        for k in ("IoU", "nIoU", "Pd", "Fa"):
+            assert m[k] == run[k], k
+    # a second study into the same folder needs --resume; a changed recipe is refused
+    r = _study(cli, demo, out)
+    assert r.code == 2 and "--resume" in r.err
+    r = _study(cli, demo, out, "--resume", "--seeds", "2")
+    assert r.code == 2 and "seeds: was 1, now 2" in r.err
+
+
+def test_study_resume_after_a_kill_keeps_finished_runs(demo, tmp_path, cli):
+    out = tmp_path / "st"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sirst_synth",
+        "study",
+        str(demo / "data"),
+        "--bank",
+        str(demo / "bank.h5"),
+        "--out",
+        str(out),
+        "--recipe",
+        "study-smoke",
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONHASHSEED": "0"})
+    first = out / "runs" / "baseline" / "seed0" / "done.json"
+    deadline = time.time() + 300
+    while not first.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.is_file()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()
+    kept = tree_hashes(out / "runs" / "baseline")
+    r = _study(cli, demo, out, "--resume")
+    assert r.code == 0, r.err
+    assert tree_hashes(out / "runs" / "baseline") == kept
+    res = json.loads((out / "results.json").read_text())
+    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k"]
+
+
+def test_study_recipe_errors(tmp_path, cli, demo):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "seeds: 1\ntrain: {steps: 5}\narms:\n  a: {data: original, train: {steps: 6}}\n  b: {data: n2n}\n"
+    )
+    r = cli(
+        "study", demo / "data", "--bank", demo / "bank.h5", "--out", tmp_path / "o", "--recipe", bad
+    )
+    assert r.code == 2 and "same steps" in r.err
+    bad.write_text("arms:\n  a: {data: original}\n")
+    r = cli(
+        "study", demo / "data", "--bank", demo / "bank.h5", "--out", tmp_path / "o", "--recipe", bad
+    )
+    assert r.code == 2 and "train.steps is required" in r.err
+    bad.write_text("train: {steps: 5}\narms:\n  a: {data: original, train: {neg_loss: off}}\n")
+    r = cli(
+        "study", demo / "data", "--bank", demo / "bank.h5", "--out", tmp_path / "o", "--recipe", bad
+    )
+    assert r.code == 2 and "neg_loss" in r.err
+    assert not (tmp_path / "o").exists()
