@@ -15,8 +15,8 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.markup import escape
-
 from sirst_synth.cli.ui import console, emit, err_console, progress_for, table
+
 from sirst_synth import __version__
 from sirst_synth.errors import Interrupted, SirstError, UsageError
 from sirst_synth.recipe import SynthRecipe, load_recipe
@@ -116,7 +116,6 @@ def _skipped_rows(skipped: list[tuple[str, str]]) -> None:
 def recipes_cmd(as_json: AsJson = False) -> None:
     """List the recipes shipped with sirst-synth (use them as --recipe NAME) with their values."""
     import yaml
-
     from sirst_synth.recipes import recipe_names, recipe_path
 
     data = {n: yaml.safe_load(recipe_path(n).read_text()) for n in recipe_names()}

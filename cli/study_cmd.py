@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-
 from sirst_synth.cli.app import AsJson, Quiet, app, read_recipe_text
 from sirst_synth.cli.ui import StackedBars, console, emit
+
 from sirst_synth.progress import Progress
 
 

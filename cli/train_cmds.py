@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-
 from sirst_synth.cli.app import (
     AsJson,
     OnError,
@@ -20,6 +19,7 @@ from sirst_synth.cli.app import (
     app,
 )
 from sirst_synth.cli.ui import console, emit, progress_for
+
 from sirst_synth.recipe import TrainRecipe
 
 

@@ -46,8 +46,12 @@ def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds
         (line,) = ax.plot(fa, pd, marker="o", markersize=3, label=name)
         for c, x, y in list(zip(pts, fa, pd, strict=True))[::4]:
             ax.annotate(
-                f"{c['threshold']:.2f}", (x, y), textcoords="offset points", xytext=(4, -10),
-                fontsize=7, color=line.get_color(),
+                f"{c['threshold']:.2f}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+                color=line.get_color(),
             )
     _fa_axis(ax, np.concatenate(all_fa) if all_fa else np.zeros(0))
     ax.set_ylabel("Pd")
@@ -75,8 +79,12 @@ def study_iou_vs_step(arms: list[str], runs: list[Any]) -> bytes:
         (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=f"{arm} (n={len(hists)})")
         if len(hists) > 1:
             ax.fill_between(
-                steps, np.nanmin(table, axis=0), np.nanmax(table, axis=0),
-                color=line.get_color(), alpha=0.2, linewidth=0,
+                steps,
+                np.nanmin(table, axis=0),
+                np.nanmax(table, axis=0),
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
             )
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("IoU x100 (test split)")

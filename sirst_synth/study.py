@@ -87,7 +87,9 @@ def parse_study_recipe(data: Any, source: str, seeds: int | None = None) -> Stud
     known = {"seeds", "precision", "threads", "synth", "train", "arms"}
     unknown = sorted(str(k) for k in set(data) - known)
     if unknown:
-        raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UsageError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     n_seeds = seeds if seeds is not None else data.get("seeds", 1)
     if not isinstance(n_seeds, int) or isinstance(n_seeds, bool) or n_seeds < 1:
         raise UsageError(f"{source}: seeds must be a whole number >= 1, got {n_seeds!r}")
@@ -107,7 +109,9 @@ def parse_study_recipe(data: Any, source: str, seeds: int | None = None) -> Stud
         where = f"{source}: arm {name!r}"
         if not isinstance(spec, dict):
             raise UsageError(f"{where} must be a mapping (data, synth, train)")
-        extra = sorted(str(k) for k in set(spec) - {"data", "synth", "train", "paper_iou", "paper_row"})
+        extra = sorted(
+            str(k) for k in set(spec) - {"data", "synth", "train", "paper_iou", "paper_row"}
+        )
         if extra:
             raise UsageError(f"{where}: unknown key(s) {', '.join(extra)}")
         kind = spec.get("data")
@@ -121,7 +125,14 @@ def parse_study_recipe(data: Any, source: str, seeds: int | None = None) -> Stud
             raise UsageError(f"{where}: train.steps is required (arms are compared at equal steps)")
         paper = spec.get("paper_iou")
         arms.append(
-            Arm(str(name), kind, synth, train, None if paper is None else float(paper), spec.get("paper_row"))
+            Arm(
+                str(name),
+                kind,
+                synth,
+                train,
+                None if paper is None else float(paper),
+                spec.get("paper_row"),
+            )
         )
     steps = {(a.train.steps, a.train.batch_size, a.train.crop) for a in arms}
     if len(steps) > 1:
@@ -143,7 +154,9 @@ def load_study_recipe(text: str, source: str, seeds: int | None = None) -> Study
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageError(f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
+        raise UsageError(
+            f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file"
+        ) from None
     return parse_study_recipe(data, source, seeds)
 
 
@@ -197,7 +210,9 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
     study_file = out / STUDY_FILE
     entries = list(out.iterdir()) if out.is_dir() else []
     if entries and not resume:
-        raise UsageError(f"--out {out} is not empty; pass --resume to continue it or choose a new folder")
+        raise UsageError(
+            f"--out {out} is not empty; pass --resume to continue it or choose a new folder"
+        )
     if entries and resume:
         if not study_file.is_file():
             raise UsageError(f"--out {out} was not written by sirst-synth study; nothing to resume")
@@ -284,7 +299,9 @@ def run_study(
             if arm.data == "n2n" and synth.count is None:
                 # As many development samples as the SIRST-5K set of the same seed.
                 paper = dataclasses.replace(synth, mode="sirst5k")
-                ref = _ensure_data(generate, data, bank, out, Arm("ref", "sirst5k", paper, arm.train), seed)
+                ref = _ensure_data(
+                    generate, data, bank, out, Arm("ref", "sirst5k", paper, arm.train), seed
+                )
                 dev = sum(r.split == "development" for r in read_manifest(ref))
                 synth = dataclasses.replace(synth, count=dev)
             arm_s = dataclasses.replace(arm, synth=synth)
@@ -428,17 +445,38 @@ def results_markdown(recipe: StudyRecipe, table: list[dict]) -> str:
 def write_results(out: Path, recipe: StudyRecipe, runs: list[RunResult]) -> list[dict]:
     """results.json, results.csv, results.md and the three plots."""
     table = summarise(recipe, runs)
-    per_run = [{k: v for k, v in dataclasses.asdict(r).items() if k not in ("curve",)} for r in runs]
+    per_run = [
+        {k: v for k, v in dataclasses.asdict(r).items() if k not in ("curve",)} for r in runs
+    ]
     write_text_atomic(
         out / "results.json", json.dumps({"runs": per_run, "arms": table}, indent=1) + "\n"
     )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["arm", "seed", "steps", "checkpoint", *METRICS, "wall_s", "best_IoU_on_test", "best_step_on_test"])
+    w.writerow(
+        [
+            "arm",
+            "seed",
+            "steps",
+            "checkpoint",
+            *METRICS,
+            "wall_s",
+            "best_IoU_on_test",
+            "best_step_on_test",
+        ]
+    )
     for r in runs:
         w.writerow(
-            [r.arm, r.seed, r.steps, r.checkpoint, *(f"{getattr(r, k):.6g}" for k in METRICS),
-             r.wall_s, r.best_on_test.get("IoU", ""), r.best_on_test.get("step", "")]
+            [
+                r.arm,
+                r.seed,
+                r.steps,
+                r.checkpoint,
+                *(f"{getattr(r, k):.6g}" for k in METRICS),
+                r.wall_s,
+                r.best_on_test.get("IoU", ""),
+                r.best_on_test.get("step", ""),
+            ]
         )
     write_text_atomic(out / "results.csv", buf.getvalue())
     write_text_atomic(out / "results.md", results_markdown(recipe, table))

@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import read_jsonl, tree_hashes
+
 from sirst_synth.io.demo_writer import write_demo_dataset
 from sirst_synth.recipe import TrainRecipe
 from sirst_synth.train.schedule import cosine_lr
