@@ -38,6 +38,7 @@ class OnError(str, Enum):
 
 
 class Layout(str, Enum):
+    both = "both"
     basicirstd = "basicirstd"
     dnanet = "dnanet"
 
@@ -243,12 +244,25 @@ def generate_cmd(
         int | None, typer.Option("--seed", help="Seed of every random draw (recipe: 0).")
     ] = None,
     layout: Annotated[
-        Layout, typer.Option("--layout", help="Split files to write.")
-    ] = Layout.basicirstd,
+        Layout,
+        typer.Option(
+            "--layout", help="Split files to write: both (BasicIRSTD and DNA-Net), or only one."
+        ),
+    ] = Layout.both,
     name: Annotated[
         str | None,
-        typer.Option("--name", help="Dataset name in split files (default: OUT's name)."),
+        typer.Option(
+            "--name", help="Must equal OUT's folder name (BasicIRSTD finds splits by it)."
+        ),
     ] = None,
+    test_gray: Annotated[
+        bool,
+        typer.Option(
+            "--test-gray",
+            help="Convert test images like training images (8-bit gray, masks 0/255) instead "
+            "of copying them byte for byte.",
+        ),
+    ] = False,
     train_split: TrainSplit = None,
     test_split: TestSplit = None,
     overwrite: Annotated[
@@ -284,6 +298,7 @@ def generate_cmd(
         test_split,
         allow_foreign_bank,
         progress_for(quiet, as_json),
+        test_gray,
     )
     _skipped_rows(res.skipped)
     rows = [

@@ -37,11 +37,6 @@ PrecisionOpt = Annotated[
 ]
 
 
-class FaCompat(str, Enum):
-    identity = "identity"
-    basicirstd = "basicirstd"
-
-
 @app.command("train")
 def train_cmd(
     data: Annotated[
@@ -190,13 +185,31 @@ def evaluate_cmd(
         Path | None,
         typer.Option("--pred-dir", help="Predictions of any model, named like the images."),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="train or test.")] = "test",
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="train, test, or all (every image/mask pair, no split files)."
+        ),
+    ] = "test",
     threshold: Annotated[
         float, typer.Option("--threshold", help="Probability above which a pixel is target.")
     ] = 0.5,
     fa_compat: Annotated[
-        FaCompat, typer.Option("--fa-compat", help="identity, or basicirstd's area-value Fa.")
-    ] = FaCompat.identity,
+        str,
+        typer.Option(
+            "--fa-compat",
+            help="identity: unmatched components by identity (current BasicIRSTD, since "
+            "2024-01-25); dnanet: DNA-Net's area-value rule (BasicIRSTD before 2024-01-25).",
+        ),
+    ] = "identity",
+    resize: Annotated[
+        int | None,
+        typer.Option(
+            "--resize",
+            help="Score at N x N as DNA-Net does (masks and predictions nearest, images "
+            "bilinear; the model runs at N x N).",
+        ),
+    ] = None,
     save_pred: Annotated[
         Path | None,
         typer.Option("--save-pred", help="Write probability maps (PNG, 0..255) here."),
@@ -223,13 +236,14 @@ def evaluate_cmd(
         pred_dir,
         split,
         threshold,
-        fa_compat.value,
+        fa_compat,
         save_pred,
         curve,
         json_out,
         device,
         on_error == OnError.skip,
         precision.value,
+        resize=resize,
     )
     _skipped_rows(m["skipped"])
     rows = [
@@ -240,4 +254,5 @@ def evaluate_cmd(
         ("Fa x1e6", f"{m['Fa'] * 1e6:.2f}"),
         ("targets / detected", f"{m['targets']} / {m['detected']}"),
     ]
-    emit(f"evaluate ({split}, Fa: {fa_compat.value})", rows, m, quiet, as_json)
+    size = f", {resize}x{resize}" if resize else ""
+    emit(f"evaluate ({split}, Fa: {fa_compat}{size})", rows, m, quiet, as_json)

@@ -150,7 +150,7 @@ static void release(comps_t *c) {
     free(c->area); free(c->cy); free(c->cx);
 }
 
-/* out[7] = inter, union, targets, detected, fa_pixels, fa_pixels_basicirstd, pixels.
+/* out[7] = inter, union, targets, detected, fa_pixels, fa_pixels_dnanet, pixels.
  * Returns 0, or -1 when memory ran out. */
 int sirst_score_image(const uint8_t *pred, int64_t pred_stride, const uint8_t *label,
                       int64_t label_stride, int64_t h, int64_t w, double match_distance,

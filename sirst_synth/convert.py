@@ -52,3 +52,22 @@ def to_binary_mask(decoded: np.ndarray) -> np.ndarray:
     if arr.ndim != 2:
         raise DataError(f"unsupported mask shape {arr.shape}")
     return (arr != 0).astype(np.uint8)
+
+
+def resize_nearest(array: np.ndarray, size: int) -> np.ndarray:
+    """``size x size`` by nearest neighbour sampled at pixel centres, as PIL's
+    ``Image.NEAREST`` (how DNA-Net resizes labels; OpenCV's ``INTER_NEAREST`` samples corners
+    and picks other pixels). Works on masks, binary predictions and probability maps alike."""
+    h, w = array.shape[:2]
+    sy, sx = h / size, w / size
+    rows = np.minimum(np.floor(sy * (np.arange(size) + 0.5)).astype(np.int64), h - 1)
+    cols = np.minimum(np.floor(sx * (np.arange(size) + 0.5)).astype(np.int64), w - 1)
+    return np.ascontiguousarray(array[rows][:, cols])
+
+
+def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """An 8-bit gray image at ``size x size`` with PIL's ``Image.BILINEAR`` (antialiased when
+    shrinking): the resize of DNA-Net's test loader, so its numbers are reproduced."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))

@@ -8,8 +8,10 @@
   ``match_distance`` (3 px) of its centroid. Matching is greedy one-to-one: label targets in
   order, each takes the first still unmatched predicted component that is close enough.
 - Fa: pixels of unmatched predicted components / all pixels. ``fa_mode="identity"`` counts the
-  unmatched components themselves; ``fa_mode="basicirstd"`` reproduces the widespread code that
-  drops every predicted component whose *area value* equals that of a matched one.
+  unmatched components themselves, as current BasicIRSTD does (its ``PD_FA`` since the change
+  of 2024-01-25). ``fa_mode="dnanet"`` reproduces DNA-Net's ``model/metric.py`` (and BasicIRSTD
+  before 2024-01-25), which drops every unmatched component whose *area value* equals that of
+  a matched one (``[x for x in areas if x not in matched_areas]``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from sirst_synth.errors import DataError
 from sirst_synth.targets import as_u8_binary, components
 
-FA_MODES = ("identity", "basicirstd")
+FA_MODES = ("identity", "dnanet")
 
 
 class ImageScore(NamedTuple):
@@ -35,7 +37,7 @@ class ImageScore(NamedTuple):
     targets: int
     detected: int
     fa_pixels: int
-    fa_pixels_basicirstd: int
+    fa_pixels_dnanet: int
     pixels: int
 
 
@@ -121,7 +123,7 @@ def _score_numpy(pred: np.ndarray, label: np.ndarray, match_distance: float) -> 
         targets=lc.count,
         detected=sum(matched),
         fa_pixels=fa_identity,
-        fa_pixels_basicirstd=fa_compat,
+        fa_pixels_dnanet=fa_compat,
         pixels=int(pred.size),
     )
 
@@ -159,7 +161,7 @@ class MetricTotals:
         union = sum(x.union for x in s)
         targets = sum(x.targets for x in s)
         pixels = sum(x.pixels for x in s)
-        fa_pix = sum(x.fa_pixels if fa_mode == "identity" else x.fa_pixels_basicirstd for x in s)
+        fa_pix = sum(x.fa_pixels if fa_mode == "identity" else x.fa_pixels_dnanet for x in s)
         per_image = [x.inter / x.union if x.union else 0.0 for x in s]
         return {
             "images": len(s),

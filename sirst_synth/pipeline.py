@@ -30,7 +30,7 @@ from sirst_synth.io.files import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from sirst_synth.io.layouts import Dataset, open_dataset, source_files
+from sirst_synth.io.layouts import Dataset, open_dataset, source_files, split_paths
 from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_text
 from sirst_synth.noise import ACCEPTED, REJECT_NAMES, pick_patch, region_pixels, scan_regions
 from sirst_synth.plan import plan
@@ -58,6 +58,15 @@ OWNED = (
 
 
 # --------------------------------------------------------------------------- shared checks
+
+#: Split-file layouts generate writes: both toolboxes' by default.
+LAYOUTS = ("both", "basicirstd", "dnanet")
+
+
+def layout_split_paths(layout: str, name: str) -> list[tuple[str, str]]:
+    """The (train, test) split files written for ``layout`` ("both" = BasicIRSTD + DNA-Net)."""
+    chosen = ("basicirstd", "dnanet") if layout == "both" else (layout,)
+    return [split_paths(x, name) for x in chosen]
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -253,9 +262,16 @@ class _Job:
 _GEN_CTX: dict = {}
 
 
-def _gen_init(ds: Dataset, out: Path, recipe: SynthRecipe, bank: BankIndex | None) -> None:
+def _gen_init(
+    ds: Dataset, out: Path, recipe: SynthRecipe, bank: BankIndex | None, test_gray: bool = False
+) -> None:
     _GEN_CTX.update(
-        ds=ds, out=out, recipe=recipe, bank=bank, reader=BankReader(bank) if bank else None
+        ds=ds,
+        out=out,
+        recipe=recipe,
+        bank=bank,
+        reader=BankReader(bank) if bank else None,
+        test_gray=test_gray,
     )
 
 
@@ -276,6 +292,14 @@ def _gen_job(job: _Job) -> list[dict]:
     c = _GEN_CTX
     ds: Dataset = c["ds"]
     out: Path = c["out"]
+    if job.kind == "test" and c.get("test_gray"):  # converted like the training images
+        image, mask = _load_pair(ds, job.stem)
+        img_rel, mask_rel = f"images/{job.stem}.png", f"masks/{job.stem}.png"
+        sha = {
+            "image": _put(out, img_rel, encode_png(image)),
+            "mask": _put(out, mask_rel, encode_png(mask * 255)),
+        }
+        return [ManifestRow(img_rel, mask_rel, "test", job.stem, sha).to_json()]
     if job.kind == "test":  # copied byte for byte
         img_src, mask_src = ds.image_path(job.stem), ds.mask_path(job.stem)
         img_rel = f"images/{job.stem}{img_src.suffix.lower()}"
@@ -376,7 +400,13 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
 
 
 def _run_identity(
-    ds: Dataset, bank: BankIndex, recipe: SynthRecipe, layout: str, name: str, hashes: dict
+    ds: Dataset,
+    bank: BankIndex,
+    recipe: SynthRecipe,
+    layout: str,
+    name: str,
+    hashes: dict,
+    test_gray: bool = False,
 ) -> dict:
     files = source_files(ds, ds.train) + source_files(ds, ds.test)
     return {
@@ -385,6 +415,7 @@ def _run_identity(
         "recipe": asdict(recipe),
         "layout": layout,
         "name": name,
+        "test_gray": test_gray,
         "source_fingerprint": fingerprint(ds.root, files, hashes),
         "bank_fingerprint": bank.attrs.get("fingerprint"),
         "bank_params": {k: bank.attrs.get(k) for k in ("sigma", "mu", "grid")},
@@ -475,7 +506,7 @@ def generate(
     out: Path,
     recipe: SynthRecipe,
     workers: int = 1,
-    layout: str = "basicirstd",
+    layout: str = "both",
     name: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -484,13 +515,25 @@ def generate(
     test_split: Path | None = None,
     allow_foreign_bank: bool = False,
     progress: Progress | None = None,
+    test_gray: bool = False,
 ) -> GenerateSummary:
-    """Materialise SIRST-5K: originals + development samples + untouched test split."""
+    """Materialise SIRST-5K: originals + development samples + the test split (copied byte for
+    byte, or with ``test_gray`` converted like the training images).
+
+    Split files of both toolboxes are written (``layout="both"``), so one output loads
+    unchanged in BasicIRSTD and in DNA-Net; ``layout`` narrows that to one.
+    """
     progress = progress or Progress()
     check_alpha(recipe.alpha)
     check_window_size(recipe.s)
-    if layout not in ("basicirstd", "dnanet"):
-        raise UsageError(f"--layout must be basicirstd or dnanet, got {layout!r}")
+    if layout not in LAYOUTS:
+        raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    folder = Path(out).resolve().name
+    if name is not None and name != folder:
+        raise UsageError(
+            f"--name {name!r} differs from OUT's folder name {folder!r}: BasicIRSTD finds "
+            f"img_idx/train_NAME.txt by the dataset folder's name; name the OUT folder {name!r} instead"
+        )
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     ds = open_dataset(root, train_split, test_split, skip_missing=skip_errors)
@@ -511,8 +554,8 @@ def generate(
             f"{bank_path}: bank was built from other training files than {ds.root}; "
             "rebuild it from this dataset (or pass --allow-foreign-bank)"
         )
-    name = name or out.resolve().name
-    identity = _run_identity(ds, bank, recipe, layout, name, hashes)
+    name = folder
+    identity = _run_identity(ds, bank, recipe, layout, name, hashes, test_gray)
     summary = GenerateSummary(out, skipped=list(ds.skipped))
 
     checks = [("train", s) for s in ds.train] + [("test", s) for s in ds.test]
@@ -551,7 +594,9 @@ def generate(
     progress.start("writing samples", len(jobs))
     progress.advance(len(jobs) - len(todo))
     with open(journal, "ab") as jf:
-        results = ordered_map(_gen_job, todo, workers, _gen_init, (ds, out, recipe, bank))
+        results = ordered_map(
+            _gen_job, todo, workers, _gen_init, (ds, out, recipe, bank, test_gray)
+        )
         for job, rows in zip(todo, results, strict=True):
             # Files are in place before their journal line: a kill loses at most this job.
             jf.write((json.dumps({"job": job.key, "rows": rows}) + "\n").encode())
@@ -581,54 +626,69 @@ def _finish(
     summary: GenerateSummary,
 ) -> None:
     """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
-    layout, name = identity["layout"], identity["name"]
     train_stems = [r.stem for r in rows if r.split != "test"]
     test_stems = [r.stem for r in rows if r.split == "test"]
-    if layout == "dnanet":
-        split_dir, train_file, test_file = out / "50_50", "train.txt", "test.txt"
-    else:
-        split_dir, train_file, test_file = out / "img_idx", f"train_{name}.txt", f"test_{name}.txt"
-    split_dir.mkdir(exist_ok=True)
-    write_text_atomic(split_dir / train_file, "".join(s + "\n" for s in train_stems))
-    if test_stems:
-        write_text_atomic(split_dir / test_file, "".join(s + "\n" for s in test_stems))
+    for train_rel, test_rel in layout_split_paths(identity["layout"], identity["name"]):
+        (out / train_rel).parent.mkdir(exist_ok=True)
+        write_text_atomic(out / train_rel, "".join(s + "\n" for s in train_stems))
+        if test_stems:
+            write_text_atomic(out / test_rel, "".join(s + "\n" for s in test_stems))
     write_text_atomic(out / "recipe.yaml", to_yaml(recipe))
     write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, summary))
     write_text_atomic(out / MANIFEST, manifest_text(rows))
 
 
 def dataset_card(ds: Dataset, recipe: SynthRecipe, identity: dict, summary: GenerateSummary) -> str:
-    """The OUT/README.md: counts, command, recipe, seed, version (layout and name from the run)."""
+    """The OUT/README.md: counts, command, recipe, seed, version (layout and name from the run),
+    the split sizes against what the source listed, and every skipped pair, so nobody compares
+    with a published table without knowing."""
     layout, name = identity["layout"], identity["name"]
     count = "" if recipe.count is None else f" --count {recipe.count}"
+    mode = (
+        ""
+        if recipe.mode == "sirst5k"
+        else f" (mode {recipe.mode}: Noise2Noise only, nothing rotated)"
+    )
+    gray = identity.get("test_gray")
+    test_how = (
+        "converted like the training images (one 8-bit channel, masks 0/255), `--test-gray`"
+        if gray
+        else "copied byte for byte"
+    )
     skipped = "".join(f"- `{s}`: {why}\n" for s, why in summary.skipped) or "none\n"
+    split_files = ", ".join(f"`{a}` + `{b}`" for a, b in layout_split_paths(layout, name))
+    listed_train, listed_test = len(ds.train), len(ds.test)
     return f"""# {name}: a SIRST-5K style dataset
 
 Synthesised by sirst-synth {__version__} from `{ds.name}` ({ds.layout} layout) following
 SIRST-5K (arXiv 2403.05416): Noise2Noise displacement with a noise bank
 (`I_mix = alpha * N + (1 - alpha) * I`) and negative augmentation (the s x s window around
-every target rotated by 0, 90, 180 and 270 degrees, counter-clockwise, in image and mask alike).
+every target rotated by 0, 90, 180 and 270 degrees, counter-clockwise, in image and mask alike){mode}.
 
 | split | images |
 | --- | --- |
-| original (training images, as one 8-bit channel) | {summary.originals} |
+| original (training images, as one 8-bit channel) | {summary.originals} of {listed_train} listed |
 | development (synthesised) | {summary.development} |
 | training total | {summary.originals + summary.development} |
-| test (copied byte for byte) | {summary.test} |
+| test ({test_how}) | {summary.test} of {listed_test} listed |
+
+A split smaller than its source list lost the pairs under "Skipped inputs": compare scores on
+this test split with published tables only knowing that.
 
 Targets in the training masks: {summary.targets}; training images without a target:
 {summary.images_without_target}; noise passes: {summary.passes}.
 
 Command:
 
-    sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --layout {layout}
+    sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --layout {layout}{" --test-gray" if gray else ""}
 
 Recipe: `recipe.yaml` (alpha {recipe.alpha}, s {recipe.s}, seed {recipe.seed}); noise bank
 sigma {identity["bank_params"]["sigma"]}, mu {identity["bank_params"]["mu"]}, grid {identity["bank_params"]["grid"]}.
 Source fingerprint `{identity["source_fingerprint"]}`.
 
-Files: `images/`, `masks/` (0/255), split files in `{"50_50/" if layout == "dnanet" else "img_idx/"}`,
-`manifest.jsonl` (one JSON object per sample: paths, split, source, noise patch, target, centre,
-window [row0, col0, row1, col1), angle, sha256 of both files). Check it with `sirst-synth verify OUT`.
+Files: `images/`, `masks/` (0/255), split files {split_files} (BasicIRSTD finds
+`img_idx/*_{name}.txt` by this folder's name, DNA-Net reads `50_50/`), `manifest.jsonl` (one
+JSON object per sample: paths, split, source, noise patch, target, centre, window
+[row0, col0, row1, col1), angle, sha256 of both files). Check it with `sirst-synth verify OUT`.
 
 Skipped inputs: {skipped}"""

@@ -330,7 +330,7 @@ def test_unknown_layout(tmp_path, cli):
     (tmp_path / "x" / "images").mkdir(parents=True)
     (tmp_path / "x" / "masks").mkdir()
     _, r = _bank(cli, tmp_path / "x", tmp_path)
-    _check_error(r, 2, "unknown dataset layout", "--train-split")
+    _check_error(r, 2, "no training split found", "--train-split")
     _ = Path
 
 

@@ -173,11 +173,11 @@ def test_metrics_equal_the_reference(shape, dp, dl, seed):
         else np.roll(label, rng.integers(-3, 4, 2), (0, 1))
     )
     s = score_image(pred, label)
-    assert (s.targets, s.detected, s.fa_pixels, s.fa_pixels_basicirstd) == _reference(pred, label)
+    assert (s.targets, s.detected, s.fa_pixels, s.fa_pixels_dnanet) == _reference(pred, label)
     assert s.inter == int((pred & label).sum()) and s.union == int((pred | label).sum())
     t = MetricTotals()
     t.add(s)
-    for mode in ("identity", "basicirstd"):
+    for mode in ("identity", "dnanet"):
         m = t.summary(mode)
         assert 0 <= m["IoU"] <= 1 and 0 <= m["Pd"] <= 1 and 0 <= m["Fa"] <= 1
 

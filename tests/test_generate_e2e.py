@@ -40,19 +40,18 @@ def demo_bank(demo_root, tmp_path_factory):
 
 def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank, tmp_path, cli):
     before = tree_hashes(demo_root)
-    r1 = _gen(cli, demo_root, demo_bank, tmp_path / "w1", "--workers", "1", "--json")
-    r2 = _gen(
-        cli, demo_root, demo_bank, tmp_path / "w2", "--workers", "2", "--name", "w1", "--quiet"
-    )
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    r1 = _gen(cli, demo_root, demo_bank, tmp_path / "a" / "w1", "--workers", "1", "--json")
+    r2 = _gen(cli, demo_root, demo_bank, tmp_path / "b" / "w1", "--workers", "2", "--quiet")
     assert r1.code == 0 and r2.code == 0, r1.err + r2.err
     ds = open_dataset(demo_root)
     targets = _count_targets(demo_root, ds.train)
     res = json.loads(r1.out)
     assert res["development"] == 4 * targets
     assert (res["original"], res["test"]) == (len(ds.train), len(ds.test))
-    h1, h2 = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
+    h1, h2 = tree_hashes(tmp_path / "a" / "w1"), tree_hashes(tmp_path / "b" / "w1")
     assert h1 == h2  # byte-identical whatever --workers is
-    rows = read_jsonl(tmp_path / "w1" / "manifest.jsonl")
+    rows = read_jsonl(tmp_path / "a" / "w1" / "manifest.jsonl")
     assert len(rows) == len(ds.train) + 4 * targets + len(ds.test)
     dev = [r for r in rows if r["split"] == "development"]
     for r in dev[:20]:
@@ -78,9 +77,9 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
     for r in dev:
         by_group.setdefault(r["group"], {})[r["angle"]] = r
     g = next(iter(by_group.values()))
-    base = cv2.imread(str(tmp_path / "w1" / g[0]["image"]), cv2.IMREAD_UNCHANGED)
+    base = cv2.imread(str(tmp_path / "a" / "w1" / g[0]["image"]), cv2.IMREAD_UNCHANGED)
     for angle in (90, 180, 270):
-        img = cv2.imread(str(tmp_path / "w1" / g[angle]["image"]), cv2.IMREAD_UNCHANGED)
+        img = cv2.imread(str(tmp_path / "a" / "w1" / g[angle]["image"]), cv2.IMREAD_UNCHANGED)
         r0, c0, r1_, c1 = g[angle]["window"]
         outside = np.ones(base.shape, bool)
         outside[r0:r1_, c0:c1] = False
@@ -88,18 +87,18 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
         assert np.array_equal(img[r0:r1_, c0:c1], np.rot90(base[r0:r1_, c0:c1], angle // 90))
     # test split is copied byte for byte; split files list every stem
     for stem in ds.test:
-        assert (tmp_path / "w1" / "images" / f"{stem}.png").read_bytes() == ds.image_path(
+        assert (tmp_path / "a" / "w1" / "images" / f"{stem}.png").read_bytes() == ds.image_path(
             stem
         ).read_bytes()
-    train_list = (tmp_path / "w1" / "img_idx" / "train_w1.txt").read_text().split()
+    train_list = (tmp_path / "a" / "w1" / "img_idx" / "train_w1.txt").read_text().split()
     assert len(train_list) == len(ds.train) + 4 * targets
-    assert (tmp_path / "w1" / "img_idx" / "test_w1.txt").read_text().split() == list(ds.test)
-    assert "alpha: 0.1" in (tmp_path / "w1" / "recipe.yaml").read_text()
+    assert (tmp_path / "a" / "w1" / "img_idx" / "test_w1.txt").read_text().split() == list(ds.test)
+    assert "alpha: 0.1" in (tmp_path / "a" / "w1" / "recipe.yaml").read_text()
     assert (
         f"| development (synthesised) | {4 * targets} |"
-        in (tmp_path / "w1" / "README.md").read_text()
+        in (tmp_path / "a" / "w1" / "README.md").read_text()
     )
-    assert cli("verify", tmp_path / "w1").code == 0
+    assert cli("verify", tmp_path / "a" / "w1").code == 0
     assert tree_hashes(demo_root) == before
 
 
@@ -188,19 +187,18 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     test_split = tmp_path / "subtest.txt"
     test_split.write_text("\n".join(s for s in ds.test[:6] if s != "Misc_111"))
     for w in ("1", "2"):
+        (tmp_path / f"s{w}").mkdir()
         r = _gen(
             cli,
             sirst_root,
             bank,
-            tmp_path / f"s{w}",
+            tmp_path / f"s{w}" / "sub",
             "--workers",
             w,
             "--train-split",
             split,
             "--test-split",
             test_split,
-            "--name",
-            "sub",
             "--allow-foreign-bank",
             "--quiet",
         )

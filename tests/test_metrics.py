@@ -45,9 +45,9 @@ def test_hand_drawn_iou_niou_pd_fa_and_the_two_fa_modes(native):
     # intersection: (1,2),(2,2) = 2; union: label 5 + pred 9 - 2 = 12
     assert (s1.inter, s1.union, s1.targets, s1.detected) == (2, 12, 2, 1)
     assert s1.fa_pixels == 5  # the unmatched 2x2 (4 px) + the single pixel (1 px)
-    assert s1.fa_pixels_basicirstd == 1  # the 2x2 has the area value of a matched one: dropped
+    assert s1.fa_pixels_dnanet == 1  # the 2x2 has the area value of a matched one: dropped
     ident = _summary([(pred1, label1), (pred2, label2)], "identity", native)
-    compat = _summary([(pred1, label1), (pred2, label2)], "basicirstd", native)
+    compat = _summary([(pred1, label1), (pred2, label2)], "dnanet", native)
     assert ident["IoU"] == pytest.approx(3 / 13)
     assert ident["nIoU"] == pytest.approx((2 / 12 + 1.0) / 2)
     assert ident["Pd"] == pytest.approx(2 / 3)

@@ -23,7 +23,8 @@ def setup(tmp_path_factory):
         CMD + ["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"],
         check=True,
     )
-    ref = root / "ref"
+    ref = root / "ref" / "x"  # outputs are named after their folder: every run writes into an "x"
+    ref.parent.mkdir()
     subprocess.run(
         CMD
         + [
@@ -33,8 +34,6 @@ def setup(tmp_path_factory):
             str(root / "bank.h5"),
             "--out",
             str(ref),
-            "--name",
-            "x",
             "-q",
         ],
         check=True,
@@ -50,8 +49,6 @@ def _args(root: Path, out: Path, *extra: str) -> list[str]:
         str(root / "bank.h5"),
         "--out",
         str(out),
-        "--name",
-        "x",
         "-q",
         *extra,
     ]
@@ -60,7 +57,7 @@ def _args(root: Path, out: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize("lines", [0, 1, 20, 45])
 def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
     root, ref = setup
-    out = tmp_path / "out"
+    out = tmp_path / "x"
     proc = subprocess.Popen(
         _args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -85,7 +82,7 @@ def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
 
 def test_resume_with_other_recipe_is_refused(setup, tmp_path):
     root, _ = setup
-    out = tmp_path / "out"
+    out = tmp_path / "x"
     proc = subprocess.Popen(_args(root, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.wait()
     r = subprocess.run(
@@ -98,7 +95,7 @@ def test_resume_with_other_recipe_is_refused(setup, tmp_path):
 
 def test_ctrl_c_stops_cleanly_with_resume_hint(setup, tmp_path):
     root, ref = setup
-    out = tmp_path / "out"
+    out = tmp_path / "x"
     proc = subprocess.Popen(
         _args(root, out, "--workers", "2"),
         stdout=subprocess.PIPE,
@@ -125,7 +122,7 @@ def test_verify_finds_strays_and_missing(setup, tmp_path, cli):
 
     root, _ = setup
     out = tmp_path / "copy"
-    shutil.copytree(root / "ref", out)
+    shutil.copytree(root / "ref" / "x", out)
     (out / "images" / ".x.png.sirst-tmp123").write_bytes(b"half")
     (out / "images" / "extra.png").write_bytes((out / "images" / "000002.png").read_bytes())
     first = sorted((out / "masks").iterdir())[0]
@@ -148,7 +145,7 @@ def test_resume_with_changed_source_is_refused(setup, tmp_path):
     root, _ = setup
     data = tmp_path / "data"
     shutil.copytree(root / "data", data)
-    out = tmp_path / "out"
+    out = tmp_path / "x"
     args = CMD + [
         "generate",
         str(data),

@@ -242,7 +242,7 @@ def test_perfect_predictions_on_real_sirst_v1(sirst_root, tmp_path, cli):
     # the published test pair Misc_111 has a mask of another size than its image
     r = cli("evaluate", sirst_root, "--pred-dir", pred)
     assert r.code == 1 and "Misc_111_pixels0.png: mask is 592x400 but the image is 325x220" in r.err
-    for mode in ("identity", "basicirstd"):
+    for mode in ("identity", "dnanet"):
         r = cli(
             "evaluate",
             sirst_root,

@@ -32,6 +32,7 @@ def evaluate(
     skip_errors: bool = False,
     precision: str = "auto",
     curve_points: bool = False,
+    resize: int | None = None,
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -40,6 +41,13 @@ def evaluate(
         )
     if not 0.0 <= threshold < 1.0:
         raise UsageError(f"--threshold must be in [0, 1), got {threshold}")
+    if fa_mode == "basicirstd":
+        raise UsageError(
+            "--fa-compat basicirstd was renamed: the area-value Fa is DNA-Net's (and BasicIRSTD's "
+            "before 2024-01-25), now --fa-compat dnanet; current BasicIRSTD equals the default, identity"
+        )
+    if resize is not None and not 16 <= resize <= 8192:
+        raise UsageError(f"--resize must be a size in 16..8192 pixels, got {resize}")
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
     if save_pred is not None:
@@ -54,7 +62,7 @@ def evaluate(
         from sirst_synth.io.predictions import score_predictions
 
         totals, points, _, skipped = score_predictions(
-            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors
+            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize
         )
     else:
         from sirst_synth.train.evaluate import evaluate_checkpoint
@@ -70,6 +78,7 @@ def evaluate(
             fa_mode,
             keep=save_pred is not None,
             skip_errors=skip_errors,
+            resize=resize,
         )
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
@@ -81,6 +90,7 @@ def evaluate(
         "split": split,
         "threshold": threshold,
         "fa_mode": fa_mode,
+        "resize": resize,
         **totals.summary(fa_mode),
         "skipped": skipped,
     }

@@ -2,6 +2,7 @@
 
 - DNA-Net (NUDT-SIRST): ``images/NAME.png``, ``masks/NAME.png``, ``50_50/{train,test}.txt``.
 - BasicIRSTD: ``img_idx/train_<DATASET>.txt`` and ``img_idx/test_<DATASET>.txt``.
+- IRSTD-1k: ``trainval.txt`` and ``test.txt`` at the root or under ``img_idx/``.
 - SIRST v1: ``masks/NAME_pixels0.png``, ``idx_427/{trainval,test}.txt``.
 ``--train-split`` / ``--test-split`` override the detected split files.
 """
@@ -85,31 +86,66 @@ def _index(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
-def _detect_splits(root: Path) -> tuple[str, str, Path, Path | None]:
-    """(layout, dataset name, train split, test split) from the files present."""
-    if (root / "50_50" / "train.txt").is_file():
-        test = root / "50_50" / "test.txt"
-        return "dnanet", root.name, root / "50_50" / "train.txt", test if test.is_file() else None
+def split_paths(layout: str, name: str) -> tuple[str, str]:
+    """(train, test) split files of a layout, relative to the dataset root; the one place that
+    spells them (BasicIRSTD finds its files by the dataset folder's name)."""
+    if layout == "dnanet":
+        return "50_50/train.txt", "50_50/test.txt"
+    if layout == "basicirstd":
+        return f"img_idx/train_{name}.txt", f"img_idx/test_{name}.txt"
+    raise ValueError(f"layout must be basicirstd or dnanet, got {layout!r}")
+
+
+def detect_splits(root: Path) -> tuple[str, str, Path | None, Path | None]:
+    """(layout, dataset name, train split, test split) from the files present; either split
+    may be None (a test-only folder scores its test split)."""
+
+    def found(train: Path, test: Path) -> tuple[Path | None, Path | None]:
+        return (train if train.is_file() else None), (test if test.is_file() else None)
+
+    train, test = found(*(root / p for p in split_paths("dnanet", root.name)))
+    if train or test:
+        return "dnanet", root.name, train, test
     idx = root / "img_idx"
     if idx.is_dir():
         trains = sorted(idx.glob("train_*.txt"))
-        if len(trains) == 1:
-            name = trains[0].stem[len("train_") :]
-            test = idx / f"test_{name}.txt"
-            return "basicirstd", name, trains[0], test if test.is_file() else None
         if len(trains) > 1:
             listed = ", ".join(p.name for p in trains)
             raise UsageError(
                 f"{idx}: several training splits ({listed}); pick one with --train-split"
             )
-    for folder in sorted(root.glob("idx_*")):
-        if (folder / "trainval.txt").is_file():
-            test = folder / "test.txt"
-            return "sirst", root.name, folder / "trainval.txt", test if test.is_file() else None
-    raise UsageError(
-        f"{root}: unknown dataset layout (no 50_50/train.txt, img_idx/train_*.txt or "
-        "idx_*/trainval.txt); pass --train-split FILE"
-    )
+        tests = sorted(idx.glob("test_*.txt"))
+        name = trains[0].stem[len("train_") :] if trains else None
+        if name is None and len(tests) == 1:
+            name = tests[0].stem[len("test_") :]
+        if name is not None:
+            train, test = found(*(root / p for p in split_paths("basicirstd", name)))
+            return "basicirstd", name, train, test
+    # IRSTD-1k: trainval.txt and test.txt at the root or under img_idx/
+    for folder in (root, idx):
+        train, test = found(folder / "trainval.txt", folder / "test.txt")
+        if train or test:
+            return "irstd1k", root.name, train, test
+    for folder in sorted(root.glob("idx_*")):  # SIRST v1
+        train, test = found(folder / "trainval.txt", folder / "test.txt")
+        if train or test:
+            return "sirst", root.name, train, test
+    return "none", root.name, None, None
+
+
+def _detect_splits(root: Path) -> tuple[str, str, Path, Path | None]:
+    layout, name, train, test = detect_splits(root)
+    if train is None:
+        raise UsageError(
+            f"{root}: no training split found (50_50/train.txt, img_idx/train_*.txt, "
+            "trainval.txt or idx_*/trainval.txt); pass --train-split FILE"
+        )
+    return layout, name, train, test
+
+
+def pair_index(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(stem -> image, stem -> mask) of a dataset folder's images/ and masks/."""
+    return _index(root / "images", ("",)), _index(root / "masks", MASK_SUFFIXES)
 
 
 def open_dataset(
@@ -135,8 +171,7 @@ def open_dataset(
             test_split = detected_test
     else:
         layout, name = "custom", root.name
-    images = _index(root / "images", ("",))
-    masks = _index(root / "masks", MASK_SUFFIXES)
+    images, masks = pair_index(root)
     skipped: list[tuple[str, str]] = []
 
     def resolve(stems: list[str], split: Path) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth.convert import to_gray_u8
+from sirst_synth.convert import resize_nearest, to_gray_u8
 from sirst_synth.errors import DataError
 from sirst_synth.io.files import decode_raw, read_mask
 from sirst_synth.io.layouts import IMAGE_EXTS
@@ -45,8 +45,10 @@ def score_predictions(
     curve_thresholds=None,
     fa_mode: str = "identity",
     skip_errors: bool = False,
+    resize: int | None = None,
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[tuple[str, str]]]:
-    """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions."""
+    """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions; with ``resize``
+    labels and predictions are brought to N x N first (DNA-Net's protocol)."""
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"--pred-dir {pred_dir}: folder not found")
@@ -56,6 +58,8 @@ def score_predictions(
     for it in items:
         path = find_prediction(pred_dir, it.stem)
         prob, label = read_probability(path), read_mask(it.mask)
+        if resize:
+            prob, label = resize_nearest(prob, resize), resize_nearest(label, resize)
         totals.add(score_probability(prob, label, threshold, str(path)))
         if curve_thresholds is not None:
             pairs.append((prob, label))

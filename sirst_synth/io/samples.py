@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import check_same_size, image_size
-from sirst_synth.io.layouts import open_dataset
-from sirst_synth.io.manifest import MANIFEST, read_manifest
+from sirst_synth.io.layouts import detect_splits, pair_index, read_split
+from sirst_synth.io.manifest import MANIFEST, SPLITS, read_manifest
 
 
 @dataclass(frozen=True)
@@ -24,22 +24,47 @@ class Item:
     group: str
 
 
+SPLIT_CHOICES = ("train", "test", "all")
+
+
 def split_items(root: Path, split: str) -> list[Item]:
-    """Items of ``split``: "train" (originals + development for generated data) or "test"."""
+    """Items of ``split``: "train" (originals + development for generated data), "test", or
+    "all" (every image/mask pair; split files not needed). Only the split asked for is read,
+    so a test-only folder scores its test split."""
     root = Path(root)
-    if split not in ("train", "test"):
-        raise UsageError(f"--split must be train or test, got {split!r}")
+    if split not in SPLIT_CHOICES:
+        raise UsageError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     if (root / MANIFEST).is_file():
-        want = ("original", "development") if split == "train" else ("test",)
+        want = {"train": ("original", "development"), "test": ("test",)}.get(split, SPLITS)
         items = [
             Item(r.stem, root / r.image, root / r.mask, r.group or r.stem)
             for r in read_manifest(root)
             if r.split in want
         ]
     else:
-        ds = open_dataset(root)
-        stems = ds.train if split == "train" else ds.test
-        items = [Item(s, ds.image_path(s), ds.mask_path(s), s) for s in stems]
+        if not (root / "images").is_dir() or not (root / "masks").is_dir():
+            raise UsageError(f"{root}: no images/ and masks/ folders; pass a dataset root")
+        images, masks = pair_index(root)
+        if split == "all":
+            stems = sorted(set(images) & set(masks))
+        else:
+            _, _, train, test = detect_splits(root)
+            path = train if split == "train" else test
+            if path is None:
+                raise DataError(
+                    f"{root}: no {split} split file found; add one, or pass --split all "
+                    "to score every image/mask pair"
+                )
+            stems = read_split(path)
+        items = [
+            Item(
+                s,
+                images.get(s, root / "images" / f"{s}.png"),
+                masks.get(s, root / "masks" / f"{s}.png"),
+                s,
+            )
+            for s in stems
+        ]
     if not items:
         raise DataError(f"{root}: the {split} split is empty; check the split files")
     return items

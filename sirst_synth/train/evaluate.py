@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sirst_synth.convert import resize_nearest
 from sirst_synth.io.files import read_mask
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
@@ -26,6 +27,7 @@ def evaluate_checkpoint(
     fa_mode: str = "identity",
     keep: bool = False,
     skip_errors: bool = False,
+    resize: int | None = None,
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray], list[tuple[str, str]]]:
     """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
@@ -36,12 +38,15 @@ def evaluate_checkpoint(
     items, skipped = check_items(split_items(root, split), skip_errors)
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
-        model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need
+        model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need, resize
     )
     curve = None
     if curve_thresholds is not None:
         curve = pd_fa_curve(
-            [(p, read_mask(it.mask)) for p, it in zip(probs, items, strict=True)],
+            [
+                (p, resize_nearest(read_mask(it.mask), resize) if resize else read_mask(it.mask))
+                for p, it in zip(probs, items, strict=True)
+            ],
             curve_thresholds,
             fa_mode,
         )

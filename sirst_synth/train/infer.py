@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sirst_synth.convert import resize_bilinear, resize_nearest
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
 from sirst_synth.metrics import MetricTotals, score_probability
@@ -36,14 +37,21 @@ def evaluate_items(
     rt: Runtime,
     threshold: float = 0.5,
     keep_probs: bool = False,
+    resize: int | None = None,
 ) -> tuple[MetricTotals, list[np.ndarray]]:
-    """Score a model on items; optionally return the probability maps (for curves, saving)."""
+    """Score a model on items; optionally return the probability maps (for curves, saving).
+
+    ``resize``: DNA-Net's protocol, the image resized to N x N (bilinear) for the model and the
+    label to N x N (nearest), so the metrics count N x N pixels per image."""
     was_training = model.training
     model.eval()
     totals, probs = MetricTotals(), []
     for it in items:
-        prob = predict(model, read_gray(it.image), mean, std, rt)
-        totals.add(score_probability(prob, read_mask(it.mask), threshold, str(it.mask)))
+        image, label = read_gray(it.image), read_mask(it.mask)
+        if resize:
+            image, label = resize_bilinear(image, resize), resize_nearest(label, resize)
+        prob = predict(model, image, mean, std, rt)
+        totals.add(score_probability(prob, label, threshold, str(it.mask)))
         if keep_probs:
             probs.append(prob)
     model.train(was_training)
