@@ -8,9 +8,9 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import write_dataset
 from PIL import Image
 
-from conftest import write_dataset
 from sirst_synth.convert import resize_bilinear, resize_nearest
 from sirst_synth.io.files import read_gray
 
