@@ -20,7 +20,13 @@ from sirst_synth.cli.app import (
 )
 from sirst_synth.cli.ui import console, emit, progress_for
 
-from sirst_synth.recipe import TrainRecipe
+from sirst_synth.errors import UsageError
+from sirst_synth.recipe import SynthRecipe, TrainRecipe
+
+
+class Synth(str, Enum):
+    offline = "offline"
+    online = "online"
 
 
 class Precision(str, Enum):
@@ -78,6 +84,32 @@ def train_cmd(
     eval_every: Annotated[
         int | None, typer.Option("--eval-every", help="Validate every N epochs (recipe: 10).")
     ] = None,
+    synth: Annotated[
+        Synth,
+        typer.Option(
+            "--synth",
+            help="offline: train on DATA as it is; online: fresh SIRST-5K samples from --bank "
+            "every epoch, nothing written.",
+        ),
+    ] = Synth.offline,
+    bank: Annotated[
+        Path | None, typer.Option("--bank", help="Noise bank of DATA (--synth online).")
+    ] = None,
+    synth_recipe: Annotated[
+        str | None,
+        typer.Option("--synth-recipe", help="Synthesis recipe for --synth online (sirst5k)."),
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="--synth online: blend weight (0.1).")
+    ] = None,
+    s: Annotated[int | None, typer.Option("--s", help="--synth online: window (3).")] = None,
+    synth_count: Annotated[
+        int | None,
+        typer.Option(
+            "--synth-count",
+            help="--synth online: development samples per epoch (all 4 x targets).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     precision: PrecisionOpt = Precision.auto,
     workers: Workers = 0,
@@ -116,6 +148,9 @@ def train_cmd(
             "eval_every_steps": eval_every_steps,
         },
     )
+    sr = _recipe(SynthRecipe, synth_recipe, {"alpha": alpha, "s": s, "count": synth_count})
+    if synth == Synth.offline and any(v is not None for v in (alpha, s, synth_count, synth_recipe)):
+        raise UsageError("--alpha, --s, --synth-count and --synth-recipe go with --synth online")
     rank0 = int(os.environ.get("RANK", 0)) == 0
     res = train(
         data,
@@ -132,6 +167,9 @@ def train_cmd(
         log=(lambda m: console.print(escape(m), highlight=False))
         if rank0 and not (quiet or as_json)
         else (lambda m: None),
+        synth=synth.value,
+        bank=bank,
+        synth_recipe=sr,
     )
     if not rank0:
         return

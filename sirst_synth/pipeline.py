@@ -280,6 +280,26 @@ def _put(out: Path, rel: str, data: bytes) -> str:
     return sha256_bytes(data)
 
 
+def noise_draw(
+    bank: BankIndex, reader: BankReader, seed: int, stem: str, pass_index: int
+) -> tuple[np.ndarray, dict]:
+    """The bank patch of (image, pass) and where it came from: a uniform draw among patches
+    not cut from this image, from the generator of (seed, "noise", stem, pass). generate and
+    ``train --synth online`` both call it, so epoch e of online synthesis is generate's pass e."""
+    src = bank.sources.index(stem) if stem in bank.sources else -1
+    choice = pick_patch(bank.source, src, rng_for(seed, "noise", stem, pass_index))
+    if choice < 0:
+        raise DataError(
+            f"{bank.path}: every patch comes from {stem}; build the bank from more images"
+        )
+    noise = {
+        "source": bank.sources[int(bank.source[choice])],
+        "row": int(bank.row[choice]),
+        "col": int(bank.col[choice]),
+    }
+    return reader.patch(choice), noise
+
+
 def sample_name(stem: str, pass_index: int, target: int | None, angle: int) -> str:
     """Development file stem: source, pass (noise draw), target index, rotation angle
     (``_n2n`` for a Noise2Noise-only sample, which has neither)."""
@@ -320,20 +340,7 @@ def _gen_job(job: _Job) -> list[dict]:
         rows.append(ManifestRow(img_rel, mask_rel, "original", job.stem, sha))
     if job.picks:
         recipe: SynthRecipe = c["recipe"]
-        bank: BankIndex = c["bank"]
-        src = bank.sources.index(job.stem) if job.stem in bank.sources else -1
-        rng = rng_for(recipe.seed, "noise", job.stem, job.pass_index)
-        choice = pick_patch(bank.source, src, rng)
-        if choice < 0:
-            raise DataError(
-                f"{bank.path}: every patch comes from {job.stem}; build the bank from more images"
-            )
-        noise = {
-            "source": bank.sources[int(bank.source[choice])],
-            "row": int(bank.row[choice]),
-            "col": int(bank.col[choice]),
-        }
-        patch = c["reader"].patch(choice)
+        patch, noise = noise_draw(c["bank"], c["reader"], recipe.seed, job.stem, job.pass_index)
         if recipe.mode == "n2n":
             samples = [noise_only(image, mask, patch, recipe.alpha)]
         else:
@@ -578,9 +585,9 @@ def generate(
     summary.targets = sum(counts.values())
     summary.images_without_target = sum(1 for s in train if counts[s] == 0)
     if recipe.mode == "n2n":  # every training image is one group of one sample
-        image_jobs = plan(train, [1] * len(train), recipe.count, recipe.seed, group_size=1)
+        image_jobs = list(plan(train, [1] * len(train), recipe.count, recipe.seed, group_size=1))
     else:
-        image_jobs = plan(train, [counts[s] for s in train], recipe.count, recipe.seed)
+        image_jobs = list(plan(train, [counts[s] for s in train], recipe.count, recipe.seed))
     summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
 
     first = {j.stem: j.picks for j in image_jobs if j.pass_index == 0}

@@ -8,6 +8,7 @@ group may be cut); beyond the pool, further passes draw again, each with fresh n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sirst_synth.errors import DataError, UsageError
@@ -24,47 +25,68 @@ class ImageJob:
     picks: tuple[tuple[int, int], ...]  # (target index, angle)
 
 
+def _groups(target_counts: list[int]) -> list[tuple[int, int]]:
+    return [(i, t) for i, n in enumerate(target_counts) for t in range(n)]
+
+
+def plan_pass(
+    stems: list[str],
+    target_counts: list[int],
+    take: int | None,
+    seed: int,
+    pass_index: int,
+    group_size: int = len(ANGLES),
+) -> list[ImageJob]:
+    """The jobs of one pass (one noise draw per image): every group where ``take`` covers the
+    pool (or is None), else ``take`` samples from a seeded subset of whole groups (the last one
+    may be cut). ``train --synth online`` makes epoch e from pass e, as generate does."""
+    groups = _groups(target_counts)
+    pool = len(groups) * group_size
+    if take is None or take >= pool:
+        order, take = groups, pool
+    else:
+        perm = rng_for(seed, "select", pass_index).permutation(len(groups))
+        order = [groups[j] for j in perm[: -(-take // group_size)]]
+    chosen: dict[int, list[tuple[int, int]]] = {}
+    for i, t in order:
+        n = min(group_size, take)
+        take -= n
+        chosen.setdefault(i, []).extend((t, a) for a in ANGLES[:n])
+    return [ImageJob(stems[i], pass_index, tuple(sorted(chosen[i]))) for i in sorted(chosen)]
+
+
+def pool_size(target_counts: list[int], group_size: int = len(ANGLES)) -> int:
+    return len(_groups(target_counts)) * group_size
+
+
 def plan(
     stems: list[str],
     target_counts: list[int],
     count: int | None,
     seed: int,
     group_size: int = len(ANGLES),
-) -> list[ImageJob]:
-    """Jobs in a fixed order: pass-major, then the training split's order.
+) -> Iterator[ImageJob]:
+    """Jobs in a fixed order: pass-major, then the training split's order; made one pass at a
+    time, so memory does not grow with ``count``.
 
     ``group_size`` is the samples per group: 4 rotations of a target (SIRST-5K), or 1 for the
     Noise2Noise-only ablation, where every image is one group of one unrotated sample.
     """
     if count is not None and count < 0:
         raise UsageError(f"--count must be >= 0, got {count}")
-    groups = [(i, t) for i, n in enumerate(target_counts) for t in range(n)]
-    pool = len(groups) * group_size
-    if count is None:
-        count = pool
-    if count and not pool:
+    pool = pool_size(target_counts, group_size)
+    remaining = pool if count is None else count
+    if remaining and not pool:
         raise DataError(
             "no training mask holds a target, so there is nothing to augment; check the masks"
         )
-    jobs: list[ImageJob] = []
-    pass_index = 0
-    remaining = count
-    while remaining > 0:
-        chosen: dict[int, list[tuple[int, int]]] = {}
-        if remaining >= pool:
-            order = groups
-            remaining -= pool
-            take = pool
-        else:
-            perm = rng_for(seed, "select", pass_index).permutation(len(groups))
-            order = [groups[j] for j in perm[: -(-remaining // group_size)]]
-            take = remaining
-            remaining = 0
-        for i, t in order:
-            n = min(group_size, take)
-            take -= n
-            chosen.setdefault(i, []).extend((t, a) for a in ANGLES[:n])
-        for i in sorted(chosen):
-            jobs.append(ImageJob(stems[i], pass_index, tuple(sorted(chosen[i]))))
-        pass_index += 1
-    return jobs
+
+    def passes(remaining: int) -> Iterator[ImageJob]:
+        pass_index = 0
+        while remaining > 0:
+            take = min(remaining, pool)
+            yield from plan_pass(stems, target_counts, take, seed, pass_index, group_size)
+            remaining -= take
+            pass_index += 1
+
+    return passes(remaining)  # checked now, planned lazily

@@ -36,7 +36,7 @@ from sirst_synth.io.manifest import MANIFEST, read_manifest
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping
 
-DATA_KINDS = ("original", "sirst5k", "n2n")
+DATA_KINDS = ("original", "sirst5k", "n2n", "online")
 PRECISIONS = ("auto", "bf16", "fp32")
 METRICS = ("IoU", "nIoU", "Pd", "Fa")
 STUDY_FILE = "study.yaml"
@@ -47,7 +47,7 @@ class Arm:
     """One arm: which data (and how it is synthesised) and how the detector trains on it."""
 
     name: str
-    data: str  # original | sirst5k | n2n
+    data: str  # original | sirst5k | n2n (generated once) | online (fresh every epoch)
     synth: SynthRecipe
     train: TrainRecipe
     paper_iou: float | None = None  # the paper's NUDT-SIRST IoU of the matching row, if any
@@ -217,11 +217,19 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
         if not study_file.is_file():
             raise UsageError(f"--out {out} was not written by sirst-synth study; nothing to resume")
         old = yaml.safe_load(study_file.read_text())
-        diff = _diff(old, identity)
+        # Arms may be added to a study; what was run before must not change.
+        old_arms, new_arms = old.get("arms") or {}, identity["arms"]
+        diff = _diff(
+            {k: v for k, v in old.items() if k != "arms"},
+            {k: v for k, v in identity.items() if k != "arms"},
+        )
+        diff += _diff(old_arms, {k: new_arms.get(k) for k in old_arms}, "arms.")
         if diff:
             raise UsageError(
                 f"--out {out}: cannot resume a different study ({'; '.join(diff[:6])}); use a new --out"
             )
+        if set(new_arms) - set(old_arms):  # record the added arms for the next resume
+            write_text_atomic(study_file, yaml.safe_dump(identity, sort_keys=False))
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(study_file, yaml.safe_dump(identity, sort_keys=False))
@@ -292,7 +300,7 @@ def run_study(
             continue
         t0 = time.perf_counter()
         run_dir.mkdir(parents=True, exist_ok=True)
-        if arm.data == "original":
+        if arm.data in ("original", "online"):
             train_data = data
         else:
             synth = dataclasses.replace(arm.synth, seed=seed)
@@ -320,6 +328,9 @@ def run_study(
             resume=(train_dir / "last.pt").is_file(),
             skip_errors=True,
             progress=progress,
+            synth="online" if arm.data == "online" else "offline",
+            bank=bank if arm.data == "online" else None,
+            synth_recipe=dataclasses.replace(arm.synth, seed=seed),
         )
         final = train_dir / "last.pt"
         m = evaluate(

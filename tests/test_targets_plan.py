@@ -30,7 +30,7 @@ def test_empty_and_full_masks():
 
 
 def test_plan_one_pass_takes_every_rotation():
-    jobs = plan(["a", "b", "c"], [2, 0, 1], None, seed=0)
+    jobs = list(plan(["a", "b", "c"], [2, 0, 1], None, seed=0))
     assert [(j.stem, j.pass_index) for j in jobs] == [("a", 0), ("c", 0)]
     assert sum(len(j.picks) for j in jobs) == 12
     assert jobs[0].picks == tuple((t, a) for t in (0, 1) for a in (0, 90, 180, 270))
@@ -40,7 +40,7 @@ def test_plan_exact_count_keeps_groups_and_is_seeded():
     counts = [1, 3, 2, 0, 4]
     stems = list("abcde")
     for n in (0, 1, 5, 13, 40, 41, 99):
-        jobs = plan(stems, counts, n, seed=3)
+        jobs = list(plan(stems, counts, n, seed=3))
         picks = [(j.stem, j.pass_index, t, a) for j in jobs for t, a in j.picks]
         assert len(picks) == n
         assert len(set(picks)) == n  # without replacement within a pass
@@ -50,8 +50,8 @@ def test_plan_exact_count_keeps_groups_and_is_seeded():
             groups.setdefault((s, p, t), []).append(a)
         partial = [g for g in groups.values() if len(g) != 4]
         assert len(partial) <= 1
-    assert plan(stems, counts, 13, seed=3) == plan(stems, counts, 13, seed=3)
-    assert plan(stems, counts, 13, seed=3) != plan(stems, counts, 13, seed=4)
+    assert list(plan(stems, counts, 13, seed=3)) == list(plan(stems, counts, 13, seed=3))
+    assert list(plan(stems, counts, 13, seed=3)) != list(plan(stems, counts, 13, seed=4))
     # 40 = the pool (10 targets x 4) exactly: one full pass; 41: a second pass starts
     assert max(j.pass_index for j in plan(stems, counts, 40, 0)) == 0
     assert max(j.pass_index for j in plan(stems, counts, 41, 0)) == 1

@@ -6,13 +6,15 @@ the same batch order as an uninterrupted one, and the 4 rotations of a target sh
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
-from sirst_synth.seeding import rng_for
+from sirst_synth.seeding import key_int, rng_for
 
 
 def crop_or_pad(
@@ -85,6 +87,13 @@ class GroupBatchSampler(Sampler):
         self.keys = sorted(self.members)
         self.epoch = 0
 
+    def set_groups(self, groups: list[str]) -> None:
+        """New samples for a new epoch (online synthesis): regroup them."""
+        self.members = {}
+        for i, g in enumerate(groups):
+            self.members.setdefault(g, []).append(i)
+        self.keys = sorted(self.members)
+
     def batches(self) -> list[list[int]]:
         order = rng_for(self.seed, "order", self.epoch).permutation(len(self.keys))
         out, cur = [], []
@@ -107,3 +116,100 @@ class GroupBatchSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+class OnlineSynthSet(Dataset):
+    """``train --synth online``: each epoch, every training image itself plus fresh SIRST-5K
+    development samples, made in memory from the noise bank and never written.
+
+    Epoch e holds exactly the arrays generate writes for pass e (same bank, recipe and seed):
+    the same planner (``plan_pass``), noise draw (``noise_draw``) and synthesis functions.
+    Call ``set_epoch`` before iterating; sample i of an epoch is a pure function of
+    (seed, epoch, i), so loader workers and resumes see the same batches.
+    """
+
+    def __init__(
+        self,
+        items: list[Item],
+        bank,
+        recipe,
+        mean: float,
+        std: float,
+        crop: int | None,
+        seed: int,
+        target_counts: list[int],
+    ):
+        from sirst_synth.io.bank import BankReader
+
+        self.items, self.bank, self.recipe = items, bank, recipe
+        self.mean, self.std, self.crop, self.seed = mean, std, crop, seed
+        self.target_counts = target_counts
+        self._reader_cls = BankReader
+        self._reader, self._pid = None, None
+        self.epoch = -1
+        self.entries: list[tuple[int, tuple[int, int] | None]] = []
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        from sirst_synth.plan import plan_pass
+
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        stems = [it.stem for it in self.items]
+        n2n = self.recipe.mode == "n2n"
+        counts = [1] * len(stems) if n2n else self.target_counts
+        jobs = plan_pass(stems, counts, self.recipe.count, self.recipe.seed, epoch, 1 if n2n else 4)
+        index = {s: i for i, s in enumerate(stems)}
+        self.entries = [(i, None) for i in range(len(stems))]
+        self.entries += [(index[j.stem], pick) for j in jobs for pick in j.picks]
+
+    def groups(self) -> list[str]:
+        """The L_Neg group of every sample of this epoch (the 4 rotations of a target share one)."""
+        return [
+            self.items[k].stem if pick is None else self.groups_of(k, pick)
+            for k, pick in self.entries
+        ]
+
+    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """(image, mask 0/1, group) of sample i of this epoch, before crop and normalisation."""
+        from sirst_synth.pipeline import noise_draw
+        from sirst_synth.synth import noise_only, synthesize
+
+        k, pick = self.entries[i]
+        it = self.items[k]
+        image, mask = read_gray(it.image), read_mask(it.mask)
+        if pick is None:
+            return image, mask, it.stem
+        if self._reader is None or self._pid != os.getpid():  # h5py handles do not survive fork
+            self._reader, self._pid = self._reader_cls(self.bank), os.getpid()
+        patch, _ = noise_draw(self.bank, self._reader, self.recipe.seed, it.stem, self.epoch)
+        if self.recipe.mode == "n2n":
+            smp = noise_only(image, mask, patch, self.recipe.alpha)
+        else:
+            (smp,) = synthesize(image, mask, patch, self.recipe.alpha, self.recipe.s, (pick,))
+        return smp.image, smp.mask, self.groups_of(k, pick)
+
+    def groups_of(self, k: int, pick: tuple[int, int]) -> str:
+        return f"{self.items[k].stem}:{self.epoch}:{pick[0]}"
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int):
+        image, mask, group = self.sample(i)
+        if self.crop:
+            image, mask = crop_or_pad(
+                image, mask, self.crop, rng_for(self.seed, "crop", self.epoch, group)
+            )
+        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
+        return (
+            torch.from_numpy(x)[None],
+            torch.from_numpy(mask.astype(np.float32))[None],
+            hash_group(group),
+        )
+
+
+def hash_group(group: str) -> int:
+    """A group id that is the same in every process (a loss only compares ids in one batch)."""
+    return key_int(group) & 0x7FFFFFFFFFFFFFFF

@@ -19,12 +19,13 @@ from torch.utils.data import DataLoader
 
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.files import write_text_atomic
+from sirst_synth.io.files import read_mask, write_text_atomic
 from sirst_synth.io.samples import check_items, split_items
 from sirst_synth.progress import Progress
-from sirst_synth.recipe import TrainRecipe
+from sirst_synth.recipe import SynthRecipe, TrainRecipe
+from sirst_synth.targets import components
 from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint
-from sirst_synth.train.data import GroupBatchSampler, SegmentationSet, normalisation
+from sirst_synth.train.data import GroupBatchSampler, OnlineSynthSet, SegmentationSet, normalisation
 from sirst_synth.train.device import Runtime, runtime
 from sirst_synth.train.infer import evaluate_items
 from sirst_synth.train.losses import deep_supervision_loss, group_loss
@@ -118,6 +119,33 @@ def _resume_state(out: Path, recipe: TrainRecipe, resume: bool) -> dict | None:
     return state
 
 
+def _online_setup(data: Path, bank_path: Path, synth_recipe: SynthRecipe) -> dict:
+    """The bank and recipe of online synthesis, checked against DATA before any training."""
+    from sirst_synth.io.bank import read_bank_index
+    from sirst_synth.io.files import fingerprint
+    from sirst_synth.io.layouts import open_dataset, source_files
+    from sirst_synth.io.manifest import MANIFEST
+
+    if (Path(data) / MANIFEST).is_file():
+        raise UsageError(
+            f"{data} is a generate output; --synth online synthesises from the source dataset: "
+            "pass that instead"
+        )
+    bank = read_bank_index(bank_path)
+    ds = open_dataset(data)
+    if bank.attrs.get("fingerprint") != fingerprint(ds.root, source_files(ds, ds.train)):
+        raise DataError(
+            f"{bank_path}: bank was built from other training files than {data}; rebuild it "
+            "with build-noise-bank from this dataset"
+        )
+    identity = {
+        "mode": "online",
+        "recipe": dataclasses.asdict(synth_recipe),
+        "bank_fingerprint": bank.attrs.get("fingerprint"),
+    }
+    return {"bank": bank, "recipe": synth_recipe, "identity": identity}
+
+
 def train(
     data: Path,
     out: Path,
@@ -131,6 +159,9 @@ def train(
     skip_errors: bool = False,
     progress: Progress | None = None,
     log=lambda msg: None,
+    synth: str = "offline",
+    bank: Path | None = None,
+    synth_recipe: SynthRecipe | None = None,
 ) -> TrainResult:
     """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
 
@@ -138,7 +169,16 @@ def train(
     exactly that many optimiser steps whatever the data size, so runs on different data are
     compared at equal optimisation (the study's arms). The learning rate is cosine-annealed
     over epochs or steps respectively.
+
+    ``synth="online"``: DATA is a source dataset and every epoch makes fresh development
+    samples from ``bank`` in memory (``OnlineSynthSet``), as generate would for that pass.
     """
+    if synth not in ("offline", "online"):
+        raise UsageError(f"--synth must be offline or online, got {synth!r}")
+    if synth == "online" and bank is None:
+        raise UsageError("--synth online needs --bank BANK (the noise bank of DATA)")
+    if synth == "offline" and bank is not None:
+        raise UsageError("--bank goes with --synth online (a generate output has its samples)")
     progress = progress or Progress()
     out = Path(out)
     rank, world, local_rank = _dist_env()
@@ -150,7 +190,15 @@ def train(
     dev = rt.device
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    online = None
+    if synth == "online":
+        online = _online_setup(data, Path(bank), synth_recipe or SynthRecipe())
     state = _resume_state(out, recipe, resume)
+    if state is not None and state.get("synth") != (online and online["identity"]):
+        raise UsageError(
+            f"--resume: {out / 'last.pt'} was trained with other synthesis "
+            "(--synth, the recipe or the bank differ); use a new --out"
+        )
     last = out / "last.pt"
 
     train_items, skipped = check_items(split_items(data, "train"), skip_errors)
@@ -184,10 +232,23 @@ def train(
     if compile_model:
         net = torch.compile(net)
 
-    ds = SegmentationSet(train_items, mean, std, recipe.crop, recipe.seed)
-    sampler = GroupBatchSampler(
-        [it.group for it in train_items], recipe.batch_size, recipe.seed, rank, world
-    )
+    if online is not None:
+        counts = [components(read_mask(it.mask)).count for it in train_items]
+        ds = OnlineSynthSet(
+            train_items,
+            online["bank"],
+            online["recipe"],
+            mean,
+            std,
+            recipe.crop,
+            recipe.seed,
+            counts,
+        )
+        groups = ds.groups()
+    else:
+        ds = SegmentationSet(train_items, mean, std, recipe.crop, recipe.seed)
+        groups = [it.group for it in train_items]
+    sampler = GroupBatchSampler(groups, recipe.batch_size, recipe.seed, rank, world)
     # Not persistent: a worker keeps its copy of `ds`, and `ds.epoch` (the crops) changes per
     # epoch, so workers are started anew each epoch.
     loader = DataLoader(
@@ -238,6 +299,7 @@ def train(
             "epoch": epochs_done,
             "step": step,
             "recipe": dataclasses.asdict(recipe),
+            "synth": online and online["identity"],
             "norm": {"mean": mean, "std": std},
             "version": __version__,
             "best": best,
@@ -260,6 +322,9 @@ def train(
     history, rate, loss_value, lr = [], 0.0, float("nan"), recipe.lr
     progress.start("training", max(end_epoch - start_epoch, 0))
     for epoch in range(start_epoch, end_epoch):
+        if online is not None:
+            ds.set_epoch(epoch)
+            sampler.set_groups(ds.groups())
         ds.epoch = sampler.epoch = epoch
         net.train()
         t0, seen, n, loss_sum = time.perf_counter(), 0, 0, torch.zeros((), device=dev)
