@@ -71,3 +71,44 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def to_probability(decoded: np.ndarray) -> np.ndarray:
+    """A prediction as float32 probabilities in [0, 1], by one rule for every format.
+
+    - Channels: a colour file whose colour channels are equal is that one channel (alpha
+      ignored); differing channels are ambiguous.
+    - A two-level file holding 0 and one of 1, 255 or 65535 (any bit depth) is a binary mask,
+      read as masks are: non-zero is target.
+    - Otherwise 8-bit is /255, 16-bit /65535 (but a 16-bit map that never exceeds 255 is
+      ambiguous: an 8-bit map saved in 16 bits reads as near zero), floats as they are (in
+      [0, 1], else ambiguous).
+    """
+    arr = np.asarray(decoded)
+    if arr.ndim == 3:
+        colour = arr[:, :, : min(arr.shape[2], 3)]
+        if not (colour == colour[:, :, :1]).all():
+            raise DataError(
+                "colour prediction whose channels differ is ambiguous; save one gray channel"
+            )
+        arr = colour[:, :, 0]
+    if arr.ndim != 2:
+        raise DataError(f"unsupported prediction shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.integer):
+        top = int(arr.max())
+        if top in (0, 1, 255, 65535) and ((arr == 0) | (arr == top)).all():
+            return (arr != 0).astype(np.float32)  # a binary mask, read as masks are
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        if arr.max() <= 255:
+            raise DataError(
+                "16-bit prediction whose values never exceed 255 is ambiguous (an 8-bit map "
+                "saved in 16 bits?); save 8-bit maps as 8-bit, or scale 16-bit maps to 0..65535"
+            )
+        return arr.astype(np.float32) / 65535.0
+    if np.issubdtype(arr.dtype, np.floating):
+        if not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
+            raise DataError("float prediction outside [0, 1] is ambiguous; save probabilities")
+        return arr.astype(np.float32)
+    raise DataError(f"unsupported prediction dtype {arr.dtype}")

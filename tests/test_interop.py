@@ -166,3 +166,55 @@ def test_evaluate_needs_only_what_it_scores(tmp_path, cli):
     src2 = write_dataset(tmp_path / "u", pairs, ["a", "b"], ["b", "c"])
     r = cli("evaluate", src2, "--pred-dir", pred, "--json")
     assert r.code == 0 and json.loads(r.out)["images"] == 2
+
+
+def _pred_case(tmp_path, cli, pred: np.ndarray, name: str):
+    label = np.zeros((16, 16), np.uint8)
+    label[4:6, 4:6] = 255
+    root = tmp_path / name
+    src = write_dataset(
+        root / "src", {"x": (np.zeros((16, 16), np.uint8), label)}, [], ["x"], train_text=""
+    )
+    (root / "pred").mkdir()
+    assert cv2.imwrite(str(root / "pred" / "x.png"), pred)
+    return cli("evaluate", src, "--pred-dir", root / "pred", "--json")
+
+
+def _shape(value: int, dtype, channels: int = 0) -> np.ndarray:
+    p = np.zeros((16, 16), dtype)
+    p[4:6, 4:6] = value
+    return np.dstack([p] * channels) if channels else p
+
+
+# One rule reads every prediction format: case -> (prediction, exit code, IoU or stderr text).
+PREDICTION_CASES = {
+    "8-bit 0/255": (_shape(255, np.uint8), 0, 1.0),
+    "8-bit 0/1": (_shape(1, np.uint8), 0, 1.0),
+    "16-bit 0/1": (_shape(1, np.uint16), 0, 1.0),
+    "16-bit 0/65535": (_shape(65535, np.uint16), 0, 1.0),
+    "16-bit 0/255": (_shape(255, np.uint16), 0, 1.0),
+    "16-bit probability": (_shape(40000, np.uint16) + 100, 0, 1.0),
+    "RGB gray 0/255": (_shape(255, np.uint8, 3), 0, 1.0),
+    "RGBA gray 0/255": (_shape(255, np.uint8, 4), 0, 1.0),
+    "8-bit probability below 0.5": (_shape(100, np.uint8), 0, 0.0),
+    "RGB with different channels": (
+        np.dstack([_shape(255, np.uint8), _shape(0, np.uint8), _shape(255, np.uint8)]),
+        1,
+        "channels differ is ambiguous",
+    ),
+    "16-bit never above 255": (_shape(200, np.uint16) + 3, 1, "never exceed 255 is ambiguous"),
+}
+
+
+@pytest.mark.parametrize("case", list(PREDICTION_CASES))
+def test_every_prediction_format_scores_the_same(tmp_path, cli, case):
+    pred, code, expected = PREDICTION_CASES[case]
+    r = _pred_case(tmp_path, cli, pred, "c")
+    assert r.code == code, r.err
+    if code == 0:
+        assert json.loads(r.out)["IoU"] == expected
+    else:
+        lines = r.err.strip().splitlines()
+        assert (
+            expected in r.err and "x.png" in r.err and "Traceback" not in r.err and len(lines) <= 2
+        )

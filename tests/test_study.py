@@ -202,3 +202,55 @@ def test_study_recipe_errors(tmp_path, cli, demo):
     )
     assert r.code == 2 and "neg_loss" in r.err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
+    """A study extended by an arm (here the online one) keeps its finished runs as they are."""
+    from sirst_synth.recipes import recipe_path
+
+    out = tmp_path / "st"
+    assert _study(cli, demo, out).code == 0
+    kept = tree_hashes(out / "runs")
+    more = tmp_path / "more.yaml"
+    more.write_text(
+        recipe_path("study-smoke").read_text()
+        + "  online: {data: online, train: {neg_loss: sum}}\n"
+    )
+    r = cli(
+        "study",
+        demo / "data",
+        "--bank",
+        demo / "bank.h5",
+        "--out",
+        out,
+        "--recipe",
+        more,
+        "--device",
+        "cpu",
+        "-q",
+        "--resume",
+    )
+    assert r.code == 0, r.err
+    now = tree_hashes(out / "runs")
+    assert {k: v for k, v in now.items() if k in kept} == kept
+    res = json.loads((out / "results.json").read_text())
+    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k", "online"]
+    online = [x for x in res["runs"] if x["arm"] == "online"][0]
+    assert online["steps"] == 6 and not (out / "data" / "online").exists()
+    # what ran before may not change
+    more.write_text(recipe_path("study-smoke").read_text().replace("steps: 6", "steps: 7"))
+    r = cli(
+        "study",
+        demo / "data",
+        "--bank",
+        demo / "bank.h5",
+        "--out",
+        out,
+        "--recipe",
+        more,
+        "--device",
+        "cpu",
+        "-q",
+        "--resume",
+    )
+    assert r.code == 2 and "steps: was 6, now 7" in r.err

@@ -75,7 +75,7 @@ def decode_raw(path: Path) -> np.ndarray:
     return arr
 
 
-def _read_converted(path: Path, convert, fix: str) -> np.ndarray:
+def read_converted(path: Path, convert, fix: str) -> np.ndarray:
     """Decode (its errors already name the file), then convert, naming the file on failure."""
     raw = decode_raw(path)
     try:
@@ -86,12 +86,12 @@ def _read_converted(path: Path, convert, fix: str) -> np.ndarray:
 
 def read_gray(path: Path) -> np.ndarray:
     """An image as one 8-bit channel (see `sirst_synth.convert`)."""
-    return _read_converted(path, to_gray_u8, "convert the file to gray, RGB(A) or 16-bit PNG")
+    return read_converted(path, to_gray_u8, "convert the file to gray, RGB(A) or 16-bit PNG")
 
 
 def read_mask(path: Path) -> np.ndarray:
     """A mask as 0/1 uint8 (any non-zero pixel is target)."""
-    return _read_converted(path, to_binary_mask, "masks must be single-image PNGs")
+    return read_converted(path, to_binary_mask, "masks must be single-image PNGs")
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -6,27 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth.convert import resize_nearest, to_gray_u8
+from sirst_synth.convert import resize_nearest, to_probability
 from sirst_synth.errors import DataError
-from sirst_synth.io.files import decode_raw, read_mask
+from sirst_synth.io.files import read_converted, read_mask
 from sirst_synth.io.layouts import IMAGE_EXTS
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve, score_probability
 
 
 def read_probability(path: Path) -> np.ndarray:
-    """A prediction as probabilities in [0, 1]: 8-bit /255, 16-bit /65535; a map holding only
-    0 and 1 is a binary mask. Colour predictions are read as gray."""
-    raw = decode_raw(path)
-    if raw.ndim == 3:
-        raw = to_gray_u8(raw)
-    if raw.dtype == np.uint16:
-        return raw.astype(np.float32) / 65535.0
-    if np.issubdtype(raw.dtype, np.floating):
-        return raw.astype(np.float32)
-    if raw.max() <= 1:
-        return raw.astype(np.float32)
-    return raw.astype(np.float32) / 255.0
+    """A prediction file as probabilities in [0, 1] (``convert.to_probability``'s one rule);
+    an ambiguous file is a data error that names it."""
+    return read_converted(path, to_probability, "or pass predictions as 8-bit gray maps")
 
 
 def find_prediction(pred_dir: Path, stem: str) -> Path:
