@@ -263,6 +263,9 @@ def generate_cmd(
             "of copying them byte for byte.",
         ),
     ] = False,
+    no_test: Annotated[
+        bool, typer.Option("--no-test", help="Allow a run without a test split.")
+    ] = False,
     train_split: TrainSplit = None,
     test_split: TestSplit = None,
     overwrite: Annotated[
@@ -299,6 +302,7 @@ def generate_cmd(
         allow_foreign_bank,
         progress_for(quiet, as_json),
         test_gray,
+        no_test,
     )
     _skipped_rows(res.skipped)
     rows = [
@@ -363,12 +367,15 @@ def preview_cmd(
     ),
     targets: Annotated[int, typer.Option("--targets", help="How many targets (rows).")] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Which targets are shown.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing sheet.")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Contact sheet: source, blended, and the four rotations of a few targets."""
     from sirst_synth.io.preview_files import write_preview
 
-    n = write_preview(out, sheet, targets, seed)
+    n = write_preview(out, sheet, targets, seed, overwrite)
     if not quiet:
         console.print(f"wrote {escape(str(sheet))} ({n} targets)", highlight=False)
 
@@ -385,6 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     previous = signal.signal(signal.SIGINT, _on_sigint)
+    if hasattr(signal, "SIGXFSZ"):
+        # Past a file-size limit a write fails with EFBIG (one error line) instead of the
+        # signal killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         rv = app(args=args, prog_name="sirst-synth", standalone_mode=False)
     except SirstError as exc:

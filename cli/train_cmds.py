@@ -262,6 +262,9 @@ def evaluate_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     precision: PrecisionOpt = Precision.auto,
     on_error: OnErrorOpt = OnError.fail,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing --curve / --json-out files.")
+    ] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -282,6 +285,7 @@ def evaluate_cmd(
         on_error == OnError.skip,
         precision.value,
         resize=resize,
+        overwrite=overwrite,
     )
     _skipped_rows(m["skipped"])
     rows = [

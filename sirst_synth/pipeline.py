@@ -7,7 +7,10 @@ A journal of finished jobs makes ``--resume`` continue a killed run to the same 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,6 +27,7 @@ from sirst_synth.io.files import (
     encode_png,
     fingerprint,
     image_size,
+    inside,
     read_gray,
     read_mask,
     sha256_bytes,
@@ -33,7 +37,7 @@ from sirst_synth.io.files import (
 from sirst_synth.io.layouts import Dataset, open_dataset, source_files, split_paths
 from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_text
 from sirst_synth.noise import ACCEPTED, REJECT_NAMES, pick_patch, region_pixels, scan_regions
-from sirst_synth.plan import plan
+from sirst_synth.plan import plan, pool_size
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, to_yaml
@@ -43,8 +47,10 @@ from sirst_synth.synth import noise_only, synthesize
 from sirst_synth.targets import components
 
 STATE_DIR = ".sirst-synth"
+LOCK = ".sirst-synth.lock"  # held while a generate writes OUT
 RUN_FILE = "run.json"
 JOURNAL = "journal.jsonl"
+DESCRIBED = "described.json"  # sha256 of split files, recipe.yaml and README.md
 OWNED = (
     "images",
     "masks",
@@ -69,21 +75,13 @@ def layout_split_paths(layout: str, name: str) -> list[tuple[str, str]]:
     return [split_paths(x, name) for x in chosen]
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def check_out_path(out: Path, source_root: Path) -> None:
     """OUT may not be the source dataset, lie inside it, or contain it."""
-    if _inside(out, source_root):
+    if inside(out, source_root):
         raise UsageError(
             f"--out {out} is inside the source dataset {source_root}; write somewhere else"
         )
-    if _inside(source_root, out):
+    if inside(source_root, out):
         raise UsageError(
             f"--out {out} contains the source dataset {source_root}; write somewhere else"
         )
@@ -160,6 +158,22 @@ def build_noise_bank(
         raise UsageError(f"--out {out} is a folder; give a file name such as bank.h5")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    scannable, too_small = [], []
+    for stem in ds.train:
+        try:
+            side = min(image_size(ds.image_path(stem)))
+        except DataError as exc:
+            if not skip_errors:
+                raise
+            too_small.append((stem, str(exc)))
+            continue
+        if grid > side:
+            problem = f"{ds.image_path(stem)}: its {side} px side is smaller than --grid {grid}; use --grid {side} or less (the paper: 8)"
+            if not skip_errors:
+                raise UsageError(problem)
+            too_small.append((stem, problem))
+            continue
+        scannable.append(stem)
     fp = fingerprint(ds.root, source_files(ds, ds.train))
     attrs = {
         "sigma": float(sigma),
@@ -183,13 +197,13 @@ def build_noise_bank(
         if not overwrite:
             raise UsageError(f"{out} exists; pass --overwrite to replace it or --resume to keep it")
         read_bank_index(out)  # refuses to replace a file that is not a bank of ours
-    summary = BankSummary(out, skipped=list(ds.skipped))
+    summary = BankSummary(out, skipped=list(ds.skipped) + too_small)
     patches: list[np.ndarray] = []
     cols: dict[str, list] = {k: [] for k in ("source", "row", "col", "mean", "var")}
     sources: list[str] = []
-    progress.start("scanning for noise", len(ds.train))
+    progress.start("scanning for noise", len(scannable))
     for stem, result, problem in ordered_map(
-        _bank_job, ds.train, workers, _bank_init, (ds, grid, sigma, mu, skip_errors)
+        _bank_job, scannable, workers, _bank_init, (ds, grid, sigma, mu, skip_errors)
     ):
         progress.advance()
         if result is None:
@@ -399,10 +413,11 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
         return split, stem, 0, str(exc)
     if mask is None:
         return split, stem, 0, None
-    if c["s"] > min(h, w):
-        raise UsageError(
-            f"--s {c['s']} is larger than {ds.image_path(stem)} ({w}x{h}); use a smaller --s"
-        )
+    if c["s"] > min(h, w):  # a per-image problem: --on-error skip leaves the image out
+        problem = f"{ds.image_path(stem)}: {w}x{h} is smaller than the --s {c['s']} window; use a smaller --s or leave the image out"
+        if not c["skip"]:
+            raise DataError(problem)
+        return split, stem, 0, problem
     return split, stem, components(mask).count, None
 
 
@@ -442,7 +457,7 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
     entries = [
         p
         for p in (out.iterdir() if out.is_dir() else [])
-        if not (p.name in OWNED and p.is_dir() and not any(p.iterdir()))
+        if not (p.name in OWNED and p.is_dir() and not any(p.iterdir())) and p.name != LOCK
     ]
     if entries and resume:
         run_file = state / RUN_FILE
@@ -507,6 +522,74 @@ def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> se
     return set()
 
 
+def _check_unique_names(jobs: list[_Job], mode: str) -> None:
+    """Every output stem once: a source that is itself a generate output would otherwise have
+    its samples written over files of the same name."""
+    seen: set[str] = set()
+    for job in jobs:
+        names = [] if job.kind == "development" else [job.stem]
+        if mode == "n2n":
+            names += [sample_name(job.stem, job.pass_index, None, 0)] if job.picks else []
+        else:
+            names += [sample_name(job.stem, job.pass_index, t, a) for t, a in job.picks]
+        for name in names:
+            if name in seen:
+                raise UsageError(
+                    f"{name} would be written twice: the source already holds a file of that "
+                    "name (is it a generate output?); generate from the original dataset"
+                )
+            seen.add(name)
+
+
+def _check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], dev: int) -> None:
+    """Refuse, before any file is written, a run whose estimated size exceeds the free space:
+    every development sample is costed as its source's image and mask files."""
+    if train:
+        per = sum(ds.image_path(s).stat().st_size + ds.mask_path(s).stat().st_size for s in train)
+        per /= len(train)
+    else:
+        per = 0.0
+    copied = sum(ds.image_path(s).stat().st_size + ds.mask_path(s).stat().st_size for s in test)
+    need = per * (len(train) + dev) + copied
+    where = Path(out).resolve()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise DataError(
+            f"--out {out}: the run needs about {need / 1e9:.1f} GB ({len(train) + dev + len(test)} "
+            f"images with masks) but {where} has {free / 1e9:.1f} GB free; free space, write "
+            "elsewhere or lower --count"
+        )
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """One writer per OUT: a second generate into the same folder stops with the other's pid."""
+    out.mkdir(exist_ok=True)
+    fh = open(out / LOCK, "a+")  # noqa: SIM115 - held across the yield, closed in finally
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        other = fh.read().strip() or "unknown"
+        fh.close()
+        raise DataError(
+            f"--out {out}: another sirst-synth generate (pid {other}) is writing it; wait for "
+            "it to finish or choose another --out"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()
+        with contextlib.suppress(OSError):
+            (out / LOCK).unlink()
+
+
 def generate(
     root: Path,
     bank_path: Path,
@@ -523,6 +606,7 @@ def generate(
     allow_foreign_bank: bool = False,
     progress: Progress | None = None,
     test_gray: bool = False,
+    no_test: bool = False,
 ) -> GenerateSummary:
     """Materialise SIRST-5K: originals + development samples + the test split (copied byte for
     byte, or with ``test_gray`` converted like the training images).
@@ -546,6 +630,12 @@ def generate(
     ds = open_dataset(root, train_split, test_split, skip_missing=skip_errors)
     out = Path(out)
     check_out_path(out, ds.root)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise UsageError(
+            f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
+        )
     bank = read_bank_index(bank_path)
     # sigma, mu and grid describe the bank: the resolved recipe records the bank's values.
     recipe = replace(
@@ -554,6 +644,11 @@ def generate(
         mu=float(bank.attrs["mu"]),
         grid=int(bank.attrs["grid"]),
     )
+    if not ds.test and not no_test:
+        raise UsageError(
+            f"{ds.root}: no test split found; pass --test-split FILE, or --no-test to write a "
+            "training set only"
+        )
     hashes: dict[Path, str] = {}
     train_fp = fingerprint(ds.root, source_files(ds, ds.train), hashes)
     if bank.attrs.get("fingerprint") != train_fp and not allow_foreign_bank:
@@ -584,44 +679,60 @@ def generate(
     test = [s for s in ds.test if s not in bad_test]
     summary.targets = sum(counts.values())
     summary.images_without_target = sum(1 for s in train if counts[s] == 0)
+    if not test and not no_test:
+        raise UsageError(
+            f"{ds.root}: the run would have no test split (none found, or every pair skipped); "
+            "pass --test-split FILE, or --no-test to write a training set only"
+        )
     if recipe.mode == "n2n":  # every training image is one group of one sample
-        image_jobs = list(plan(train, [1] * len(train), recipe.count, recipe.seed, group_size=1))
+        sizes = [1] * len(train)
     else:
-        image_jobs = list(plan(train, [counts[s] for s in train], recipe.count, recipe.seed))
+        sizes = [counts[s] for s in train]
+        if train and not summary.targets:
+            raise DataError(
+                f"{ds.root}: no training mask holds a target ({len(train)} masks checked), so "
+                "there is nothing to augment; targets are the non-zero pixels of the masks"
+            )
+    group = 1 if recipe.mode == "n2n" else 4
+    dev_count = pool_size(sizes, group) if recipe.count is None else recipe.count
+    _check_free_space(out, ds, train, test, dev_count)
+    image_jobs = list(plan(train, sizes, recipe.count, recipe.seed, group_size=group))
     summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
 
     first = {j.stem: j.picks for j in image_jobs if j.pass_index == 0}
     jobs = [_Job("image", s, 0, first.get(s, ())) for s in train]
     jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs if j.pass_index]
     jobs += [_Job("test", s) for s in test]
-    done = _prepare_out(out, identity, overwrite, resume)
-    summary.resumed_jobs = len(done & {j.key for j in jobs})
-    todo = [j for j in jobs if j.key not in done]
-    journal = out / STATE_DIR / JOURNAL
-    progress.start("writing samples", len(jobs))
-    progress.advance(len(jobs) - len(todo))
-    with open(journal, "ab") as jf:
-        results = ordered_map(
-            _gen_job, todo, workers, _gen_init, (ds, out, recipe, bank, test_gray)
-        )
-        for job, rows in zip(todo, results, strict=True):
-            # Files are in place before their journal line: a kill loses at most this job.
-            jf.write((json.dumps({"job": job.key, "rows": rows}) + "\n").encode())
-            jf.flush()
-            progress.advance()
-    progress.stop()
-    by_key: dict[str, list[dict]] = {}
-    for line in journal.read_text().splitlines():
-        entry = json.loads(line)
-        by_key[entry["job"]] = entry["rows"]
-    everything = [ManifestRow.from_json(r) for j in jobs for r in by_key[j.key]]
-    rows = [r for split in SPLITS for r in everything if r.split == split]
-    summary.originals = sum(r.split == "original" for r in rows)
-    summary.development = sum(r.split == "development" for r in rows)
-    summary.test = sum(r.split == "test" for r in rows)
-    _finish(out, rows, ds, recipe, identity, summary)
-    journal.unlink()
-    return summary
+    _check_unique_names(jobs, recipe.mode)
+    with _locked(out):
+        done = _prepare_out(out, identity, overwrite, resume)
+        summary.resumed_jobs = len(done & {j.key for j in jobs})
+        todo = [j for j in jobs if j.key not in done]
+        journal = out / STATE_DIR / JOURNAL
+        progress.start("writing samples", len(jobs))
+        progress.advance(len(jobs) - len(todo))
+        with open(journal, "ab") as jf:
+            results = ordered_map(
+                _gen_job, todo, workers, _gen_init, (ds, out, recipe, bank, test_gray)
+            )
+            for job, rows in zip(todo, results, strict=True):
+                # Files are in place before their journal line: a kill loses at most this job.
+                jf.write((json.dumps({"job": job.key, "rows": rows}) + "\n").encode())
+                jf.flush()
+                progress.advance()
+        progress.stop()
+        by_key: dict[str, list[dict]] = {}
+        for line in journal.read_text().splitlines():
+            entry = json.loads(line)
+            by_key[entry["job"]] = entry["rows"]
+        everything = [ManifestRow.from_json(r) for j in jobs for r in by_key[j.key]]
+        rows = [r for split in SPLITS for r in everything if r.split == split]
+        summary.originals = sum(r.split == "original" for r in rows)
+        summary.development = sum(r.split == "development" for r in rows)
+        summary.test = sum(r.split == "test" for r in rows)
+        _finish(out, rows, ds, recipe, identity, summary)
+        journal.unlink()
+        return summary
 
 
 def _finish(
@@ -635,13 +746,20 @@ def _finish(
     """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
     train_stems = [r.stem for r in rows if r.split != "test"]
     test_stems = [r.stem for r in rows if r.split == "test"]
+    described: dict[str, str] = {}  # the files that describe the dataset: verify checks them
+
+    def put(rel: str, text: str) -> None:
+        write_text_atomic(out / rel, text)
+        described[rel] = sha256_bytes(text.encode("utf-8"))
+
     for train_rel, test_rel in layout_split_paths(identity["layout"], identity["name"]):
         (out / train_rel).parent.mkdir(exist_ok=True)
-        write_text_atomic(out / train_rel, "".join(s + "\n" for s in train_stems))
+        put(train_rel, "".join(s + "\n" for s in train_stems))
         if test_stems:
-            write_text_atomic(out / test_rel, "".join(s + "\n" for s in test_stems))
-    write_text_atomic(out / "recipe.yaml", to_yaml(recipe))
-    write_text_atomic(out / "README.md", dataset_card(ds, recipe, identity, summary))
+            put(test_rel, "".join(s + "\n" for s in test_stems))
+    put("recipe.yaml", to_yaml(recipe))
+    put("README.md", dataset_card(ds, recipe, identity, summary))
+    write_text_atomic(out / STATE_DIR / DESCRIBED, json.dumps(described, indent=1, sort_keys=True))
     write_text_atomic(out / MANIFEST, manifest_text(rows))
 
 

@@ -31,7 +31,7 @@ import yaml
 
 from sirst_synth import __version__
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import write_bytes_atomic, write_text_atomic
+from sirst_synth.io.files import inside, write_bytes_atomic, write_text_atomic
 from sirst_synth.io.manifest import MANIFEST, read_manifest
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping
@@ -205,7 +205,7 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
     check_out_path(out, data)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the study")
-    if _inside(bank, out):
+    if inside(bank, out):
         raise UsageError(f"--bank {bank} lies inside --out {out}; keep the bank outside the study")
     study_file = out / STUDY_FILE
     entries = list(out.iterdir()) if out.is_dir() else []
@@ -233,14 +233,6 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(study_file, yaml.safe_dump(identity, sort_keys=False))
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        Path(child).resolve().relative_to(Path(parent).resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

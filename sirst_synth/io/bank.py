@@ -7,7 +7,6 @@ per-patch ``offset``, ``height`` and ``width``; per patch also ``source`` (index
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from sirst_synth import __version__
 from sirst_synth.errors import DataError
-from sirst_synth.io.files import tmp_name
+from sirst_synth.io.files import write_bytes_atomic
 
 FORMAT = "sirst-synth-noise-bank"
 FORMAT_VERSION = 1
@@ -54,42 +53,40 @@ def write_bank(
     var: np.ndarray,
     attrs: dict,
 ) -> None:
-    """Write the bank to a temporary name, then rename it into place."""
-    tmp = tmp_name(path)
+    """Build the HDF5 file in memory, then write its bytes atomically: HDF5 never touches the
+    disk itself, so a full disk is the same one-line error as for every other file (HDF5 can
+    crash the process when its own writes fail)."""
     sizes = np.array([p.size for p in patches], dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if patches else sizes
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["tool_version"] = __version__
-            for k, v in attrs.items():
-                f.attrs[k] = v
-            flat = (
-                np.concatenate([p.ravel() for p in patches]) if patches else np.zeros(0, np.uint8)
-            )
-            f.create_dataset(
-                "pixels", data=flat.astype(np.uint8), dtype="u1", chunks=True if flat.size else None
-            )
-            f.create_dataset("offset", data=offset, dtype="i8")
-            f.create_dataset(
-                "height", data=np.array([p.shape[0] for p in patches], np.int32), dtype="i4"
-            )
-            f.create_dataset(
-                "width", data=np.array([p.shape[1] for p in patches], np.int32), dtype="i4"
-            )
-            f.create_dataset("source", data=np.asarray(source, np.int32), dtype="i4")
-            f.create_dataset("row", data=np.asarray(row, np.int16), dtype="i2")
-            f.create_dataset("col", data=np.asarray(col, np.int16), dtype="i2")
-            f.create_dataset("mean", data=np.asarray(mean, np.float64), dtype="f8")
-            f.create_dataset("var", data=np.asarray(var, np.float64), dtype="f8")
-            f.create_dataset(
-                "sources", data=np.array(sources, dtype=object), dtype=h5py.string_dtype("utf-8")
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    name = f"{Path(path).name}.in-memory"
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["tool_version"] = __version__
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        flat = np.concatenate([p.ravel() for p in patches]) if patches else np.zeros(0, np.uint8)
+        f.create_dataset(
+            "pixels", data=flat.astype(np.uint8), dtype="u1", chunks=True if flat.size else None
+        )
+        f.create_dataset("offset", data=offset, dtype="i8")
+        f.create_dataset(
+            "height", data=np.array([p.shape[0] for p in patches], np.int32), dtype="i4"
+        )
+        f.create_dataset(
+            "width", data=np.array([p.shape[1] for p in patches], np.int32), dtype="i4"
+        )
+        f.create_dataset("source", data=np.asarray(source, np.int32), dtype="i4")
+        f.create_dataset("row", data=np.asarray(row, np.int16), dtype="i2")
+        f.create_dataset("col", data=np.asarray(col, np.int16), dtype="i2")
+        f.create_dataset("mean", data=np.asarray(mean, np.float64), dtype="f8")
+        f.create_dataset("var", data=np.asarray(var, np.float64), dtype="f8")
+        f.create_dataset(
+            "sources", data=np.array(sources, dtype=object), dtype=h5py.string_dtype("utf-8")
+        )
+        f.flush()
+        image = f.id.get_file_image()
+    write_bytes_atomic(Path(path), image, durable=True)
 
 
 def read_bank_index(path: Path) -> BankIndex:
@@ -117,8 +114,24 @@ def read_bank_index(path: Path) -> BankIndex:
                 width=f["width"][()],
                 attrs=attrs,
             )
-            if f["pixels"].shape[0] != int((idx.height.astype(np.int64) * idx.width).sum()):
-                raise DataError(f"{path}: noise bank is inconsistent; rebuild it")
+            sizes = idx.height.astype(np.int64) * idx.width
+            n = idx.source.size
+            consistent = (
+                all(a.size == n for a in (idx.row, idx.col, idx.offset, idx.height, idx.width))
+                and f["pixels"].shape[0] == int(sizes.sum())
+                and np.array_equal(idx.offset, np.concatenate([[0], np.cumsum(sizes)[:-1]])[:n])
+                and (n == 0 or (idx.source.min() >= 0 and idx.source.max() < len(idx.sources)))
+            )
+            if not consistent:
+                raise DataError(
+                    f"{path}: noise bank is inconsistent (offsets, sizes or sources); rebuild it"
+                )
+            missing = [k for k in ("sigma", "mu", "grid", "fingerprint") if k not in attrs]
+            if missing:
+                raise DataError(
+                    f"{path}: noise bank lacks its {', '.join(missing)} attribute(s); rebuild it "
+                    "with build-noise-bank"
+                )
     except DataError:
         raise
     except (OSError, KeyError, ValueError):

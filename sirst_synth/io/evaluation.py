@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import encode_png, write_bytes_atomic, write_text_atomic
+from sirst_synth.io.files import (
+    check_output_file,
+    encode_png,
+    inside,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from sirst_synth.metrics import FA_MODES
 
 #: Thresholds of the Pd-Fa curve.
@@ -33,6 +39,7 @@ def evaluate(
     precision: str = "auto",
     curve_points: bool = False,
     resize: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -50,7 +57,16 @@ def evaluate(
         raise UsageError(f"--resize must be a size in 16..8192 pixels, got {resize}")
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
+    reads = [root, pred_dir, checkpoint.parent if checkpoint is not None else None]
+    for flag, path in (("--curve", curve), ("--json-out", json_out)):
+        if path is not None:
+            check_output_file(path, flag, overwrite, reads)
     if save_pred is not None:
+        for r in reads:
+            if r is not None and inside(save_pred, r):
+                raise UsageError(
+                    f"--save-pred {save_pred} lies inside {r}, which this command reads; write elsewhere"
+                )
         if pred_dir is not None:
             raise UsageError(
                 "--save-pred goes with --checkpoint: --pred-dir already holds predictions"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from sirst_synth.convert import to_binary_mask, to_gray_u8
-from sirst_synth.errors import DataError
+from sirst_synth.errors import DataError, UsageError
 
 #: One PNG compression level for every file the project writes (speed vs size; stable bytes).
 PNG_LEVEL = 3
@@ -24,15 +26,36 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
 
 
+#: errno values that mean "the disk (or a quota, or a file-size limit) is full".
+NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half file in place."""
+    """Write to a temporary name in the same folder, then rename: never a half file in place.
+
+    Every file the project writes goes through here, so a full disk or an unwritable folder is
+    one data error naming the file, with the temporary file removed (``--resume`` continues).
+    """
+    path = Path(path)
     tmp = tmp_name(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.errno in NO_SPACE:
+            raise DataError(
+                f"{path}: cannot write, no space left ({exc.strerror}); free space on the disk "
+                "or write to another folder (finished files are kept: generate --resume continues)"
+            ) from None
+        raise DataError(
+            f"{path}: cannot write ({exc.strerror}); check the folder exists and is writable"
+        ) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -130,3 +153,33 @@ def check_same_size(mask_path: Path, mask_hw: tuple[int, int], image_hw: tuple[i
             f"{mask_path}: mask is {mask_hw[1]}x{mask_hw[0]} but the image is "
             f"{image_hw[1]}x{image_hw[0]}; fix the mask or pass --on-error skip"
         )
+
+
+def inside(child: Path, parent: Path) -> bool:
+    """Whether ``child`` is ``parent`` or lies under it (symlinks resolved)."""
+    try:
+        Path(child).resolve().relative_to(Path(parent).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_output_file(
+    path: Path, flag: str, overwrite: bool, inputs: list[Path | None] = ()
+) -> None:
+    """An output file the user named: never inside something the command reads, never over an
+    existing file unless ``--overwrite``, and its folder must exist. Checked before any work."""
+    path = Path(path)
+    for root in inputs:
+        if root is not None and inside(path, root):
+            raise UsageError(
+                f"{flag} {path} lies inside {root}, which this command reads; write elsewhere"
+            )
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise UsageError(
+            f"{flag} {path} exists; pass --overwrite to replace it or choose another name"
+        )
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {path}: folder {path.parent} does not exist; create it first")

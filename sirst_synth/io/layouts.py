@@ -51,10 +51,15 @@ def read_split(path: Path) -> list[str]:
         raise DataError(f"{path}: split file is not UTF-8 text; save it as plain text") from None
     stems: list[str] = []
     seen: set[str] = set()
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         stem = line.strip()
         if not stem:
             continue
+        if "/" in stem or "\\" in stem or stem in (".", ".."):
+            raise DataError(
+                f"{path}: line {n}: {stem!r} is not a file stem (paths may not leave the "
+                "images/ folder); list stems only"
+            )
         for ext in IMAGE_EXTS:
             if stem.lower().endswith(ext):
                 stem = stem[: -len(ext)]

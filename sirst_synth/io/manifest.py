@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sirst_synth.errors import DataError
 
@@ -48,6 +48,8 @@ class ManifestRow:
             row = cls(**values)
             if row.split not in SPLITS or not {"image", "mask"} <= set(row.sha256):
                 raise ValueError
+            for rel in (row.image, row.mask):
+                check_relative(rel)
         except (TypeError, ValueError, AttributeError):
             raise DataError("not a valid manifest row") from None
         return row
@@ -71,14 +73,29 @@ def read_manifest(folder: Path, problems: list[str] | None = None) -> list[Manif
             f"{folder}: no {MANIFEST}; is this a folder written by sirst-synth generate?"
         )
     rows = []
+    seen: set[str] = set()
     for n, line in enumerate(path.read_text().splitlines(), 1):
         try:
-            rows.append(ManifestRow.from_json(json.loads(line)))
-        except (json.JSONDecodeError, DataError):
-            message = f"{MANIFEST} line {n}: not a valid manifest row"
+            row = ManifestRow.from_json(json.loads(line))
+            if row.image in seen or row.mask in seen:
+                raise DataError("a path listed twice")
+            seen.update((row.image, row.mask))
+            rows.append(row)
+        except (json.JSONDecodeError, DataError) as exc:
+            why = str(exc) if isinstance(exc, DataError) else "not JSON"
+            message = f"{MANIFEST} line {n}: not a valid manifest row ({why})"
             if problems is None:
                 raise DataError(
-                    f"{path}: line {n} is not a valid manifest row; regenerate"
+                    f"{path}: line {n} is not a valid manifest row ({why}); regenerate"
                 ) from None
             problems.append(message)
     return rows
+
+
+def check_relative(rel: str) -> str:
+    """A path read from a file (manifest, split file) must stay inside its folder: relative,
+    no ``..``, no drive or root. Anything else is a data error."""
+    p = PurePosixPath(str(rel).replace("\\", "/"))
+    if not str(rel) or p.is_absolute() or ".." in p.parts or ":" in str(rel):
+        raise DataError(f"path {rel!r} leaves its folder")
+    return str(rel)

@@ -46,13 +46,23 @@ def score_predictions(
     items, skipped = check_items(split_items(root, split), skip_errors)
     totals = MetricTotals()
     pairs = []
+    scored = []
     for it in items:
-        path = find_prediction(pred_dir, it.stem)
-        prob, label = read_probability(path), read_mask(it.mask)
-        if resize:
-            prob, label = resize_nearest(prob, resize), resize_nearest(label, resize)
-        totals.add(score_probability(prob, label, threshold, str(path)))
+        try:  # --on-error skip: a missing, unreadable or wrong-size prediction is listed
+            path = find_prediction(pred_dir, it.stem)
+            prob, label = read_probability(path), read_mask(it.mask)
+            if resize:
+                prob, label = resize_nearest(prob, resize), resize_nearest(label, resize)
+            score = score_probability(prob, label, threshold, str(path))
+        except DataError as exc:
+            if not skip_errors:
+                raise
+            skipped.append((it.stem, str(exc)))
+            continue
+        totals.add(score)
+        scored.append(it)
         if curve_thresholds is not None:
             pairs.append((prob, label))
+    items = scored
     curve = pd_fa_curve(pairs, curve_thresholds, fa_mode) if curve_thresholds is not None else None
     return totals, curve, items, skipped

@@ -5,14 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from sirst_synth.errors import DataError
-from sirst_synth.io.files import encode_png, read_gray, read_mask, write_bytes_atomic
+from sirst_synth.io.files import (
+    check_output_file,
+    encode_png,
+    read_gray,
+    read_mask,
+    write_bytes_atomic,
+)
 from sirst_synth.io.manifest import ManifestRow, read_manifest
 from sirst_synth.preview import contact_sheet
 from sirst_synth.seeding import rng_for
 
 
-def write_preview(out: Path, sheet: Path, targets: int = 6, seed: int = 0) -> int:
+def write_preview(
+    out: Path, sheet: Path, targets: int = 6, seed: int = 0, overwrite: bool = False
+) -> int:
     """Pick ``targets`` complete rotation groups (seeded) and write their contact sheet."""
+    check_output_file(sheet, "--out", overwrite, [out])
     rows = read_manifest(out)
     originals = {r.source: r for r in rows if r.split == "original"}
     groups: dict[str, list[ManifestRow]] = {}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sirst_synth.errors import SirstError
 from sirst_synth.io.files import TMP_MARK, decode_raw, sha256_file
-from sirst_synth.io.manifest import read_manifest
+from sirst_synth.io.manifest import check_relative, read_manifest
 
 
 def verify_dataset(out: Path) -> tuple[int, list[str]]:
@@ -45,6 +46,14 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
                 )
             elif rel not in listed:
                 problems.append(f"{rel}: file not in the manifest")
+    described = out / ".sirst-synth" / "described.json"
+    if described.is_file():
+        for rel, digest in json.loads(described.read_text()).items():
+            path = out / check_relative(rel)
+            if not path.is_file():
+                problems.append(f"{rel}: describes the dataset but is missing")
+            elif sha256_file(path) != digest:
+                problems.append(f"{rel}: changed since generate wrote it (sha256 differs)")
     for p in sorted(out.glob(f"*{TMP_MARK}*")):
         problems.append(
             f"{p.name}: stray temporary file from an interrupted run (resume or delete it)"

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import torch
 
 from sirst_synth.errors import DataError
-from sirst_synth.io.files import tmp_name
+from sirst_synth.io.files import write_bytes_atomic
 
 REQUIRED = ("model", "optimizer", "scheduler", "epoch", "recipe", "norm", "version")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary name and rename: a crash never leaves half a checkpoint."""
-    tmp = tmp_name(Path(path))
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Serialise in memory, then the atomic writer: a crash or a full disk never leaves half a
+    checkpoint or a stray temporary file, and says which file could not be written."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(Path(path), buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -34,3 +35,28 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED):
         raise DataError(f"{path}: not a sirst-synth checkpoint; train one with `sirst-synth train`")
     return state
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path) -> torch.nn.Module:
+    """Put a checkpoint's weights into ``model``; weights of another shape or model are one
+    data error (torch's own message lists every tensor: kilobytes on one line)."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError, AttributeError):
+        raise DataError(
+            f"{path}: its weights do not fit the model {state['recipe'].get('model')!r} it "
+            "declares (edited, or from another tool); use a checkpoint written by `sirst-synth train`"
+        ) from None
+    return model
+
+
+def model_from_checkpoint(state: dict, path: Path) -> torch.nn.Module:
+    """The model a checkpoint declares, with its weights."""
+    from sirst_synth.train.model import build_model
+
+    name = state["recipe"].get("model") if isinstance(state["recipe"], dict) else None
+    try:
+        model = build_model(name)
+    except Exception:
+        raise DataError(f"{path}: declares an unknown model {name!r}; retrain it") from None
+    return load_weights(model, state, path)

@@ -10,10 +10,9 @@ from sirst_synth.convert import resize_nearest
 from sirst_synth.io.files import read_mask
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
-from sirst_synth.train.checkpoint import load_checkpoint
+from sirst_synth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from sirst_synth.train.device import runtime
 from sirst_synth.train.infer import evaluate_items
-from sirst_synth.train.model import build_model
 
 
 def evaluate_checkpoint(
@@ -32,9 +31,7 @@ def evaluate_checkpoint(
     """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
     rt = runtime(device, precision)
-    model = build_model(state["recipe"]["model"])
-    model.load_state_dict(state["model"])
-    model = rt.layout(model.to(rt.device)).eval()
+    model = rt.layout(model_from_checkpoint(state, checkpoint).to(rt.device)).eval()
     items, skipped = check_items(split_items(root, split), skip_errors)
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(

@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader
 
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.files import read_mask, write_text_atomic
+from sirst_synth.io.files import inside, read_mask, write_text_atomic
 from sirst_synth.io.samples import check_items, split_items
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe
 from sirst_synth.targets import components
-from sirst_synth.train.checkpoint import load_checkpoint, save_checkpoint
+from sirst_synth.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from sirst_synth.train.data import GroupBatchSampler, OnlineSynthSet, SegmentationSet, normalisation
 from sirst_synth.train.device import Runtime, runtime
 from sirst_synth.train.infer import evaluate_items
@@ -190,6 +190,9 @@ def train(
     dev = rt.device
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    for what, root in (("DATA", data), ("--bank", bank)):
+        if root is not None and inside(out, root):
+            raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
     online = None
     if synth == "online":
         online = _online_setup(data, Path(bank), synth_recipe or SynthRecipe())
@@ -220,7 +223,7 @@ def train(
     opt = torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
     start_epoch, step, best = 0, 0, {}
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state, last)
         opt.load_state_dict(state["optimizer"])
         start_epoch, best = state["epoch"], state.get("best", {})
         step = state.get("step", 0)
