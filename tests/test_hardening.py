@@ -273,7 +273,7 @@ def test_probe(base, tmp_path, case):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     lock = None
     if "lock" in opts:  # another process holds OUT
-        lock = open(tmp_path / opts["lock"], "w")
+        lock = open(tmp_path / opts["lock"], "w")  # noqa: SIM115 - held while the command runs
         lock.write("4242")
         lock.flush()
         fcntl.flock(lock, fcntl.LOCK_EX)
