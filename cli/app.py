@@ -9,54 +9,29 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
+from sirst_synth.cli.options import (
+    AsJson,
+    Layout,
+    OnError,
+    OnErrorOpt,
+    Quiet,
+    TestSplit,
+    TrainSplit,
+    Workers,
+    app,
+    print_skipped,
+    recipe_from,
+)
 from sirst_synth.cli.ui import console, emit, err_console, progress_for, table
 
 from sirst_synth import __version__
-from sirst_synth.errors import Interrupted, SirstError, UsageError
-from sirst_synth.recipe import SynthRecipe, load_recipe
-
-R = TypeVar("R")
-
-app = typer.Typer(
-    name="sirst-synth",
-    help="Synthesise SIRST-5K style infrared small-target datasets, then train and evaluate on them.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-
-class OnError(str, Enum):
-    fail = "fail"
-    skip = "skip"
-
-
-class Layout(str, Enum):
-    both = "both"
-    basicirstd = "basicirstd"
-    dnanet = "dnanet"
-
-
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-Workers = Annotated[
-    int, typer.Option("--workers", "-j", help="Worker processes (results do not depend on it).")
-]
-TrainSplit = Annotated[
-    Path | None, typer.Option("--train-split", help="Training split file (overrides detection).")
-]
-TestSplit = Annotated[
-    Path | None, typer.Option("--test-split", help="Test split file (overrides detection).")
-]
-OnErrorOpt = Annotated[
-    OnError, typer.Option("--on-error", help="fail: stop at a bad image; skip: list it and go on.")
-]
+from sirst_synth.errors import Interrupted, SirstError
+from sirst_synth.recipe import SynthRecipe
 
 
 def _print_version(value: bool) -> None:
@@ -84,33 +59,6 @@ def _root(
     ] = False,
 ) -> None:
     pass
-
-
-def read_recipe_text(recipe: str | Path) -> tuple[str, str]:
-    """(YAML text, where it came from) of ``--recipe``: a file path where one exists, else a
-    recipe shipped with sirst-synth by name (``sirst5k``, ``train``, ``study-cpu``)."""
-    from sirst_synth.recipes import recipe_path
-
-    path = Path(recipe)
-    if not path.is_file():
-        path = recipe_path(str(recipe))
-    try:
-        return path.read_bytes().decode("utf-8"), str(recipe)
-    except UnicodeDecodeError:
-        raise UsageError(f"--recipe {recipe}: not UTF-8 text; save it as UTF-8") from None
-    except OSError:
-        raise UsageError(f"--recipe {recipe}: cannot read the file; check the path") from None
-
-
-def _recipe(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
-    """The recipe (file or name; or the defaults) with the command-line flags given on top."""
-    text, source = read_recipe_text(recipe) if recipe is not None else (None, "defaults")
-    return load_recipe(cls, text, source, flags)
-
-
-def _skipped_rows(skipped: list[tuple[str, str]]) -> None:
-    for stem, why in skipped:
-        err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
 
 
 @app.command("recipes")
@@ -180,7 +128,7 @@ def build_noise_bank_cmd(
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.pipeline import build_noise_bank
 
-    r = _recipe(SynthRecipe, recipe, {"grid": grid, "sigma": sigma, "mu": mu})
+    r = recipe_from(SynthRecipe, recipe, {"grid": grid, "sigma": sigma, "mu": mu})
     res = build_noise_bank(
         dataset,
         out,
@@ -194,7 +142,7 @@ def build_noise_bank_cmd(
         workers,
         progress_for(quiet, as_json),
     )
-    _skipped_rows(res.skipped)
+    print_skipped(res.skipped)
     rows = [
         ("bank", res.path),
         ("images scanned", res.images),
@@ -285,7 +233,7 @@ def generate_cmd(
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
     from sirst_synth.pipeline import generate
 
-    r = _recipe(SynthRecipe, recipe, {"alpha": alpha, "s": s, "count": count, "seed": seed})
+    r = recipe_from(SynthRecipe, recipe, {"alpha": alpha, "s": s, "count": count, "seed": seed})
     res = generate(
         dataset,
         bank,
@@ -304,7 +252,7 @@ def generate_cmd(
         test_gray,
         no_test,
     )
-    _skipped_rows(res.skipped)
+    print_skipped(res.skipped)
     rows = [
         ("out", res.out),
         ("original images", res.originals),
@@ -361,7 +309,7 @@ def verify_cmd(
 
 @app.command("preview")
 def preview_cmd(
-    out: Annotated[Path, typer.Argument(help="A folder written by generate.")],
+    dataset: Annotated[Path, typer.Argument(help="A folder written by generate.")],
     sheet: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path(
         "preview.png"
     ),
@@ -375,7 +323,7 @@ def preview_cmd(
     """Contact sheet: source, blended, and the four rotations of a few targets."""
     from sirst_synth.io.preview_files import write_preview
 
-    n = write_preview(out, sheet, targets, seed, overwrite)
+    n = write_preview(dataset, sheet, targets, seed, overwrite)
     if not quiet:
         console.print(f"wrote {escape(str(sheet))} ({n} targets)", highlight=False)
 
@@ -390,7 +338,9 @@ _register_train_commands()
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map errors to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    # --debug is accepted anywhere (every error line suggests it), not only before the command.
     debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
     previous = signal.signal(signal.SIGINT, _on_sigint)
     if hasattr(signal, "SIGXFSZ"):
         # Past a file-size limit a write fails with EFBIG (one error line) instead of the

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from sirst_synth.cli.app import AsJson, Quiet, app, read_recipe_text
+from sirst_synth.cli.options import AsJson, Quiet, app, read_recipe_text
 from sirst_synth.cli.ui import StackedBars, console, emit
 
 from sirst_synth.progress import Progress
@@ -33,10 +33,10 @@ def study_cmd(
 ) -> None:
     """Train every arm (baseline, n2n, sirst5k, ...) at equal steps over seeds; score the final
     models on the untouched test split; write results and plots."""
-    from sirst_synth.study import load_study_recipe, run_study
+    from sirst_synth.study import load_studyrecipe_from, run_study
 
     text, source = read_recipe_text(recipe)
-    r = load_study_recipe(text, source, seeds)
+    r = load_studyrecipe_from(text, source, seeds)
     bars = None if quiet or as_json else StackedBars()
     res = run_study(
         data,

@@ -8,15 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from sirst_synth.cli.app import (
+from sirst_synth.cli.options import (
     AsJson,
     OnError,
     OnErrorOpt,
     Quiet,
-    Workers,
-    _recipe,
-    _skipped_rows,
     app,
+    print_skipped,
+    recipe_from,
 )
 from sirst_synth.cli.ui import console, emit, progress_for
 
@@ -112,7 +111,12 @@ def train_cmd(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     precision: PrecisionOpt = Precision.auto,
-    workers: Workers = 0,
+    loader_workers: Annotated[
+        int,
+        typer.Option(
+            "--loader-workers", help="DataLoader worker processes (batches do not depend on it)."
+        ),
+    ] = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from OUT/last.pt exactly.")
     ] = False,
@@ -132,7 +136,7 @@ def train_cmd(
 
     from sirst_synth.train.loop import train
 
-    r = _recipe(
+    r = recipe_from(
         TrainRecipe,
         recipe,
         {
@@ -148,7 +152,7 @@ def train_cmd(
             "eval_every_steps": eval_every_steps,
         },
     )
-    sr = _recipe(SynthRecipe, synth_recipe, {"alpha": alpha, "s": s, "count": synth_count})
+    sr = recipe_from(SynthRecipe, synth_recipe, {"alpha": alpha, "s": s, "count": synth_count})
     if synth == Synth.offline and any(v is not None for v in (alpha, s, synth_count, synth_recipe)):
         raise UsageError("--alpha, --s, --synth-count and --synth-recipe go with --synth online")
     rank0 = int(os.environ.get("RANK", 0)) == 0
@@ -158,7 +162,7 @@ def train_cmd(
         r,
         device,
         precision.value,
-        workers,
+        loader_workers,
         resume,
         compile_model,
         stop_after,
@@ -173,7 +177,7 @@ def train_cmd(
     )
     if not rank0:
         return
-    _skipped_rows(res.skipped)
+    print_skipped(res.skipped)
     rows = [
         ("run", res.out),
         ("parameters", f"{res.parameters:,}"),
@@ -287,7 +291,7 @@ def evaluate_cmd(
         resize=resize,
         overwrite=overwrite,
     )
-    _skipped_rows(m["skipped"])
+    print_skipped(m["skipped"])
     rows = [
         ("images", m["images"]),
         ("IoU x100", f"{m['IoU'] * 100:.2f}"),

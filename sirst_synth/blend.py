@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from sirst_synth.convert import quantise_u8
 from sirst_synth.errors import UsageError
 
 
@@ -31,7 +32,7 @@ def blend(image: np.ndarray, noise: np.ndarray, alpha: float) -> np.ndarray:
     if image.shape != noise.shape:
         raise ValueError(f"image {image.shape} and noise {noise.shape} differ in shape")
     mixed = alpha * noise.astype(np.float64) + (1.0 - alpha) * image.astype(np.float64)
-    return np.clip(np.floor(mixed + 0.5), 0, 255).astype(np.uint8)
+    return quantise_u8(mixed)
 
 
 def displace(image: np.ndarray, patch: np.ndarray, alpha: float) -> np.ndarray:

@@ -14,6 +14,12 @@ import numpy as np
 from sirst_synth.errors import DataError
 
 
+def quantise_u8(values: np.ndarray) -> np.ndarray:
+    """Round half up (not to even) and clip to 0..255: the one quantisation of every 8-bit
+    output (blends, demo scenes, saved probability maps, float inputs)."""
+    return np.clip(np.floor(np.asarray(values, dtype=np.float64) + 0.5), 0, 255).astype(np.uint8)
+
+
 def to_gray_u8(decoded: np.ndarray) -> np.ndarray:
     """One 8-bit channel from an OpenCV-decoded array (channels in BGR(A) order)."""
     arr = np.asarray(decoded)
@@ -37,8 +43,7 @@ def to_gray_u8(decoded: np.ndarray) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
-        scaled = np.floor(np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255 + 0.5)
-        return scaled.astype(np.uint8)
+        return quantise_u8(np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255)
     if np.issubdtype(arr.dtype, np.integer):
         return np.clip(arr, 0, 255).astype(np.uint8)
     raise DataError(f"unsupported image dtype {arr.dtype}")

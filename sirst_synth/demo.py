@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sirst_synth.convert import quantise_u8
 from sirst_synth.seeding import rng_for
 
 SCENES = ("cloud", "sea", "field", "city")
@@ -86,4 +87,4 @@ def demo_image(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np.n
             region[int(round(cy)), int(round(cx))] = True
         mask |= region.astype(np.uint8)
     img += rng.normal(0, 2.0, img.shape)  # sensor noise
-    return np.clip(np.floor(img + 0.5), 0, 255).astype(np.uint8), mask, kind
+    return quantise_u8(img), mask, kind

@@ -86,7 +86,7 @@ def test_online_training_is_seeded_worker_independent_and_writes_nothing(src, tm
     before = tree_hashes(src)
     args = ["--synth", "online", "--bank", src / "bank.h5", "--epochs", "2", *TINY]
     for name, workers in (("a", "0"), ("b", "0"), ("c", "2")):
-        r = cli("train", src / "data", "--out", tmp_path / name, "--workers", workers, *args)
+        r = cli("train", src / "data", "--out", tmp_path / name, "--loader-workers", workers, *args)
         assert r.code == 0, r.err
     la, lb, lc = ([m["loss"] for m in read_jsonl(tmp_path / n / "metrics.jsonl")] for n in "abc")
     assert la == lb == lc and len(la) == 2

@@ -348,7 +348,7 @@ def test_torchrun_cli_two_processes(small_synth, tmp_path):
 def test_loader_workers_do_not_change_the_weights(small_synth, tmp_path, cli):
     syn = small_synth / "syn"
     for w in ("0", "2"):
-        r = cli("train", syn, "--out", tmp_path / w, "--epochs", "1", "--workers", w, *TINY)
+        r = cli("train", syn, "--out", tmp_path / w, "--epochs", "1", "--loader-workers", w, *TINY)
         assert r.code == 0, r.err
     wa, wb = _weights(tmp_path / "0" / "last.pt"), _weights(tmp_path / "2" / "last.pt")
     for k in wa:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sirst_synth.convert import quantise_u8
 from sirst_synth.errors import UsageError
 from sirst_synth.io.files import (
     check_output_file,
@@ -99,13 +100,13 @@ def evaluate(
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
             for it, p in zip(items, probs, strict=True):
-                levels = np.clip(np.floor(p * 255 + 0.5), 0, 255).astype(np.uint8)
+                levels = quantise_u8(p * 255)
                 write_bytes_atomic(save_pred / f"{it.stem}.png", encode_png(levels))
     data = {
         "source": str(checkpoint or pred_dir),
         "split": split,
         "threshold": threshold,
-        "fa_mode": fa_mode,
+        "fa_compat": fa_mode,
         "resize": resize,
         **totals.summary(fa_mode),
         "skipped": skipped,

@@ -1,0 +1,82 @@
+"""What the commands share: the app they register on, option types, recipe loading, skip lines.
+
+A leaf module (sqlite-utils keeps its shared options the same way): command modules import it,
+and `app` imports the command modules to register them, so no two modules import each other.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.markup import escape
+from sirst_synth.cli.ui import err_console
+
+from sirst_synth.errors import UsageError
+from sirst_synth.recipe import load_recipe
+
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="sirst-synth",
+    help="Synthesise SIRST-5K style infrared small-target datasets, then train and evaluate on them.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+class Layout(str, Enum):
+    both = "both"
+    basicirstd = "basicirstd"
+    dnanet = "dnanet"
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+Workers = Annotated[
+    int, typer.Option("--workers", "-j", help="Worker processes (results do not depend on it).")
+]
+TrainSplit = Annotated[
+    Path | None, typer.Option("--train-split", help="Training split file (overrides detection).")
+]
+TestSplit = Annotated[
+    Path | None, typer.Option("--test-split", help="Test split file (overrides detection).")
+]
+OnErrorOpt = Annotated[
+    OnError, typer.Option("--on-error", help="fail: stop at a bad image; skip: list it and go on.")
+]
+
+
+def read_recipe_text(recipe: str | Path) -> tuple[str, str]:
+    """(YAML text, where it came from) of ``--recipe``: a file path where one exists, else a
+    recipe shipped with sirst-synth by name (``sirst5k``, ``train``, ``study-cpu``)."""
+    from sirst_synth.recipes import recipe_path
+
+    path = Path(recipe)
+    if not path.is_file():
+        path = recipe_path(str(recipe))
+    try:
+        return path.read_bytes().decode("utf-8"), str(recipe)
+    except UnicodeDecodeError:
+        raise UsageError(f"--recipe {recipe}: not UTF-8 text; save it as UTF-8") from None
+    except OSError:
+        raise UsageError(f"--recipe {recipe}: cannot read the file; check the path") from None
+
+
+def recipe_from(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
+    """The recipe (file or name; or the defaults) with the command-line flags given on top."""
+    text, source = read_recipe_text(recipe) if recipe is not None else (None, "defaults")
+    return load_recipe(cls, text, source, flags)
+
+
+def print_skipped(skipped: list[tuple[str, str]]) -> None:
+    for stem, why in skipped:
+        err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
