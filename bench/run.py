@@ -30,12 +30,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sirst_synth.bank_build import build_noise_bank  # noqa: E402
+from sirst_synth.generate import generate  # noqa: E402
 from sirst_synth.io.demo_writer import write_demo_dataset  # noqa: E402
 from sirst_synth.io.files import encode_png, read_gray, read_mask  # noqa: E402
 from sirst_synth.io.layouts import open_dataset  # noqa: E402
 from sirst_synth.io.manifest import read_manifest  # noqa: E402
 from sirst_synth.metrics import NATIVE, MetricTotals, score_image  # noqa: E402
-from sirst_synth.pipeline import build_noise_bank, generate  # noqa: E402
 from sirst_synth.recipe import SynthRecipe  # noqa: E402
 
 SIRST = Path(os.environ.get("SIRST_V1_DIR", REPO.parent / "shared" / "datasets" / "sirst-v1"))

@@ -126,7 +126,7 @@ def build_noise_bank_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Scan the training images into a grid and keep the noise-prone regions."""
-    from sirst_synth.pipeline import build_noise_bank
+    from sirst_synth.bank_build import build_noise_bank
 
     r = recipe_from(SynthRecipe, recipe, {"grid": grid, "sigma": sigma, "mu": mu})
     res = build_noise_bank(
@@ -231,7 +231,7 @@ def generate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
-    from sirst_synth.pipeline import generate
+    from sirst_synth.generate import generate
 
     r = recipe_from(SynthRecipe, recipe, {"alpha": alpha, "s": s, "count": count, "seed": seed})
     res = generate(

@@ -200,7 +200,7 @@ def _data_key(arm: Arm, seed: int) -> str:
 
 
 def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: bool) -> None:
-    from sirst_synth.pipeline import check_out_path
+    from sirst_synth.io.outdir import check_out_path
 
     check_out_path(out, data)
     if out.exists() and not out.is_dir():
@@ -259,9 +259,9 @@ def run_study(
     test split, and write results and plots. Finished runs are kept as they are on --resume."""
     import torch
 
+    from sirst_synth.generate import generate
     from sirst_synth.io.bank import read_bank_index
     from sirst_synth.io.evaluation import evaluate
-    from sirst_synth.pipeline import generate
     from sirst_synth.train.loop import train
 
     overall, progress = overall or Progress(), progress or Progress()

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.files import check_same_size, read_gray, read_mask
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 MASK_SUFFIXES = ("", "_pixels0")
@@ -224,3 +227,21 @@ def source_files(ds: Dataset, stems: tuple[str, ...]) -> list[Path]:
     for stem in stems:
         out += [ds.image_path(stem), ds.mask_path(stem)]
     return out
+
+
+#: Split-file layouts generate writes: both toolboxes' by default.
+LAYOUTS = ("both", "basicirstd", "dnanet")
+
+
+def layout_split_paths(layout: str, name: str) -> list[tuple[str, str]]:
+    """The (train, test) split files written for ``layout`` ("both" = BasicIRSTD + DNA-Net)."""
+    chosen = ("basicirstd", "dnanet") if layout == "both" else (layout,)
+    return [split_paths(x, name) for x in chosen]
+
+
+def load_pair(ds: Dataset, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """A training pair decoded (one 8-bit channel, 0/1 mask), refused if the sizes differ."""
+    image = read_gray(ds.image_path(stem))
+    mask = read_mask(ds.mask_path(stem))
+    check_same_size(ds.mask_path(stem), mask.shape, image.shape)
+    return image, mask

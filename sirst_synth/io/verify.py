@@ -8,6 +8,7 @@ from pathlib import Path
 from sirst_synth.errors import SirstError
 from sirst_synth.io.files import TMP_MARK, decode_raw, sha256_file
 from sirst_synth.io.manifest import check_relative, read_manifest
+from sirst_synth.io.outdir import DESCRIBED, STATE_DIR
 
 
 def verify_dataset(out: Path) -> tuple[int, list[str]]:
@@ -46,7 +47,7 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
                 )
             elif rel not in listed:
                 problems.append(f"{rel}: file not in the manifest")
-    described = out / ".sirst-synth" / "described.json"
+    described = out / STATE_DIR / DESCRIBED
     if described.is_file():
         for rel, digest in json.loads(described.read_text()).items():
             path = out / check_relative(rel)

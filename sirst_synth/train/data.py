@@ -173,7 +173,7 @@ class OnlineSynthSet(Dataset):
 
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
         """(image, mask 0/1, group) of sample i of this epoch, before crop and normalisation."""
-        from sirst_synth.pipeline import noise_draw
+        from sirst_synth.generate import noise_draw
         from sirst_synth.synth import noise_only, synthesize
 
         k, pick = self.entries[i]

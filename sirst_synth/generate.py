@@ -1,17 +1,14 @@
-"""build-noise-bank and generate: the per-image jobs, the pool, the files they write.
+"""generate: the per-image jobs (originals, development samples, test copies), the process
+pool, and the files they write.
 
-Every random draw comes from a generator derived from (seed, item key), and every job's
-results are gathered in a fixed order, so outputs are byte-identical for any ``workers``.
-A journal of finished jobs makes ``--resume`` continue a killed run to the same bytes.
+Every random draw comes from a generator derived from (seed, item key), and every job's results
+are gathered in a fixed order, so outputs are byte-identical for any ``workers``. A journal of
+finished jobs makes ``--resume`` continue a killed run to the same bytes (``io/outdir.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -19,24 +16,38 @@ import numpy as np
 
 from sirst_synth import __version__
 from sirst_synth.blend import check_alpha
+from sirst_synth.card import dataset_card
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.bank import BankIndex, BankReader, read_bank_index, write_bank
+from sirst_synth.io.bank import BankIndex, BankReader, read_bank_index
 from sirst_synth.io.files import (
-    TMP_MARK,
     check_same_size,
     encode_png,
     fingerprint,
     image_size,
-    inside,
-    read_gray,
     read_mask,
     sha256_bytes,
     write_bytes_atomic,
     write_text_atomic,
 )
-from sirst_synth.io.layouts import Dataset, open_dataset, source_files, split_paths
+from sirst_synth.io.layouts import (
+    LAYOUTS,
+    Dataset,
+    layout_split_paths,
+    load_pair,
+    open_dataset,
+    source_files,
+)
 from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_text
-from sirst_synth.noise import ACCEPTED, REJECT_NAMES, pick_patch, region_pixels, scan_regions
+from sirst_synth.io.outdir import (
+    DESCRIBED,
+    JOURNAL,
+    STATE_DIR,
+    check_free_space,
+    check_out_path,
+    locked,
+    prepare_out,
+)
+from sirst_synth.noise import pick_patch
 from sirst_synth.plan import plan, pool_size
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
@@ -45,205 +56,6 @@ from sirst_synth.rotate import check_window_size
 from sirst_synth.seeding import rng_for
 from sirst_synth.synth import noise_only, synthesize
 from sirst_synth.targets import components
-
-STATE_DIR = ".sirst-synth"
-LOCK = ".sirst-synth.lock"  # held while a generate writes OUT
-RUN_FILE = "run.json"
-JOURNAL = "journal.jsonl"
-DESCRIBED = "described.json"  # sha256 of split files, recipe.yaml and README.md
-OWNED = (
-    "images",
-    "masks",
-    "img_idx",
-    "50_50",
-    MANIFEST,
-    "README.md",
-    "recipe.yaml",
-    STATE_DIR,
-)
-
-
-# --------------------------------------------------------------------------- shared checks
-
-#: Split-file layouts generate writes: both toolboxes' by default.
-LAYOUTS = ("both", "basicirstd", "dnanet")
-
-
-def layout_split_paths(layout: str, name: str) -> list[tuple[str, str]]:
-    """The (train, test) split files written for ``layout`` ("both" = BasicIRSTD + DNA-Net)."""
-    chosen = ("basicirstd", "dnanet") if layout == "both" else (layout,)
-    return [split_paths(x, name) for x in chosen]
-
-
-def check_out_path(out: Path, source_root: Path) -> None:
-    """OUT may not be the source dataset, lie inside it, or contain it."""
-    if inside(out, source_root):
-        raise UsageError(
-            f"--out {out} is inside the source dataset {source_root}; write somewhere else"
-        )
-    if inside(source_root, out):
-        raise UsageError(
-            f"--out {out} contains the source dataset {source_root}; write somewhere else"
-        )
-
-
-def _load_pair(ds: Dataset, stem: str) -> tuple[np.ndarray, np.ndarray]:
-    image = read_gray(ds.image_path(stem))
-    mask = read_mask(ds.mask_path(stem))
-    check_same_size(ds.mask_path(stem), mask.shape, image.shape)
-    return image, mask
-
-
-# --------------------------------------------------------------------------- noise bank
-
-
-@dataclass
-class BankSummary:
-    path: Path
-    images: int = 0
-    regions: int = 0
-    accepted: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    reused: bool = False
-
-
-_BANK_CTX: dict = {}
-
-
-def _bank_init(ds: Dataset, grid: int, sigma: float, mu: float, skip: bool) -> None:
-    _BANK_CTX.update(ds=ds, grid=grid, sigma=sigma, mu=mu, skip=skip)
-
-
-def _bank_job(stem: str):
-    c = _BANK_CTX
-    try:
-        image, mask = _load_pair(c["ds"], stem)
-    except DataError as exc:
-        if not c["skip"]:
-            raise
-        return stem, None, str(exc)
-    scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
-    keep = np.flatnonzero(scan.verdict == ACCEPTED)
-    patches = [
-        region_pixels(image, scan.rows[i], scan.cols[i], scan.region_h, scan.region_w) for i in keep
-    ]
-    return stem, (scan, keep, patches), None
-
-
-def build_noise_bank(
-    root: Path,
-    out: Path,
-    grid: int = 8,
-    sigma: float = 50.0,
-    mu: float = 255.0,
-    train_split: Path | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    skip_errors: bool = False,
-    workers: int = 1,
-    progress: Progress | None = None,
-) -> BankSummary:
-    """Scan every training image and keep its noise-prone regions in an HDF5 bank."""
-    progress = progress or Progress()
-    if grid < 1:
-        raise UsageError(f"--grid must be at least 1, got {grid}")
-    for name, v in (("--sigma", sigma), ("--mu", mu)):
-        if not np.isfinite(v) or v <= 0:
-            raise UsageError(f"{name} must be a positive number, got {v}")
-    ds = open_dataset(root, train_split, None, skip_missing=skip_errors)
-    out = Path(out)
-    check_out_path(out, ds.root)
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as bank.h5")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist; create it first")
-    scannable, too_small = [], []
-    for stem in ds.train:
-        try:
-            side = min(image_size(ds.image_path(stem)))
-        except DataError as exc:
-            if not skip_errors:
-                raise
-            too_small.append((stem, str(exc)))
-            continue
-        if grid > side:
-            problem = f"{ds.image_path(stem)}: its {side} px side is smaller than --grid {grid}; use --grid {side} or less (the paper: 8)"
-            if not skip_errors:
-                raise UsageError(problem)
-            too_small.append((stem, problem))
-            continue
-        scannable.append(stem)
-    fp = fingerprint(ds.root, source_files(ds, ds.train))
-    attrs = {
-        "sigma": float(sigma),
-        "mu": float(mu),
-        "grid": int(grid),
-        "fingerprint": fp,
-        "dataset": ds.name,
-        "train_split": ds.train_split.name,
-    }
-    if out.exists():
-        if resume:
-            old = read_bank_index(out)
-            diff = [
-                k for k in ("sigma", "mu", "grid", "fingerprint") if old.attrs.get(k) != attrs[k]
-            ]
-            if diff:
-                raise UsageError(
-                    f"{out}: cannot resume, the existing bank differs in {', '.join(diff)}; use --overwrite"
-                )
-            return BankSummary(out, images=len(old.sources), accepted=old.size, reused=True)
-        if not overwrite:
-            raise UsageError(f"{out} exists; pass --overwrite to replace it or --resume to keep it")
-        read_bank_index(out)  # refuses to replace a file that is not a bank of ours
-    summary = BankSummary(out, skipped=list(ds.skipped) + too_small)
-    patches: list[np.ndarray] = []
-    cols: dict[str, list] = {k: [] for k in ("source", "row", "col", "mean", "var")}
-    sources: list[str] = []
-    progress.start("scanning for noise", len(scannable))
-    for stem, result, problem in ordered_map(
-        _bank_job, scannable, workers, _bank_init, (ds, grid, sigma, mu, skip_errors)
-    ):
-        progress.advance()
-        if result is None:
-            summary.skipped.append((stem, problem))
-            continue
-        scan, keep, pats = result
-        summary.images += 1
-        summary.regions += scan.verdict.size
-        for code, name in REJECT_NAMES.items():
-            summary.rejected[name] = summary.rejected.get(name, 0) + int(
-                (scan.verdict == code).sum()
-            )
-        if keep.size:
-            sources.append(stem)
-            cols["source"] += [len(sources) - 1] * keep.size
-            cols["row"] += scan.rows[keep].tolist()
-            cols["col"] += scan.cols[keep].tolist()
-            cols["mean"] += scan.mean[keep].tolist()
-            cols["var"] += scan.var[keep].tolist()
-            patches += pats
-    progress.stop()
-    summary.accepted = len(patches)
-    if not patches:
-        raise DataError(
-            f"{ds.root}: no noise-prone region among {summary.regions} (sigma={sigma}, mu={mu}); "
-            "try a larger --sigma"
-        )
-    write_bank(
-        out,
-        patches,
-        sources,
-        np.array(cols["source"]),
-        np.array(cols["row"]),
-        np.array(cols["col"]),
-        np.array(cols["mean"]),
-        np.array(cols["var"]),
-        attrs,
-    )
-    return summary
-
 
 # --------------------------------------------------------------------------- generate
 
@@ -327,7 +139,7 @@ def _gen_job(job: _Job) -> list[dict]:
     ds: Dataset = c["ds"]
     out: Path = c["out"]
     if job.kind == "test" and c.get("test_gray"):  # converted like the training images
-        image, mask = _load_pair(ds, job.stem)
+        image, mask = load_pair(ds, job.stem)
         img_rel, mask_rel = f"images/{job.stem}.png", f"masks/{job.stem}.png"
         sha = {
             "image": _put(out, img_rel, encode_png(image)),
@@ -343,7 +155,7 @@ def _gen_job(job: _Job) -> list[dict]:
             "mask": _put(out, mask_rel, mask_src.read_bytes()),
         }
         return [ManifestRow(img_rel, mask_rel, "test", job.stem, sha).to_json()]
-    image, mask = _load_pair(ds, job.stem)  # decoded once for the original and its samples
+    image, mask = load_pair(ds, job.stem)  # decoded once for the original and its samples
     rows: list[ManifestRow] = []
     if job.kind == "image":
         img_rel, mask_rel = f"images/{job.stem}.png", f"masks/{job.stem}.png"
@@ -444,84 +256,6 @@ def _run_identity(
     }
 
 
-def _prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> set[str]:
-    """Make OUT ready; return the keys of jobs already finished (for --resume)."""
-    state = out / STATE_DIR
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder")
-    if not out.exists() and not out.parent.is_dir():
-        raise UsageError(
-            f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
-        )
-    # Empty folders of our own (a run killed in its first milliseconds) count as nothing.
-    entries = [
-        p
-        for p in (out.iterdir() if out.is_dir() else [])
-        if not (p.name in OWNED and p.is_dir() and not any(p.iterdir())) and p.name != LOCK
-    ]
-    if entries and resume:
-        run_file = state / RUN_FILE
-        if not run_file.is_file():
-            raise UsageError(
-                f"--out {out} was not written by sirst-synth generate; nothing to resume"
-            )
-        old = json.loads(run_file.read_text())
-        diff = [k for k in identity if old.get(k) != identity[k]]
-        if diff:
-            detail = "; ".join(
-                f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff if k != "recipe"
-            )
-            if "recipe" in diff:
-                rd = [
-                    f"{k} {old.get('recipe', {}).get(k)!r} -> {v!r}"
-                    for k, v in identity["recipe"].items()
-                    if old.get("recipe", {}).get(k) != v
-                ]
-                detail = "; ".join(filter(None, ["recipe " + ", ".join(rd), detail]))
-            raise UsageError(
-                f"--out {out}: cannot resume a different run ({detail}); use a new --out"
-            )
-        for p in out.rglob(f"*{TMP_MARK}*"):
-            p.unlink()
-        done: set[str] = set()
-        kept: list[str] = []
-        journal = state / JOURNAL
-        if journal.is_file():
-            for line in journal.read_text().splitlines():
-                try:
-                    done.add(json.loads(line)["job"])
-                except (json.JSONDecodeError, KeyError):
-                    break  # a line cut by a kill: everything after it is redone
-                kept.append(line + "\n")
-        write_text_atomic(journal, "".join(kept))
-        return done
-    if entries:
-        if not overwrite:
-            raise UsageError(
-                f"--out {out} is not empty; pass --overwrite, --resume, or an empty folder"
-            )
-        if not (state / RUN_FILE).is_file() and not (out / MANIFEST).is_file():
-            raise UsageError(
-                f"--out {out} holds files not written by sirst-synth; refusing to overwrite"
-            )
-        for name in OWNED:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    try:
-        for sub in ("images", "masks", STATE_DIR):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(state / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True) + "\n")
-        (state / JOURNAL).write_bytes(b"")
-    except OSError as exc:
-        raise UsageError(
-            f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to"
-        ) from None
-    return set()
-
-
 def _check_unique_names(jobs: list[_Job], mode: str) -> None:
     """Every output stem once: a source that is itself a generate output would otherwise have
     its samples written over files of the same name."""
@@ -539,55 +273,6 @@ def _check_unique_names(jobs: list[_Job], mode: str) -> None:
                     "name (is it a generate output?); generate from the original dataset"
                 )
             seen.add(name)
-
-
-def _check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], dev: int) -> None:
-    """Refuse, before any file is written, a run whose estimated size exceeds the free space:
-    every development sample is costed as its source's image and mask files."""
-    if train:
-        per = sum(ds.image_path(s).stat().st_size + ds.mask_path(s).stat().st_size for s in train)
-        per /= len(train)
-    else:
-        per = 0.0
-    copied = sum(ds.image_path(s).stat().st_size + ds.mask_path(s).stat().st_size for s in test)
-    need = per * (len(train) + dev) + copied
-    where = Path(out).resolve()
-    while not where.exists():
-        where = where.parent
-    free = shutil.disk_usage(where).free
-    if need > free:
-        raise DataError(
-            f"--out {out}: the run needs about {need / 1e9:.1f} GB ({len(train) + dev + len(test)} "
-            f"images with masks) but {where} has {free / 1e9:.1f} GB free; free space, write "
-            "elsewhere or lower --count"
-        )
-
-
-@contextlib.contextmanager
-def _locked(out: Path):
-    """One writer per OUT: a second generate into the same folder stops with the other's pid."""
-    out.mkdir(exist_ok=True)
-    fh = open(out / LOCK, "a+")  # noqa: SIM115 - held across the yield, closed in finally
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        other = fh.read().strip() or "unknown"
-        fh.close()
-        raise DataError(
-            f"--out {out}: another sirst-synth generate (pid {other}) is writing it; wait for "
-            "it to finish or choose another --out"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    try:
-        yield
-    finally:
-        fh.close()
-        with contextlib.suppress(OSError):
-            (out / LOCK).unlink()
 
 
 def generate(
@@ -695,7 +380,7 @@ def generate(
             )
     group = 1 if recipe.mode == "n2n" else 4
     dev_count = pool_size(sizes, group) if recipe.count is None else recipe.count
-    _check_free_space(out, ds, train, test, dev_count)
+    check_free_space(out, ds, train, test, dev_count)
     image_jobs = list(plan(train, sizes, recipe.count, recipe.seed, group_size=group))
     summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
 
@@ -704,8 +389,8 @@ def generate(
     jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs if j.pass_index]
     jobs += [_Job("test", s) for s in test]
     _check_unique_names(jobs, recipe.mode)
-    with _locked(out):
-        done = _prepare_out(out, identity, overwrite, resume)
+    with locked(out):
+        done = prepare_out(out, identity, overwrite, resume)
         summary.resumed_jobs = len(done & {j.key for j in jobs})
         todo = [j for j in jobs if j.key not in done]
         journal = out / STATE_DIR / JOURNAL
@@ -761,59 +446,3 @@ def _finish(
     put("README.md", dataset_card(ds, recipe, identity, summary))
     write_text_atomic(out / STATE_DIR / DESCRIBED, json.dumps(described, indent=1, sort_keys=True))
     write_text_atomic(out / MANIFEST, manifest_text(rows))
-
-
-def dataset_card(ds: Dataset, recipe: SynthRecipe, identity: dict, summary: GenerateSummary) -> str:
-    """The OUT/README.md: counts, command, recipe, seed, version (layout and name from the run),
-    the split sizes against what the source listed, and every skipped pair, so nobody compares
-    with a published table without knowing."""
-    layout, name = identity["layout"], identity["name"]
-    count = "" if recipe.count is None else f" --count {recipe.count}"
-    mode = (
-        ""
-        if recipe.mode == "sirst5k"
-        else f" (mode {recipe.mode}: Noise2Noise only, nothing rotated)"
-    )
-    gray = identity.get("test_gray")
-    test_how = (
-        "converted like the training images (one 8-bit channel, masks 0/255), `--test-gray`"
-        if gray
-        else "copied byte for byte"
-    )
-    skipped = "".join(f"- `{s}`: {why}\n" for s, why in summary.skipped) or "none\n"
-    split_files = ", ".join(f"`{a}` + `{b}`" for a, b in layout_split_paths(layout, name))
-    listed_train, listed_test = len(ds.train), len(ds.test)
-    return f"""# {name}: a SIRST-5K style dataset
-
-Synthesised by sirst-synth {__version__} from `{ds.name}` ({ds.layout} layout) following
-SIRST-5K (arXiv 2403.05416): Noise2Noise displacement with a noise bank
-(`I_mix = alpha * N + (1 - alpha) * I`) and negative augmentation (the s x s window around
-every target rotated by 0, 90, 180 and 270 degrees, counter-clockwise, in image and mask alike){mode}.
-
-| split | images |
-| --- | --- |
-| original (training images, as one 8-bit channel) | {summary.originals} of {listed_train} listed |
-| development (synthesised) | {summary.development} |
-| training total | {summary.originals + summary.development} |
-| test ({test_how}) | {summary.test} of {listed_test} listed |
-
-A split smaller than its source list lost the pairs under "Skipped inputs": compare scores on
-this test split with published tables only knowing that.
-
-Targets in the training masks: {summary.targets}; training images without a target:
-{summary.images_without_target}; noise passes: {summary.passes}.
-
-Command:
-
-    sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --layout {layout}{" --test-gray" if gray else ""}
-
-Recipe: `recipe.yaml` (alpha {recipe.alpha}, s {recipe.s}, seed {recipe.seed}); noise bank
-sigma {identity["bank_params"]["sigma"]}, mu {identity["bank_params"]["mu"]}, grid {identity["bank_params"]["grid"]}.
-Source fingerprint `{identity["source_fingerprint"]}`.
-
-Files: `images/`, `masks/` (0/255), split files {split_files} (BasicIRSTD finds
-`img_idx/*_{name}.txt` by this folder's name, DNA-Net reads `50_50/`), `manifest.jsonl` (one
-JSON object per sample: paths, split, source, noise patch, target, centre, window
-[row0, col0, row1, col1), angle, sha256 of both files). Check it with `sirst-synth verify OUT`.
-
-Skipped inputs: {skipped}"""

@@ -1,0 +1,178 @@
+"""build-noise-bank: scan every training image into a grid and keep its noise-prone regions
+(SIRST-5K, Sec. 3.1) in an HDF5 bank, in a seeded-order process pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.bank import read_bank_index, write_bank
+from sirst_synth.io.files import (
+    fingerprint,
+    image_size,
+)
+from sirst_synth.io.layouts import (
+    Dataset,
+    load_pair,
+    open_dataset,
+    source_files,
+)
+from sirst_synth.io.outdir import (
+    check_out_path,
+)
+from sirst_synth.noise import ACCEPTED, REJECT_NAMES, region_pixels, scan_regions
+from sirst_synth.pool import ordered_map
+from sirst_synth.progress import Progress
+
+# --------------------------------------------------------------------------- noise bank
+
+
+@dataclass
+class BankSummary:
+    path: Path
+    images: int = 0
+    regions: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    reused: bool = False
+
+
+_BANK_CTX: dict = {}
+
+
+def _bank_init(ds: Dataset, grid: int, sigma: float, mu: float, skip: bool) -> None:
+    _BANK_CTX.update(ds=ds, grid=grid, sigma=sigma, mu=mu, skip=skip)
+
+
+def _bank_job(stem: str):
+    c = _BANK_CTX
+    try:
+        image, mask = load_pair(c["ds"], stem)
+    except DataError as exc:
+        if not c["skip"]:
+            raise
+        return stem, None, str(exc)
+    scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
+    keep = np.flatnonzero(scan.verdict == ACCEPTED)
+    patches = [
+        region_pixels(image, scan.rows[i], scan.cols[i], scan.region_h, scan.region_w) for i in keep
+    ]
+    return stem, (scan, keep, patches), None
+
+
+def build_noise_bank(
+    root: Path,
+    out: Path,
+    grid: int = 8,
+    sigma: float = 50.0,
+    mu: float = 255.0,
+    train_split: Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    skip_errors: bool = False,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> BankSummary:
+    """Scan every training image and keep its noise-prone regions in an HDF5 bank."""
+    progress = progress or Progress()
+    if grid < 1:
+        raise UsageError(f"--grid must be at least 1, got {grid}")
+    for name, v in (("--sigma", sigma), ("--mu", mu)):
+        if not np.isfinite(v) or v <= 0:
+            raise UsageError(f"{name} must be a positive number, got {v}")
+    ds = open_dataset(root, train_split, None, skip_missing=skip_errors)
+    out = Path(out)
+    check_out_path(out, ds.root)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as bank.h5")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    scannable, too_small = [], []
+    for stem in ds.train:
+        try:
+            side = min(image_size(ds.image_path(stem)))
+        except DataError as exc:
+            if not skip_errors:
+                raise
+            too_small.append((stem, str(exc)))
+            continue
+        if grid > side:
+            problem = f"{ds.image_path(stem)}: its {side} px side is smaller than --grid {grid}; use --grid {side} or less (the paper: 8)"
+            if not skip_errors:
+                raise UsageError(problem)
+            too_small.append((stem, problem))
+            continue
+        scannable.append(stem)
+    fp = fingerprint(ds.root, source_files(ds, ds.train))
+    attrs = {
+        "sigma": float(sigma),
+        "mu": float(mu),
+        "grid": int(grid),
+        "fingerprint": fp,
+        "dataset": ds.name,
+        "train_split": ds.train_split.name,
+    }
+    if out.exists():
+        if resume:
+            old = read_bank_index(out)
+            diff = [
+                k for k in ("sigma", "mu", "grid", "fingerprint") if old.attrs.get(k) != attrs[k]
+            ]
+            if diff:
+                raise UsageError(
+                    f"{out}: cannot resume, the existing bank differs in {', '.join(diff)}; use --overwrite"
+                )
+            return BankSummary(out, images=len(old.sources), accepted=old.size, reused=True)
+        if not overwrite:
+            raise UsageError(f"{out} exists; pass --overwrite to replace it or --resume to keep it")
+        read_bank_index(out)  # refuses to replace a file that is not a bank of ours
+    summary = BankSummary(out, skipped=list(ds.skipped) + too_small)
+    patches: list[np.ndarray] = []
+    cols: dict[str, list] = {k: [] for k in ("source", "row", "col", "mean", "var")}
+    sources: list[str] = []
+    progress.start("scanning for noise", len(scannable))
+    for stem, result, problem in ordered_map(
+        _bank_job, scannable, workers, _bank_init, (ds, grid, sigma, mu, skip_errors)
+    ):
+        progress.advance()
+        if result is None:
+            summary.skipped.append((stem, problem))
+            continue
+        scan, keep, pats = result
+        summary.images += 1
+        summary.regions += scan.verdict.size
+        for code, name in REJECT_NAMES.items():
+            summary.rejected[name] = summary.rejected.get(name, 0) + int(
+                (scan.verdict == code).sum()
+            )
+        if keep.size:
+            sources.append(stem)
+            cols["source"] += [len(sources) - 1] * keep.size
+            cols["row"] += scan.rows[keep].tolist()
+            cols["col"] += scan.cols[keep].tolist()
+            cols["mean"] += scan.mean[keep].tolist()
+            cols["var"] += scan.var[keep].tolist()
+            patches += pats
+    progress.stop()
+    summary.accepted = len(patches)
+    if not patches:
+        raise DataError(
+            f"{ds.root}: no noise-prone region among {summary.regions} (sigma={sigma}, mu={mu}); "
+            "try a larger --sigma"
+        )
+    write_bank(
+        out,
+        patches,
+        sources,
+        np.array(cols["source"]),
+        np.array(cols["row"]),
+        np.array(cols["col"]),
+        np.array(cols["mean"]),
+        np.array(cols["var"]),
+        attrs,
+    )
+    return summary
