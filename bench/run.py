@@ -115,7 +115,7 @@ def _floor(root: Path, out: Path, scratch: Path, skip: bool) -> float:
             outputs.setdefault(r.source, []).extend(
                 cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED) for rel in (r.image, r.mask)
             )
-    ds = open_dataset(root, skip_missing=skip)
+    ds = open_dataset(root, skip_errors=skip)
     test = [r.source for r in rows if r.split == "test"]
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
@@ -375,7 +375,7 @@ def bench_online_pipeline(root: Path, work: Path) -> None:
 
     bank_path = work / "online_bank.h5"
     build_noise_bank(root, bank_path, skip_errors=True)
-    items, _ = check_items(split_items(root, "train"), skip=True)
+    items, _ = check_items(split_items(root, "train"), skip_errors=True)
     counts = [components(read_mask(it.mask)).count for it in items]
     ds = OnlineSynthSet(items, read_bank_index(bank_path), SynthRecipe(), 0.3, 0.2, 256, 0, counts)
     sampler = GroupBatchSampler(ds.groups(), 8, 0)

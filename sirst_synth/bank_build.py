@@ -44,8 +44,8 @@ class BankSummary:
 _BANK_CTX: dict = {}
 
 
-def _bank_init(ds: Dataset, grid: int, sigma: float, mu: float, skip: bool) -> None:
-    _BANK_CTX.update(ds=ds, grid=grid, sigma=sigma, mu=mu, skip=skip)
+def _bank_init(ds: Dataset, grid: int, sigma: float, mu: float, skip_errors: bool) -> None:
+    _BANK_CTX.update(ds=ds, grid=grid, sigma=sigma, mu=mu, skip_errors=skip_errors)
 
 
 def _bank_job(stem: str):
@@ -53,7 +53,7 @@ def _bank_job(stem: str):
     try:
         image, mask = load_pair(c["ds"], stem)
     except DataError as exc:
-        if not c["skip"]:
+        if not c["skip_errors"]:
             raise
         return stem, None, str(exc)
     scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
@@ -84,7 +84,7 @@ def build_noise_bank(
     for name, v in (("--sigma", sigma), ("--mu", mu)):
         if not np.isfinite(v) or v <= 0:
             raise UsageError(f"{name} must be a positive number, got {v}")
-    ds = open_dataset(root, train_split, None, skip_missing=skip_errors)
+    ds = open_dataset(root, train_split, None, skip_errors=skip_errors)
     out = Path(out)
     check_out_path(out, ds.root)
     if out.is_dir():

@@ -202,8 +202,8 @@ def _gen_job(job: _Job) -> list[dict]:
 _SCAN_CTX: dict = {}
 
 
-def _scan_init(ds: Dataset, s: int, skip: bool) -> None:
-    _SCAN_CTX.update(ds=ds, s=s, skip=skip)
+def _scan_init(ds: Dataset, s: int, skip_errors: bool) -> None:
+    _SCAN_CTX.update(ds=ds, s=s, skip_errors=skip_errors)
 
 
 def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
@@ -220,14 +220,14 @@ def _scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
         mask_hw = image_size(ds.mask_path(stem)) if mask is None else mask.shape
         check_same_size(ds.mask_path(stem), mask_hw, (h, w))
     except DataError as exc:
-        if not c["skip"]:
+        if not c["skip_errors"]:
             raise
         return split, stem, 0, str(exc)
     if mask is None:
         return split, stem, 0, None
     if c["s"] > min(h, w):  # a per-image problem: --on-error skip leaves the image out
         problem = f"{ds.image_path(stem)}: {w}x{h} is smaller than the --s {c['s']} window; use a smaller --s or leave the image out"
-        if not c["skip"]:
+        if not c["skip_errors"]:
             raise DataError(problem)
         return split, stem, 0, problem
     return split, stem, components(mask).count, None
@@ -312,7 +312,7 @@ def generate(
         )
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    ds = open_dataset(root, train_split, test_split, skip_missing=skip_errors)
+    ds = open_dataset(root, train_split, test_split, skip_errors=skip_errors)
     out = Path(out)
     check_out_path(out, ds.root)
     if out.exists() and not out.is_dir():

@@ -146,7 +146,8 @@ def _greedy_match(label_c: np.ndarray, pred_c: np.ndarray, distance: float) -> l
 
 @dataclass
 class MetricTotals:
-    """Running sums over a split; ``summary`` gives the field's numbers."""
+    """The per-image scores of a split (kept, not summed: nIoU averages per image and the
+    Fa modes need each image's counts); ``summary`` gives the field's numbers."""
 
     scores: list[ImageScore] = field(default_factory=list)
 

@@ -23,7 +23,8 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class BankIndex:
-    """Everything about a bank but its pixels (small: read in full by the planner)."""
+    """Everything about a bank but its pixels: small, read in full by generate and online
+    synthesis to draw patches; the pixels are read one patch at a time (``BankReader``)."""
 
     path: Path
     sources: tuple[str, ...]
@@ -157,8 +158,3 @@ class BankReader:
         except OSError:
             raise DataError(f"{self.index.path}: noise bank is truncated; rebuild it") from None
         return np.asarray(flat, dtype=np.uint8).reshape(h, w)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None

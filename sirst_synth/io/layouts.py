@@ -160,12 +160,12 @@ def open_dataset(
     root: Path,
     train_split: Path | None = None,
     test_split: Path | None = None,
-    skip_missing: bool = False,
+    skip_errors: bool = False,
 ) -> Dataset:
     """Resolve a dataset folder: layout, splits, and the image and mask file of every stem.
 
     A stem whose image or mask is missing is a data error, or a listed skip where
-    ``skip_missing`` is set (``--on-error skip``).
+    ``skip_errors`` is set (``--on-error skip``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -192,7 +192,7 @@ def open_dataset(
             else:
                 kept.append(stem)
                 continue
-            if not skip_missing:
+            if not skip_errors:
                 raise DataError(problem)
             skipped.append((stem, problem))
         return tuple(kept)

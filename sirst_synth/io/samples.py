@@ -70,15 +70,17 @@ def split_items(root: Path, split: str) -> list[Item]:
     return items
 
 
-def check_items(items: list[Item], skip: bool = False) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Refuse (or, with ``skip``, leave out and list) pairs whose mask is not the image's size,
+def check_items(
+    items: list[Item], skip_errors: bool = False
+) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Refuse (or, with ``skip_errors``, leave out and list) pairs whose mask is not the image's size,
     before any training or scoring starts; sizes come from the file headers."""
     kept, skipped = [], []
     for it in items:
         try:
             check_same_size(it.mask, image_size(it.mask), image_size(it.image))
         except DataError as exc:
-            if not skip:
+            if not skip_errors:
                 raise
             skipped.append((it.stem, str(exc)))
             continue

@@ -1,9 +1,11 @@
 """The SIRST-5K detector: a U-Net whose fusion nodes use attention feature fusion (AFF).
 
-Channel attention: a shared MLP with one hidden layer over the max- and average-pooled
-features, summed, sigmoid, multiplied in. Spatial attention: a 7x7 convolution over the
-channel-wise max and mean maps, sigmoid, multiplied in. Outputs at full, 1/2, 1/4 and 1/8
-scale are supervised and fused by a 1x1 convolution into the final map.
+The paper's "AFF" block is channel attention followed by spatial attention (its eqs. 5-6), the
+form of CBAM (Woo et al., ECCV 2018); it is not the gated "attentional feature fusion" of Dai et
+al. (WACV 2021), which shares the acronym. Channel attention: a shared MLP with one hidden layer
+over the max- and average-pooled features, summed, sigmoid, multiplied in. Spatial attention: a
+7x7 convolution over the channel-wise max and mean maps, sigmoid, multiplied in. Outputs at
+full, 1/2, 1/4 and 1/8 scale are supervised and fused by a 1x1 convolution into the final map.
 """
 
 from __future__ import annotations
