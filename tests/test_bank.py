@@ -39,7 +39,7 @@ def test_bank_holds_exactly_the_noise_prone_regions(demo_root, tmp_path, cli):
         assert np.array_equal(patch, region)
         assert idx.mean[i] == region.mean() and idx.var[i] == region.astype(np.float64).var()
         assert 0 < idx.var[i] < 50 and 0 < idx.mean[i] < 255
-    reader.close()
+    del reader  # its h5py handle closes with it
     with h5py.File(bank) as f:
         assert f["pixels"].dtype == np.uint8 and f["mean"].dtype == np.float64
 
