@@ -80,11 +80,14 @@ def score_image(
     Runs the compiled single-pass kernel where it was built (and ``native``), else the
     numpy/OpenCV path, the reference: both give the same numbers (the tests check it).
     """
-    pred, label = as_u8_binary(pred), as_u8_binary(label)
+    if NATIVE is None or not native or np.ndim(pred) != 2:
+        pred, label = as_u8_binary(pred), as_u8_binary(label)
+        if pred.shape != label.shape:
+            raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
+        return _score_numpy(pred, label, match_distance)
+    pred, label = _rows(pred), _rows(label)  # the kernel walks rows by their stride: no copy
     if pred.shape != label.shape:
         raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
-    if NATIVE is None or not native or pred.ndim != 2:
-        return _score_numpy(pred, label, match_distance)
     out = np.empty(7, np.int64)
     h, w = pred.shape
     if NATIVE(
@@ -99,6 +102,17 @@ def score_image(
     ):
         raise MemoryError("out of memory while scoring an image")
     return ImageScore(*out.tolist())
+
+
+def _rows(binary: np.ndarray) -> np.ndarray:
+    """A uint8 view whose rows may be strided (a crop of a larger map) but whose pixels within
+    a row are adjacent, as the kernel reads them; anything else becomes contiguous."""
+    arr = np.asarray(binary)
+    if arr.dtype == np.bool_:
+        arr = arr.view(np.uint8)
+    if arr.dtype == np.uint8 and arr.strides[1] == 1 and arr.strides[0] >= arr.shape[1]:
+        return arr
+    return as_u8_binary(arr)
 
 
 def _score_numpy(pred: np.ndarray, label: np.ndarray, match_distance: float) -> ImageScore:
