@@ -105,12 +105,13 @@ def test_ctrl_c_stops_cleanly_with_resume_hint(setup, tmp_path):
     journal = out / ".sirst-synth" / "journal.jsonl"
     while proc.poll() is None and not (journal.is_file() and journal.stat().st_size):
         time.sleep(0.002)
-    t0 = time.time()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=10)
+    _, err = proc.communicate(timeout=10)  # a bound on a hang, not a speed test
     if proc.returncode == 0:
         pytest.skip("the run finished before the interrupt arrived")
-    assert time.time() - t0 < 1.5
+    # it stopped where it was: the run is unfinished (no manifest, jobs left in the journal)
+    assert not (out / "manifest.jsonl").exists()
+    assert journal.read_text().count("\n") < 40
     assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
     r = subprocess.run(_args(root, out, "--resume"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -204,7 +204,10 @@ def test_evaluate_checkpoint_and_pred_dir_agree(small_synth, tmp_path, cli):
     assert (tmp_path / "curve.png").stat().st_size > 0
     r2 = cli("evaluate", syn, "--pred-dir", tmp_path / "pred", "--json")
     m2 = json.loads(r2.out)
-    assert m2["targets"] == m["targets"]
+    # saved levels round(255 p) are >= 128 exactly where p >= 0.5: the same pixels are target
+    # (p == 0.5 exactly aside), so the saved maps score as the model does
+    for k in ("IoU", "nIoU", "Pd", "Fa", "targets", "detected"):
+        assert m2[k] == m[k], k
     r = cli("evaluate", syn, "--json")
     assert r.code == 2 and "exactly one of" in r.err
 
