@@ -273,7 +273,7 @@ def evaluate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """IoU, nIoU, Pd and Fa as DNA-Net / BasicIRSTD define them."""
-    from sirst_synth.io.evaluation import evaluate
+    from sirst_synth.evaluation import evaluate
 
     m = evaluate(
         dataset,

@@ -259,9 +259,9 @@ def run_study(
     test split, and write results and plots. Finished runs are kept as they are on --resume."""
     import torch
 
+    from sirst_synth.evaluation import evaluate
     from sirst_synth.generate import generate
     from sirst_synth.io.bank import read_bank_index
-    from sirst_synth.io.evaluation import evaluate
     from sirst_synth.train.loop import train
 
     overall, progress = overall or Progress(), progress or Progress()

@@ -1,6 +1,7 @@
 """evaluate: score a checkpoint or a folder of predictions, and write what was asked for.
 
-The checkpoint path imports torch (lazily); the predictions path needs none.
+The command layer over the metrics core and the readers in ``io``: the checkpoint path imports
+torch (lazily); the predictions path needs none.
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth.convert import quantise_u8
-from sirst_synth.errors import UsageError
+from sirst_synth.convert import quantise_u8, resize_nearest
+from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import (
     check_output_file,
     encode_png,
     inside,
+    read_mask,
     write_bytes_atomic,
     write_text_atomic,
 )
-from sirst_synth.metrics import FA_MODES
+from sirst_synth.io.predictions import find_prediction, read_probability
+from sirst_synth.io.samples import Item, check_items, split_items
+from sirst_synth.metrics import FA_MODES, MetricTotals, pd_fa_curve, score_probability
 
 #: Thresholds of the Pd-Fa curve.
 CURVE_THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)
@@ -76,8 +80,6 @@ def evaluate(
             raise UsageError(f"--save-pred {save_pred} is not empty; choose a new folder")
     thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None
     if pred_dir is not None:
-        from sirst_synth.io.predictions import score_predictions
-
         totals, points, _, skipped = score_predictions(
             root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize
         )
@@ -120,3 +122,43 @@ def evaluate(
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(data, indent=1) + "\n")
     return data
+
+
+def score_predictions(
+    root: Path,
+    pred_dir: Path,
+    split: str = "test",
+    threshold: float = 0.5,
+    curve_thresholds=None,
+    fa_mode: str = "identity",
+    skip_errors: bool = False,
+    resize: int | None = None,
+) -> tuple[MetricTotals, list[dict] | None, list[Item], list[tuple[str, str]]]:
+    """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions; with ``resize``
+    labels and predictions are brought to N x N first (DNA-Net's protocol)."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise DataError(f"--pred-dir {pred_dir}: folder not found")
+    items, skipped = check_items(split_items(root, split), skip_errors)
+    totals = MetricTotals()
+    pairs = []
+    scored = []
+    for it in items:
+        try:  # --on-error skip: a missing, unreadable or wrong-size prediction is listed
+            path = find_prediction(pred_dir, it.stem)
+            prob, label = read_probability(path), read_mask(it.mask)
+            if resize:
+                prob, label = resize_nearest(prob, resize), resize_nearest(label, resize)
+            score = score_probability(prob, label, threshold, str(path))
+        except DataError as exc:
+            if not skip_errors:
+                raise
+            skipped.append((it.stem, str(exc)))
+            continue
+        totals.add(score)
+        scored.append(it)
+        if curve_thresholds is not None:
+            pairs.append((prob, label))
+    items = scored
+    curve = pd_fa_curve(pairs, curve_thresholds, fa_mode) if curve_thresholds is not None else None
+    return totals, curve, items, skipped
