@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 from sirst_synth.cli.options import (
     AsJson,
+    JsonOut,
     Layout,
     OnError,
     OnErrorOpt,
@@ -24,10 +25,11 @@ from sirst_synth.cli.options import (
     TrainSplit,
     Workers,
     app,
+    check_json_out,
     print_skipped,
     recipe_from,
 )
-from sirst_synth.cli.ui import console, emit, err_console, progress_for, table
+from sirst_synth.cli.ui import console, emit, emit_summary, err_console, progress_for, table
 
 from sirst_synth import __version__
 from sirst_synth.errors import Interrupted, SirstError
@@ -91,12 +93,15 @@ def demo_dataset(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scenes.")] = 0,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Write the built-in procedural dataset (DNA-Net layout, NUDT-SIRST-like)."""
     from sirst_synth.io.demo_writer import write_demo_dataset
 
+    check_json_out(json_out, False, [out])
     res = write_demo_dataset(out, images, seed, progress_for(quiet, as_json))
-    emit(f"demo dataset in {out}", list(res.items()), {"out": str(out), **res}, quiet, as_json)
+    data = {"out": str(out), **res}
+    emit(f"demo dataset in {out}", list(res.items()), data, quiet, as_json, json_out)
 
 
 @app.command("build-noise-bank")
@@ -124,10 +129,12 @@ def build_noise_bank_cmd(
     workers: Workers = 1,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.bank_build import build_noise_bank
 
+    check_json_out(json_out, overwrite, [dataset])
     r = recipe_from(SynthRecipe, recipe, {"grid": grid, "sigma": sigma, "mu": mu})
     res = build_noise_bank(
         dataset,
@@ -143,30 +150,21 @@ def build_noise_bank_cmd(
         progress_for(quiet, as_json),
     )
     print_skipped(res.skipped)
-    rows = [
-        ("bank", res.path),
-        ("images scanned", res.images),
-        ("regions scanned", res.regions),
-        ("accepted (noise-prone)", res.accepted),
-    ]
-    rows += [(f"rejected: {k}", v) for k, v in res.rejected.items()]
-    rows += [("skipped images", len(res.skipped))]
-    if res.reused:
-        rows.append(("resumed", "bank already complete"))
-    emit(
+    emit_summary(
         "noise bank",
-        rows,
+        res,
         {
-            "bank": str(res.path),
-            "images": res.images,
-            "regions": res.regions,
-            "accepted": res.accepted,
-            "rejected": res.rejected,
-            "skipped": res.skipped,
-            "reused": res.reused,
+            "path": "bank",
+            "images": "images scanned",
+            "regions": "regions scanned",
+            "accepted": "accepted (noise-prone)",
+            "skipped": "skipped images",
+            "reused": "resumed (bank already complete)",
         },
         quiet,
         as_json,
+        json_out,
+        [(f"rejected: {k}", v) for k, v in res.rejected.items()],
     )
 
 
@@ -229,10 +227,12 @@ def generate_cmd(
     workers: Workers = 1,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
     from sirst_synth.generate import generate
 
+    check_json_out(json_out, overwrite, [dataset])
     r = recipe_from(SynthRecipe, recipe, {"alpha": alpha, "s": s, "count": count, "seed": seed})
     res = generate(
         dataset,
@@ -253,33 +253,24 @@ def generate_cmd(
         no_test,
     )
     print_skipped(res.skipped)
-    rows = [
-        ("out", res.out),
-        ("original images", res.originals),
-        ("development samples", res.development),
-        ("training total", res.originals + res.development),
-        ("test images", res.test),
-        ("targets", res.targets),
-        ("images without target", res.images_without_target),
-        ("noise passes", res.passes),
-        ("skipped images", len(res.skipped)),
-    ]
-    if resume:
-        rows.append(("jobs reused from the interrupted run", res.resumed_jobs))
-    emit(
+    emit_summary(
         "SIRST-5K generate",
-        rows,
+        res,
         {
-            "out": str(res.out),
-            "original": res.originals,
-            "development": res.development,
-            "test": res.test,
-            "targets": res.targets,
-            "skipped": res.skipped,
-            "resumed_jobs": res.resumed_jobs,
+            "out": "out",
+            "originals": "original images",
+            "development": "development samples",
+            "test": "test images",
+            "targets": "targets",
+            "images_without_target": "images without target",
+            "passes": "noise passes",
+            "skipped": "skipped images",
+            "resumed_jobs": "jobs reused from the interrupted run",
         },
         quiet,
         as_json,
+        json_out,
+        [("training total", res.originals + res.development)],
     )
 
 
@@ -288,10 +279,12 @@ def verify_cmd(
     out: Annotated[Path, typer.Argument(help="A folder written by generate.")],
     quiet: Quiet = False,
     as_json: AsJson = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Check every manifest file: exists, decodes, sha256 matches, shapes agree, no strays."""
     from sirst_synth.io.verify import verify_dataset
 
+    check_json_out(json_out, False, [out])
     rows, problems = verify_dataset(out)
     if not as_json:
         for p in problems:
@@ -302,6 +295,7 @@ def verify_cmd(
         {"rows": rows, "problems": problems},
         quiet,
         as_json,
+        json_out,
     )
     if problems:
         raise typer.Exit(1)

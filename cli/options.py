@@ -50,6 +50,10 @@ TrainSplit = Annotated[
 TestSplit = Annotated[
     Path | None, typer.Option("--test-split", help="Test split file (overrides detection).")
 ]
+JsonOut = Annotated[
+    Path | None,
+    typer.Option("--json-out", help="Also write the result as JSON to this file."),
+]
 OnErrorOpt = Annotated[
     OnError, typer.Option("--on-error", help="fail: stop at a bad image; skip: list it and go on.")
 ]
@@ -80,3 +84,11 @@ def recipe_from(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
 def print_skipped(skipped: list[tuple[str, str]]) -> None:
     for stem, why in skipped:
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
+
+
+def check_json_out(json_out: Path | None, overwrite: bool, inputs: list[Path | None]) -> None:
+    """``--json-out`` is checked with the other outputs, before any work."""
+    from sirst_synth.io.files import check_output_file
+
+    if json_out is not None:
+        check_output_file(json_out, "--json-out", overwrite, inputs)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from sirst_synth.cli.options import AsJson, Quiet, app, read_recipe_text
+from sirst_synth.cli.options import AsJson, JsonOut, Quiet, app, check_json_out, read_recipe_text
 from sirst_synth.cli.ui import StackedBars, console, emit
 
 from sirst_synth.progress import Progress
@@ -30,11 +30,13 @@ def study_cmd(
     ] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Train every arm (baseline, n2n, sirst5k, ...) at equal steps over seeds; score the final
     models on the untouched test split; write results and plots."""
     from sirst_synth.study import load_studyrecipe_from, run_study
 
+    check_json_out(json_out, False, [data])
     text, source = read_recipe_text(recipe)
     r = load_studyrecipe_from(text, source, seeds)
     bars = None if quiet or as_json else StackedBars()
@@ -68,4 +70,5 @@ def study_cmd(
         {"out": str(res.out), "runs": len(res.runs), "reused": res.reused, "arms": res.table},
         quiet,
         as_json,
+        json_out,
     )

@@ -10,14 +10,16 @@ import typer
 from rich.markup import escape
 from sirst_synth.cli.options import (
     AsJson,
+    JsonOut,
     OnError,
     OnErrorOpt,
     Quiet,
     app,
+    check_json_out,
     print_skipped,
     recipe_from,
 )
-from sirst_synth.cli.ui import console, emit, progress_for
+from sirst_synth.cli.ui import console, emit, emit_summary, progress_for
 
 from sirst_synth.errors import UsageError
 from sirst_synth.recipe import SynthRecipe, TrainRecipe
@@ -130,9 +132,12 @@ def train_cmd(
     ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Train the AFF U-Net (Soft-IoU + L_Neg, Adagrad, cosine annealing)."""
     import os
+
+    check_json_out(json_out, False, [data, bank])
 
     from sirst_synth.train.loop import train
 
@@ -178,32 +183,25 @@ def train_cmd(
     if not rank0:
         return
     print_skipped(res.skipped)
-    rows = [
-        ("run", res.out),
-        ("parameters", f"{res.parameters:,}"),
-        ("epochs run", res.epochs_run),
-        ("optimiser steps", res.steps),
-        ("last epoch", res.last_epoch),
-        ("final loss", f"{res.final_loss:.4f}"),
-        ("images/s (last epoch)", f"{res.images_per_s:.1f}"),
-    ]
-    rows += [(f"best {k}", _fmt(k, v)) for k, v in res.best.items()]
-    emit(
+    emit_summary(
         "train",
-        rows,
+        res,
         {
-            "out": str(res.out),
-            "parameters": res.parameters,
-            "epochs_run": res.epochs_run,
-            "steps": res.steps,
-            "last_epoch": res.last_epoch,
-            "final_loss": res.final_loss,
-            "images_per_s": res.images_per_s,
-            "best": res.best,
-            "skipped": res.skipped,
+            "out": "run",
+            "parameters": "parameters",
+            "epochs_run": "epochs run",
+            "steps": "optimiser steps",
+            "last_epoch": "last epoch",
+            "skipped": "skipped images",
         },
         quiet,
         as_json,
+        json_out,
+        [
+            ("final loss", f"{res.final_loss:.4f}"),
+            ("images/s (last epoch)", f"{res.images_per_s:.1f}"),
+            *((f"best {k}", _fmt(k, v)) for k, v in res.best.items()),
+        ],
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -19,6 +21,7 @@ from rich.progress import (
 from rich.progress import Progress as RichBar
 from rich.table import Table
 
+from sirst_synth.io.files import write_text_atomic
 from sirst_synth.progress import Progress
 
 console = Console()
@@ -87,12 +90,49 @@ def table(title: str, rows: list[tuple[str, Any]]) -> Table:
     return t
 
 
-def emit(title: str, rows: list[tuple[str, Any]], data: dict, quiet: bool, as_json: bool) -> None:
-    """The end of every command: a JSON object, a table, or nothing under --quiet."""
+def emit(
+    title: str,
+    rows: list[tuple[str, Any]],
+    data: dict,
+    quiet: bool,
+    as_json: bool,
+    json_out: Path | None = None,
+) -> None:
+    """The end of every command: a JSON object, a table, or nothing under --quiet; and the
+    same JSON in ``--json-out`` where given."""
+    text = json.dumps(data, indent=1, default=str) + "\n"
+    if json_out is not None:
+        write_text_atomic(json_out, text)
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+        sys.stdout.write(text)
     elif not quiet:
         console.print(table(title, rows))
+
+
+def emit_summary(
+    title: str,
+    summary: Any,
+    labels: dict[str, str],
+    quiet: bool,
+    as_json: bool,
+    json_out: Path | None = None,
+    extra_rows: list[tuple[str, Any]] = (),
+) -> None:
+    """Table and JSON from one summary dataclass, so they cannot drift apart: the JSON holds
+    every field; the table shows the labelled ones (then ``extra_rows``)."""
+    data = {
+        f.name: getattr(summary, f.name)
+        for f in dataclasses.fields(summary)
+        if f.repr  # fields kept out of repr (weights, histories) stay out of the JSON too
+    }
+    rows = [(label, _cell(getattr(summary, name))) for name, label in labels.items()]
+    emit(title, rows + list(extra_rows), data, quiet, as_json, json_out)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list | tuple | dict):
+        return len(value)
+    return value
 
 
 class _Task(Progress):

@@ -48,7 +48,9 @@ def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank
     targets = _count_targets(demo_root, ds.train)
     res = json.loads(r1.out)
     assert res["development"] == 4 * targets
-    assert (res["original"], res["test"]) == (len(ds.train), len(ds.test))
+    assert (res["originals"], res["test"]) == (len(ds.train), len(ds.test))
+    # the JSON holds every field of the summary the table is made from
+    assert res["passes"] == 1 and res["images_without_target"] == 0 and res["resumed_jobs"] == 0
     h1, h2 = tree_hashes(tmp_path / "a" / "w1"), tree_hashes(tmp_path / "b" / "w1")
     assert h1 == h2  # byte-identical whatever --workers is
     rows = read_jsonl(tmp_path / "a" / "w1" / "manifest.jsonl")
@@ -178,7 +180,7 @@ def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     assert (
         [s for s, _ in res["skipped"]] == ["Misc_111"]
         and res["test"] == 85
-        and res["original"] == 341
+        and res["originals"] == 341
     )
     assert cli("verify", tmp_path / "full").code == 0
     # workers 1 vs 2 on a 30-image subset: identical bytes
@@ -220,3 +222,29 @@ def test_demo_dataset_command_is_deterministic(tmp_path, cli):
         n = sk_label(m > 0, connectivity=2).max()
         assert 1 <= n <= 3 and set(np.unique(m)) <= {0, 255}
     shutil.rmtree(tmp_path / "b")
+
+
+def test_json_out_equals_json_for_every_command_that_has_it(demo_root, demo_bank, tmp_path, cli):
+    """--json-out writes exactly what --json prints (one summary feeds the table and the JSON)."""
+    runs = {
+        "bank": ["build-noise-bank", demo_root, "--out", tmp_path / "b.h5"],
+        "generate": [
+            "generate",
+            demo_root,
+            "--bank",
+            demo_bank,
+            "--out",
+            tmp_path / "g",
+            "--count",
+            "3",
+        ],
+        "verify": ["verify", tmp_path / "g"],
+        "demo": ["demo-dataset", tmp_path / "d", "-n", "4"],
+    }
+    for name, args in runs.items():
+        r = cli(*args, "--json", "--json-out", tmp_path / f"{name}.json")
+        assert r.code == 0, (name, r.err)
+        assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads(r.out), name
+    assert json.loads((tmp_path / "generate.json").read_text())["development"] == 3
+    r = cli("verify", tmp_path / "g", "--json-out", tmp_path / "verify.json")
+    assert r.code == 2 and "--overwrite" in r.err  # an existing file is not replaced

@@ -42,7 +42,7 @@ class TrainResult:
     images_per_s: float
     final_loss: float
     best: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list, repr=False)  # metrics.jsonl holds it
     state: dict = field(default_factory=dict, repr=False)  # final weights (every rank)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     steps: int = 0  # optimiser steps taken in total (including before a resume)
