@@ -50,6 +50,35 @@ TrainSplit = Annotated[
 TestSplit = Annotated[
     Path | None, typer.Option("--test-split", help="Test split file (overrides detection).")
 ]
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Model(str, Enum):
+    aff_unet = "aff-unet"
+    aff_unet_tiny = "aff-unet-tiny"
+    unet = "unet"
+
+
+class NegLoss(str, Enum):
+    sum = "sum"
+    min = "min"
+    off = "off"
+
+
+class Split(str, Enum):
+    train = "train"
+    test = "test"
+    all = "all"
+
+
+DeviceOpt = Annotated[
+    Device, typer.Option("--device", help="auto (cuda where available), cpu or cuda.")
+]
 JsonOut = Annotated[
     Path | None,
     typer.Option("--json-out", help="Also write the result as JSON to this file."),

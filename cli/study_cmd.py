@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from sirst_synth.cli.options import AsJson, JsonOut, Quiet, app, check_json_out, read_recipe_text
+from sirst_synth.cli.options import (
+    AsJson,
+    Device,
+    DeviceOpt,
+    JsonOut,
+    Quiet,
+    app,
+    check_json_out,
+    read_recipe_text,
+)
 from sirst_synth.cli.ui import StackedBars, console, emit
 
 from sirst_synth.progress import Progress
@@ -24,7 +33,7 @@ def study_cmd(
     seeds: Annotated[
         int | None, typer.Option("--seeds", help="Seeds per arm (recipe: seeds).")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = Device.auto,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue a stopped study; finished runs are kept.")
     ] = False,
@@ -46,7 +55,7 @@ def study_cmd(
         out,
         r,
         resume,
-        device,
+        device.value,
         bars.overall if bars else Progress(),
         bars.current if bars else Progress(),
         log=(lambda m: None)

@@ -10,10 +10,15 @@ import typer
 from rich.markup import escape
 from sirst_synth.cli.options import (
     AsJson,
+    Device,
+    DeviceOpt,
     JsonOut,
+    Model,
+    NegLoss,
     OnError,
     OnErrorOpt,
     Quiet,
+    Split,
     app,
     check_json_out,
     print_skipped,
@@ -56,7 +61,7 @@ def train_cmd(
         Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/train.yaml.")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="aff-unet, aff-unet-tiny or unet (recipe).")
+        Model | None, typer.Option("--model", help="The detector (recipe: aff-unet).")
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe: 1500).")] = None,
     steps: Annotated[
@@ -77,7 +82,8 @@ def train_cmd(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (recipe: 0).")] = None,
     neg_loss: Annotated[
-        str | None, typer.Option("--neg-loss", help="L_Neg: sum, min or off (recipe: sum).")
+        NegLoss | None,
+        typer.Option("--neg-loss", help="L_Neg over a target's 4 rotations (recipe: sum)."),
     ] = None,
     crop: Annotated[
         int | None, typer.Option("--crop", help="Training crop size (recipe: 256).")
@@ -111,7 +117,7 @@ def train_cmd(
             help="--synth online: development samples per epoch (all 4 x targets).",
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     loader_workers: Annotated[
         int,
@@ -145,12 +151,12 @@ def train_cmd(
         TrainRecipe,
         recipe,
         {
-            "model": model,
+            "model": model and model.value,
             "epochs": epochs,
             "batch_size": batch_size,
             "lr": lr,
             "seed": seed,
-            "neg_loss": neg_loss,
+            "neg_loss": neg_loss and neg_loss.value,
             "crop": crop,
             "eval_every": eval_every,
             "steps": steps,
@@ -165,7 +171,7 @@ def train_cmd(
         data,
         out,
         r,
-        device,
+        device.value,
         precision.value,
         loader_workers,
         resume,
@@ -226,11 +232,9 @@ def evaluate_cmd(
         typer.Option("--pred-dir", help="Predictions of any model, named like the images."),
     ] = None,
     split: Annotated[
-        str,
-        typer.Option(
-            "--split", help="train, test, or all (every image/mask pair, no split files)."
-        ),
-    ] = "test",
+        Split,
+        typer.Option("--split", help="all: every image/mask pair (no split files needed)."),
+    ] = Split.test,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Probability above which a pixel is target.")
     ] = 0.5,
@@ -261,7 +265,7 @@ def evaluate_cmd(
         Path | None,
         typer.Option("--json-out", help="Also write the metrics as JSON to this file."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     on_error: OnErrorOpt = OnError.fail,
     overwrite: Annotated[
@@ -277,13 +281,13 @@ def evaluate_cmd(
         dataset,
         checkpoint,
         pred_dir,
-        split,
+        split.value,
         threshold,
         fa_compat,
         save_pred,
         curve,
         json_out,
-        device,
+        device.value,
         on_error == OnError.skip,
         precision.value,
         resize=resize,
@@ -299,4 +303,4 @@ def evaluate_cmd(
         ("targets / detected", f"{m['targets']} / {m['detected']}"),
     ]
     size = f", {resize}x{resize}" if resize else ""
-    emit(f"evaluate ({split}, Fa: {fa_compat}{size})", rows, m, quiet, as_json)
+    emit(f"evaluate ({split.value}, Fa: {fa_compat}{size})", rows, m, quiet, as_json)
