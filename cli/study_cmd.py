@@ -43,11 +43,11 @@ def study_cmd(
 ) -> None:
     """Train every arm (baseline, n2n, sirst5k, ...) at equal steps over seeds; score the final
     models on the untouched test split; write results and plots."""
-    from sirst_synth.study import load_studyrecipe_from, run_study
+    from sirst_synth.study import load_study_recipe, run_study
 
     check_json_out(json_out, False, [data])
     text, source = read_recipe_text(recipe)
-    r = load_studyrecipe_from(text, source, seeds)
+    r = load_study_recipe(text, source, seeds)
     bars = None if quiet or as_json else StackedBars()
     res = run_study(
         data,
