@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 
+import cv2
 import numpy as np
 import pytest
 from conftest import read_jsonl
@@ -399,3 +400,25 @@ def test_gpu_benchmark_script_runs_on_cpu():
     out = json.loads(r.stdout)
     assert out["parameters"] == 247_017 and out["images_per_s"] > 0 and out["batch"] == 2
     assert out["bf16"] is True and out["device"] == "cpu"
+
+
+def test_evaluate_checkpoint_at_dnanets_size(small_synth, tmp_path, cli):
+    """--resize N with a checkpoint: the model runs at N x N (the saved maps are N x N) and
+    the labels are resized the same way, so the pred-dir scoring of those maps agrees."""
+    syn = small_synth / "syn"
+    assert cli("train", syn, "--out", tmp_path / "run", "--epochs", "1", *TINY).code == 0
+    r = _evaluate_run(
+        cli, syn, tmp_path / "run", "--resize", "64", "--save-pred", tmp_path / "p", "--json"
+    )
+    assert r.code == 0, r.err
+    m = json.loads(r.out)
+    assert m["resize"] == 64
+    shapes = {
+        cv2.imread(str(f), cv2.IMREAD_UNCHANGED).shape for f in (tmp_path / "p").glob("*.png")
+    }
+    assert shapes == {(64, 64)}
+    m2 = json.loads(
+        cli("evaluate", syn, "--pred-dir", tmp_path / "p", "--resize", "64", "--json").out
+    )
+    for k in ("IoU", "nIoU", "Pd", "Fa"):
+        assert m2[k] == m[k], k
