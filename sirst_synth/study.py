@@ -40,6 +40,7 @@ DATA_KINDS = ("original", "sirst5k", "n2n", "online")
 PRECISIONS = ("auto", "bf16", "fp32")
 METRICS = ("IoU", "nIoU", "Pd", "Fa")
 STUDY_FILE = "study.yaml"
+PAPER_KEYS = ("paper_iou", "paper_row")
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,12 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
         if not study_file.is_file():
             raise UsageError(f"--out {out} was not written by sirst-synth study; nothing to resume")
         old = yaml.safe_load(study_file.read_text())
-        # Arms may be added to a study; what was run before must not change.
-        old_arms, new_arms = old.get("arms") or {}, identity["arms"]
+        # Arms may be added to a study; what was run before must not change. The paper's
+        # reference numbers describe an arm and change no run: they are not compared.
+        old_arms, new_arms = (
+            {k: {f: v for f, v in a.items() if f not in PAPER_KEYS} for k, a in arms.items()}
+            for arms in (old.get("arms") or {}, identity["arms"])
+        )
         diff = _diff(
             {k: v for k, v in old.items() if k != "arms"},
             {k: v for k, v in identity.items() if k != "arms"},
@@ -228,7 +233,7 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
             raise UsageError(
                 f"--out {out}: cannot resume a different study ({'; '.join(diff[:6])}); use a new --out"
             )
-        if set(new_arms) - set(old_arms):  # record the added arms for the next resume
+        if identity != old:  # added arms or paper numbers: recorded for the next resume
             write_text_atomic(study_file, yaml.safe_dump(identity, sort_keys=False))
         return
     out.mkdir(parents=True, exist_ok=True)
