@@ -253,6 +253,11 @@ def generate_cmd(
         no_test,
     )
     print_skipped(res.skipped)
+    for change in res.replaced_by_bank:
+        err_console.print(
+            f"[yellow]recipe[/] {escape(change)} (the bank's value: it describes the bank)",
+            highlight=False,
+        )
     emit_summary(
         "SIRST-5K generate",
         res,
@@ -266,6 +271,7 @@ def generate_cmd(
             "passes": "noise passes",
             "skipped": "skipped images",
             "resumed_jobs": "jobs reused from the interrupted run",
+            "replaced_by_bank": "recipe values replaced by the bank's",
         },
         quiet,
         as_json,

@@ -71,6 +71,8 @@ class GenerateSummary:
     passes: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     resumed_jobs: int = 0
+    # recipe values the bank replaced: "sigma 50.0 -> 60.0" (they describe the bank)
+    replaced_by_bank: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -322,13 +324,19 @@ def generate(
             f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
         )
     bank = read_bank_index(bank_path)
-    # sigma, mu and grid describe the bank: the resolved recipe records the bank's values.
-    recipe = replace(
-        recipe,
-        sigma=float(bank.attrs["sigma"]),
-        mu=float(bank.attrs["mu"]),
-        grid=int(bank.attrs["grid"]),
-    )
+    # sigma, mu and grid describe the bank: the resolved recipe records the bank's values, and
+    # the summary reports every value of the recipe that this replaced.
+    from_bank = {
+        "sigma": float(bank.attrs["sigma"]),
+        "mu": float(bank.attrs["mu"]),
+        "grid": int(bank.attrs["grid"]),
+    }
+    replaced = [
+        f"{k} {getattr(recipe, k)!r} -> {v!r}"
+        for k, v in from_bank.items()
+        if getattr(recipe, k) != v
+    ]
+    recipe = replace(recipe, **from_bank)
     if not ds.test and not no_test:
         raise UsageError(
             f"{ds.root}: no test split found; pass --test-split FILE, or --no-test to write a "
@@ -343,7 +351,7 @@ def generate(
         )
     name = folder
     identity = _run_identity(ds, bank, recipe, layout, name, hashes, test_gray)
-    summary = GenerateSummary(out, skipped=list(ds.skipped))
+    summary = GenerateSummary(out, skipped=list(ds.skipped), replaced_by_bank=replaced)
 
     checks = [("train", s) for s in ds.train] + [("test", s) for s in ds.test]
     progress.start("checking image and mask pairs", len(checks))

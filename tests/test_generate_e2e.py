@@ -248,3 +248,25 @@ def test_json_out_equals_json_for_every_command_that_has_it(demo_root, demo_bank
     assert json.loads((tmp_path / "generate.json").read_text())["development"] == 3
     r = cli("verify", tmp_path / "g", "--json-out", tmp_path / "verify.json")
     assert r.code == 2 and "--overwrite" in r.err  # an existing file is not replaced
+
+
+def test_recipe_values_the_bank_replaces_are_reported(demo_root, demo_bank, tmp_path, cli):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("sigma: 10\ngrid: 8\n")
+    r = cli(
+        "generate",
+        demo_root,
+        "--bank",
+        demo_bank,
+        "--out",
+        tmp_path / "o",
+        "--recipe",
+        recipe,
+        "--count",
+        "2",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["replaced_by_bank"] == ["sigma 10.0 -> 50.0"]
+    assert "sigma 10.0 -> 50.0" in r.err
+    assert "sigma: 50.0" in (tmp_path / "o" / "recipe.yaml").read_text()
