@@ -147,16 +147,21 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
         raise UsageError(f"{source}: recipe key {key!r} has a bad value {value!r}") from None
 
 
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text of a recipe, or one usage error naming the file."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(
+            f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file"
+        ) from None
+
+
 def load_recipe(cls: type[T], text: str | None, source: str, overrides: dict[str, Any]) -> T:
     """Recipe = class defaults < YAML text < flags that were given (not None)."""
     data: dict[str, Any] = {}
     if text is not None:
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UsageError(
-                f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file"
-            ) from None
+        loaded = parse_yaml(text, source)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

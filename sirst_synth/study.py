@@ -34,7 +34,7 @@ from sirst_synth.errors import UsageError
 from sirst_synth.io.files import inside, write_bytes_atomic, write_text_atomic
 from sirst_synth.io.manifest import MANIFEST, read_manifest
 from sirst_synth.progress import Progress
-from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping
+from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping, parse_yaml
 
 DATA_KINDS = ("original", "sirst5k", "n2n", "online")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -152,13 +152,7 @@ def _section(data: dict, key: str, source: str) -> dict:
 
 
 def load_study_recipe(text: str, source: str, seeds: int | None = None) -> StudyRecipe:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(
-            f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file"
-        ) from None
-    return parse_study_recipe(data, source, seeds)
+    return parse_study_recipe(parse_yaml(text, source), source, seeds)
 
 
 # --------------------------------------------------------------------------- running
