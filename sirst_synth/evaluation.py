@@ -62,7 +62,7 @@ def evaluate(
         raise UsageError(f"--resize must be a size in 16..8192 pixels, got {resize}")
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
-    reads = [root, pred_dir, checkpoint.parent if checkpoint is not None else None]
+    reads = [root, pred_dir, checkpoint]  # a run folder beside the checkpoint may take the files
     for flag, path in (("--curve", curve), ("--json-out", json_out)):
         if path is not None:
             check_output_file(path, flag, overwrite, reads)
