@@ -109,7 +109,8 @@ def build_noise_bank_cmd(
     dataset: Annotated[Path, typer.Argument(help="Dataset root (images/, masks/, split files).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write.")] = Path("bank.h5"),
     recipe: Annotated[
-        Path | None, typer.Option("--recipe", help="YAML recipe (sigma, mu, grid).")
+        str | None,
+        typer.Option("--recipe", help="Recipe file or shipped name (sirst5k): sigma, mu, grid."),
     ] = None,
     grid: Annotated[
         int | None, typer.Option("--grid", help="Regions per side (recipe: 8).")
@@ -174,7 +175,7 @@ def generate_cmd(
     bank: Annotated[Path, typer.Option("--bank", help="Noise bank from build-noise-bank.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (new or empty).")],
     recipe: Annotated[
-        Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/sirst5k.yaml.")
+        str | None, typer.Option("--recipe", help="Recipe file or shipped name, e.g. sirst5k.")
     ] = None,
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="Blend weight in [0, 1] (recipe: 0.1).")

@@ -58,7 +58,7 @@ def train_cmd(
         Path, typer.Option("--out", "-o", help="Run folder (last.pt, best.pt, metrics.jsonl).")
     ],
     recipe: Annotated[
-        Path | None, typer.Option("--recipe", help="YAML recipe, e.g. recipes/train.yaml.")
+        str | None, typer.Option("--recipe", help="Recipe file or shipped name, e.g. train.")
     ] = None,
     model: Annotated[
         Model | None, typer.Option("--model", help="The detector (recipe: aff-unet).")
