@@ -31,6 +31,7 @@ import yaml
 
 from sirst_synth import __version__
 from sirst_synth.errors import UsageError
+from sirst_synth.generate import generate
 from sirst_synth.io.files import inside, write_bytes_atomic, write_text_atomic
 from sirst_synth.io.manifest import MANIFEST, read_manifest
 from sirst_synth.progress import Progress
@@ -259,7 +260,6 @@ def run_study(
     import torch
 
     from sirst_synth.evaluation import evaluate
-    from sirst_synth.generate import generate
     from sirst_synth.io.bank import read_bank_index
     from sirst_synth.train.loop import train
 
@@ -298,13 +298,11 @@ def run_study(
             if arm.data == "n2n" and synth.count is None:
                 # As many development samples as the SIRST-5K set of the same seed.
                 paper = dataclasses.replace(synth, mode="sirst5k")
-                ref = _ensure_data(
-                    generate, data, bank, out, Arm("ref", "sirst5k", paper, arm.train), seed
-                )
+                ref = _ensure_data(data, bank, out, Arm("ref", "sirst5k", paper, arm.train), seed)
                 dev = sum(r.split == "development" for r in read_manifest(ref))
                 synth = dataclasses.replace(synth, count=dev)
             arm_s = dataclasses.replace(arm, synth=synth)
-            train_data = _ensure_data(generate, data, bank, out, arm_s, seed)
+            train_data = _ensure_data(data, bank, out, arm_s, seed)
         ref = str(train_data.resolve()) if train_data == data else str(train_data.relative_to(out))
         write_text_atomic(run_dir / "data.json", json.dumps({"data": ref}) + "\n")
         train_recipe = dataclasses.replace(arm.train, seed=seed)
@@ -363,7 +361,7 @@ def run_study(
     return StudySummary(out, runs, reused, table)
 
 
-def _ensure_data(generate, data: Path, bank: Path, out: Path, arm: Arm, seed: int) -> Path:
+def _ensure_data(data: Path, bank: Path, out: Path, arm: Arm, seed: int) -> Path:
     """The generated folder of this data choice and seed, shared by every arm that uses it."""
     target = out / "data" / _data_key(arm, seed)
     if (target / MANIFEST).is_file():

@@ -85,7 +85,7 @@ def test_steps_are_exact_whatever_the_data_size(demo, tmp_path):
         loop.train_step = real
 
 
-def _study(cli, demo, out, *extra):
+def _study(cli, demo, out, *extra, recipe="study-smoke"):
     return cli(
         "study",
         demo / "data",
@@ -94,7 +94,7 @@ def _study(cli, demo, out, *extra):
         "--out",
         out,
         "--recipe",
-        "study-smoke",
+        recipe,
         "--device",
         "cpu",
         "-q",
@@ -216,20 +216,7 @@ def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
         recipe_path("study-smoke").read_text()
         + "  online: {data: online, train: {neg_loss: sum}}\n"
     )
-    r = cli(
-        "study",
-        demo / "data",
-        "--bank",
-        demo / "bank.h5",
-        "--out",
-        out,
-        "--recipe",
-        more,
-        "--device",
-        "cpu",
-        "-q",
-        "--resume",
-    )
+    r = _study(cli, demo, out, "--resume", recipe=more)
     assert r.code == 0, r.err
     now = tree_hashes(out / "runs")
     assert {k: v for k, v in now.items() if k in kept} == kept
@@ -239,18 +226,5 @@ def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
     assert online["steps"] == 6 and not (out / "data" / "online").exists()
     # what ran before may not change
     more.write_text(recipe_path("study-smoke").read_text().replace("steps: 6", "steps: 7"))
-    r = cli(
-        "study",
-        demo / "data",
-        "--bank",
-        demo / "bank.h5",
-        "--out",
-        out,
-        "--recipe",
-        more,
-        "--device",
-        "cpu",
-        "-q",
-        "--resume",
-    )
+    r = _study(cli, demo, out, "--resume", recipe=more)
     assert r.code == 2 and "steps: was 6, now 7" in r.err

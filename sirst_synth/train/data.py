@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from sirst_synth.io.bank import BankReader
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
 from sirst_synth.seeding import key_int, rng_for
@@ -139,12 +140,9 @@ class OnlineSynthSet(Dataset):
         seed: int,
         target_counts: list[int],
     ):
-        from sirst_synth.io.bank import BankReader
-
         self.items, self.bank, self.recipe = items, bank, recipe
         self.mean, self.std, self.crop, self.seed = mean, std, crop, seed
         self.target_counts = target_counts
-        self._reader_cls = BankReader
         self._reader, self._pid = None, None
         self.epoch = -1
         self.entries: list[tuple[int, tuple[int, int] | None]] = []
@@ -182,7 +180,7 @@ class OnlineSynthSet(Dataset):
         if pick is None:
             return image, mask, it.stem
         if self._reader is None or self._pid != os.getpid():  # h5py handles do not survive fork
-            self._reader, self._pid = self._reader_cls(self.bank), os.getpid()
+            self._reader, self._pid = BankReader(self.bank), os.getpid()
         patch, _ = noise_draw(self.bank, self._reader, self.recipe.seed, it.stem, self.epoch)
         if self.recipe.mode == "n2n":
             smp = noise_only(image, mask, patch, self.recipe.alpha)
