@@ -266,11 +266,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         kept = []
         if state is not None and metrics_path.is_file():
-            kept = [
-                ln
-                for ln in metrics_path.read_text().splitlines()
-                if json.loads(ln).get("step", 0) <= step and json.loads(ln)["epoch"] <= start_epoch
-            ]
+            rows = [(ln, json.loads(ln)) for ln in metrics_path.read_text().splitlines()]
+            kept = [ln for ln, r in rows if r.get("step", 0) <= step and r["epoch"] <= start_epoch]
         write_text_atomic(metrics_path, "".join(ln + "\n" for ln in kept))
     log(
         f"model {recipe.model}: {n_params:,} parameters; {len(train_items)} training images, "
@@ -281,13 +278,10 @@ def train(
         nonlocal best
         totals, _ = evaluate_items(model, val_items, mean, std, rt, recipe.threshold)
         summary = totals.summary()
-        row.update({k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")})
-        if not best or summary["IoU"] > best.get("IoU", -1):
-            best = {
-                "epoch": row["epoch"],
-                "step": row["step"],
-                **{k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")},
-            }
+        scores = {k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}
+        row.update(scores)
+        if not best or scores["IoU"] > best.get("IoU", -1):
+            best = {"epoch": row["epoch"], "step": row["step"], **scores}
             row["best"] = True
 
     def snapshot(epochs_done: int) -> dict:
