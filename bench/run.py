@@ -398,6 +398,49 @@ def bench_online_pipeline(root: Path, work: Path) -> None:
     torch.set_num_threads(cores)
 
 
+def bench_tiled_inference(work: Path) -> None:
+    """evaluate --checkpoint on one 4000 x 3000 image: peak memory and time, whole image
+    (--tile 0) against the default tiles (same output, tested in tests/test_tiles.py)."""
+    import torch
+
+    from sirst_synth.train.checkpoint import save_checkpoint
+    from sirst_synth.train.model import build_model
+
+    root = work / "large"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "50_50").mkdir()
+    rng = np.random.default_rng(0)
+    image = rng.normal(90, 6, (3000, 4000)).clip(0, 255).astype(np.uint8)
+    mask = np.zeros_like(image)
+    mask[1500:1504, 2000:2004], image[1500:1504, 2000:2004] = 255, 250
+    cv2.imwrite(str(root / "images" / "large.png"), image)
+    cv2.imwrite(str(root / "masks" / "large.png"), mask)
+    (root / "50_50" / "test.txt").write_text("large\n")
+    (root / "50_50" / "train.txt").write_text("")
+    torch.manual_seed(0)
+    ckpt = work / "large.pt"
+    save_checkpoint(
+        ckpt,
+        {
+            "model": build_model("aff-unet-tiny").state_dict(),
+            "optimizer": {},
+            "scheduler": {},
+            "epoch": 0,
+            "recipe": {"model": "aff-unet-tiny"},
+            "norm": {"mean": 0.35, "std": 0.03},
+            "version": "bench",
+        },
+    )
+    cmd = [sys.executable, "-m", "sirst_synth", "evaluate", str(root), "--checkpoint", str(ckpt)]
+    for label, extra in (("whole", ["--tile", "0"]), ("tiles_1024", [])):
+        seconds, peak = peak_memory([*cmd, *extra, "--device", "cpu", "-q"])
+        RESULTS[f"evaluate_4000x3000_tiny_{label}"] = {
+            "seconds": round(seconds, 1),
+            "peak_rss_gb": round(peak / 1e9, 2),
+        }
+
+
 def main() -> None:
     # Outputs go to a RAM-backed folder where there is one: on a VM disk, writeback and discard
     # of earlier runs make the same run vary by +-40%, which would swamp the ratio measured.
@@ -416,6 +459,7 @@ def main() -> None:
         bench_bank(work)
         bench_train_step()
         bench_online_pipeline(SIRST if (SIRST / "images").is_dir() else work / "demo", work)
+        bench_tiled_inference(work)
     RESULTS["output_folder"] = {"tmpfs": str(shm) in tmp}
     print(json.dumps(RESULTS, indent=1))
     from rich.console import Console

@@ -254,6 +254,14 @@ def evaluate_cmd(
             "bilinear; the model runs at N x N).",
         ),
     ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            "--tile",
+            help="With --checkpoint: predict images larger than N (+ context) in N x N tiles, "
+            "same output, bounded memory (default 1024; 0: whole images).",
+        ),
+    ] = None,
     save_pred: Annotated[
         Path | None,
         typer.Option("--save-pred", help="Write probability maps (PNG, 0..255) here."),
@@ -292,6 +300,7 @@ def evaluate_cmd(
         precision.value,
         resize=resize,
         overwrite=overwrite,
+        tile=tile,
     )
     print_skipped(m["skipped"])
     rows = [

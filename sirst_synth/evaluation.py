@@ -45,6 +45,7 @@ def evaluate(
     curve_points: bool = False,
     resize: int | None = None,
     overwrite: bool = False,
+    tile: int | None = None,
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -60,6 +61,10 @@ def evaluate(
         )
     if resize is not None and not 16 <= resize <= 8192:
         raise UsageError(f"--resize must be a size in 16..8192 pixels, got {resize}")
+    if tile is not None and (tile < 0 or tile % 16):
+        raise UsageError(f"--tile must be 0 (whole images) or a multiple of 16, got {tile}")
+    if tile is not None and pred_dir is not None:
+        raise UsageError("--tile goes with --checkpoint: --pred-dir predictions are only read")
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
     reads = [root, pred_dir, checkpoint]  # a run folder beside the checkpoint may take the files
@@ -98,6 +103,7 @@ def evaluate(
             keep=save_pred is not None,
             skip_errors=skip_errors,
             resize=resize,
+            **({} if tile is None else {"tile": tile}),
         )
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)

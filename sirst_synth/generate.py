@@ -8,7 +8,11 @@ finished jobs makes ``--resume`` continue a killed run to the same bytes (``io/o
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from sirst_synth.card import dataset_card
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.bank import BankIndex, BankReader, read_bank_index
 from sirst_synth.io.files import (
+    atomic_file,
     check_same_size,
     encode_png,
     fingerprint,
@@ -37,7 +42,7 @@ from sirst_synth.io.layouts import (
     open_dataset,
     source_files,
 )
-from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_text
+from sirst_synth.io.manifest import MANIFEST, SPLITS, ManifestRow, manifest_line
 from sirst_synth.io.outdir import (
     DESCRIBED,
     JOURNAL,
@@ -48,7 +53,7 @@ from sirst_synth.io.outdir import (
     prepare_out,
 )
 from sirst_synth.noise import pick_patch
-from sirst_synth.plan import plan, pool_size
+from sirst_synth.plan import plan, plan_shape, pool_size
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, to_yaml
@@ -136,7 +141,12 @@ def sample_name(stem: str, pass_index: int, target: int | None, angle: int) -> s
     return f"{stem}_syn{pass_index}_t{target}_r{angle}"
 
 
-def _gen_job(job: _Job) -> list[dict]:
+def _gen_job(job: _Job) -> tuple[str, list[dict]]:
+    """Write one job's files; its key and manifest rows (for the journal)."""
+    return job.key, _job_rows(job)
+
+
+def _job_rows(job: _Job) -> list[dict]:
     c = _GEN_CTX
     ds: Dataset = c["ds"]
     out: Path = c["out"]
@@ -258,23 +268,43 @@ def _run_identity(
     }
 
 
-def _check_unique_names(jobs: list[_Job], mode: str) -> None:
-    """Every output stem once: a source that is itself a generate output would otherwise have
-    its samples written over files of the same name."""
+#: A development sample's stem (``sample_name``): source stem, pass, then target and angle.
+_SAMPLE_NAME = re.compile(r"(?P<base>.+)_syn\d+_(?:t\d+_r\d+|n2n)")
+
+
+def _check_unique_names(train: list[str], test: list[str]) -> None:
+    """Every output stem once. Sample names never repeat among themselves (source stem, pass,
+    target and angle read back from the name, right to left), so only a source file can take
+    one: when the source is itself a generate output, its samples would be written over."""
+    sources = set(train)
     seen: set[str] = set()
-    for job in jobs:
-        names = [] if job.kind == "development" else [job.stem]
-        if mode == "n2n":
-            names += [sample_name(job.stem, job.pass_index, None, 0)] if job.picks else []
-        else:
-            names += [sample_name(job.stem, job.pass_index, t, a) for t, a in job.picks]
-        for name in names:
-            if name in seen:
-                raise UsageError(
-                    f"{name} would be written twice: the source already holds a file of that "
-                    "name (is it a generate output?); generate from the original dataset"
-                )
-            seen.add(name)
+    for stem in [*train, *test]:
+        m = _SAMPLE_NAME.fullmatch(stem)
+        if stem in seen or (m and m["base"] in sources):
+            raise UsageError(
+                f"{stem} would be written twice: the source already holds a file of that "
+                "name (is it a generate output?); generate from the original dataset"
+            )
+        seen.add(stem)
+
+
+def _jobs(
+    train: list[str], test: list[str], sizes: list[int], recipe: SynthRecipe, group: int
+) -> Iterator[_Job]:
+    """The run's jobs in their fixed order, made lazily (memory does not grow with --count):
+    originals with their pass-0 samples, later passes, then the test split."""
+    passes = plan(train, sizes, recipe.count, recipe.seed, group_size=group)
+    first: dict[str, tuple] = {}
+    later = None
+    for job in passes:
+        if job.pass_index:
+            later = job
+            break
+        first[job.stem] = job.picks
+    yield from (_Job("image", s, 0, first.get(s, ())) for s in train)
+    for job in itertools.chain([later] if later else [], passes):
+        yield _Job("development", job.stem, job.pass_index, job.picks)
+    yield from (_Job("test", s) for s in test)
 
 
 def generate(
@@ -389,68 +419,87 @@ def generate(
     group = 1 if recipe.mode == "n2n" else 4
     dev_count = pool_size(sizes, group) if recipe.count is None else recipe.count
     check_free_space(out, ds, train, test, dev_count)
-    image_jobs = list(plan(train, sizes, recipe.count, recipe.seed, group_size=group))
-    summary.passes = max((j.pass_index for j in image_jobs), default=-1) + 1
-
-    first = {j.stem: j.picks for j in image_jobs if j.pass_index == 0}
-    jobs = [_Job("image", s, 0, first.get(s, ())) for s in train]
-    jobs += [_Job("development", j.stem, j.pass_index, j.picks) for j in image_jobs if j.pass_index]
-    jobs += [_Job("test", s) for s in test]
-    _check_unique_names(jobs, recipe.mode)
+    passes, first_jobs, later_jobs = plan_shape(train, sizes, recipe.count, recipe.seed, group)
+    summary.passes = passes
+    n_jobs = len(train) + later_jobs + len(test)
+    _check_unique_names(train, test)
     with locked(out):
         done = prepare_out(out, identity, overwrite, resume)
-        summary.resumed_jobs = len(done & {j.key for j in jobs})
-        todo = [j for j in jobs if j.key not in done]
+        summary.resumed_jobs = done
         journal = out / STATE_DIR / JOURNAL
-        progress.start("writing samples", len(jobs))
-        progress.advance(len(jobs) - len(todo))
+        progress.start("writing samples", n_jobs)
+        progress.advance(done)
+        todo = itertools.islice(_jobs(train, test, sizes, recipe, group), done, None)
         with open(journal, "ab") as jf:
-            results = ordered_map(
+            for key, rows in ordered_map(
                 _gen_job, todo, workers, _gen_init, (ds, out, recipe, bank, test_gray)
-            )
-            for job, rows in zip(todo, results, strict=True):
+            ):
                 # Files are in place before their journal line: a kill loses at most this job.
-                jf.write((json.dumps({"job": job.key, "rows": rows}) + "\n").encode())
+                jf.write((json.dumps({"job": key, "rows": rows}) + "\n").encode())
                 jf.flush()
                 progress.advance()
         progress.stop()
-        by_key: dict[str, list[dict]] = {}
-        for line in journal.read_text().splitlines():
-            entry = json.loads(line)
-            by_key[entry["job"]] = entry["rows"]
-        everything = [ManifestRow.from_json(r) for j in jobs for r in by_key[j.key]]
-        rows = [r for split in SPLITS for r in everything if r.split == split]
-        summary.originals = sum(r.split == "original" for r in rows)
-        summary.development = sum(r.split == "development" for r in rows)
-        summary.test = sum(r.split == "test" for r in rows)
-        _finish(out, rows, ds, recipe, identity, summary)
+        _count_rows(journal, _jobs(train, test, sizes, recipe, group), summary)
+        _finish(out, journal, ds, recipe, identity, summary)
         journal.unlink()
         return summary
 
 
+def _journal_rows(journal: Path, splits: tuple[str, ...]) -> Iterator[ManifestRow]:
+    """The journal's rows of ``splits``, split by split, each in job order (streamed)."""
+    for split in splits:
+        with open(journal, "rb") as fh:
+            for line in fh:
+                for r in json.loads(line)["rows"]:
+                    if r["split"] == split:
+                        yield ManifestRow.from_json(r)
+
+
+def _count_rows(journal: Path, jobs: Iterator[_Job], summary: GenerateSummary) -> None:
+    """Count the samples per split, checking the journal holds the run's jobs in order."""
+    counts = dict.fromkeys(SPLITS, 0)
+    with open(journal, "rb") as fh:
+        for line, job in itertools.zip_longest(fh, jobs):
+            entry = json.loads(line) if line is not None else None
+            if entry is None or job is None or entry["job"] != job.key:
+                raise DataError(
+                    f"{journal}: does not list this run's jobs in order (edited?); run generate "
+                    "again with --overwrite"
+                )
+            for r in entry["rows"]:
+                counts[r["split"]] += 1
+    summary.originals, summary.development, summary.test = (counts[k] for k in SPLITS)
+
+
 def _finish(
     out: Path,
-    rows: list[ManifestRow],
+    journal: Path,
     ds: Dataset,
     recipe: SynthRecipe,
     identity: dict,
     summary: GenerateSummary,
 ) -> None:
-    """Split files, recipe, dataset card, and last the manifest (it marks the run complete)."""
-    train_stems = [r.stem for r in rows if r.split != "test"]
-    test_stems = [r.stem for r in rows if r.split == "test"]
+    """Split files, recipe, dataset card, and last the manifest (it marks the run complete);
+    the lists are streamed from the journal, so they may be larger than memory."""
     described: dict[str, str] = {}  # the files that describe the dataset: verify checks them
 
-    def put(rel: str, text: str) -> None:
-        write_text_atomic(out / rel, text)
-        described[rel] = sha256_bytes(text.encode("utf-8"))
+    def put(rel: str, lines: Iterable[str]) -> None:
+        digest = hashlib.sha256()
+        with atomic_file(out / rel, durable=True) as fh:
+            for line in lines:
+                data = line.encode("utf-8")
+                digest.update(data)
+                fh.write(data)
+        described[rel] = digest.hexdigest()
 
     for train_rel, test_rel in layout_split_paths(identity["layout"], identity["name"]):
         (out / train_rel).parent.mkdir(exist_ok=True)
-        put(train_rel, "".join(s + "\n" for s in train_stems))
-        if test_stems:
-            put(test_rel, "".join(s + "\n" for s in test_stems))
-    put("recipe.yaml", to_yaml(recipe))
-    put("README.md", dataset_card(ds, recipe, identity, summary))
+        put(train_rel, (r.stem + "\n" for r in _journal_rows(journal, SPLITS[:2])))
+        if summary.test:
+            put(test_rel, (r.stem + "\n" for r in _journal_rows(journal, SPLITS[2:])))
+    put("recipe.yaml", [to_yaml(recipe)])
+    put("README.md", [dataset_card(ds, recipe, identity, summary)])
     write_text_atomic(out / STATE_DIR / DESCRIBED, json.dumps(described, indent=1, sort_keys=True))
-    write_text_atomic(out / MANIFEST, manifest_text(rows))
+    with atomic_file(out / MANIFEST, durable=True) as fh:
+        for row in _journal_rows(journal, SPLITS):
+            fh.write(manifest_line(row).encode("utf-8"))

@@ -90,3 +90,24 @@ def plan(
             pass_index += 1
 
     return passes(remaining)  # checked now, planned lazily
+
+
+def plan_shape(
+    stems: list[str],
+    target_counts: list[int],
+    count: int | None,
+    seed: int,
+    group_size: int = len(ANGLES),
+) -> tuple[int, int, int]:
+    """(passes, jobs of pass 0, jobs of later passes) of ``plan``, without planning every
+    pass: full passes hold one job per image with a group, and only a last, partial pass is
+    planned."""
+    pool = pool_size(target_counts, group_size)
+    remaining = pool if count is None else count
+    if not pool or remaining <= 0:
+        return 0, 0, 0
+    full, rest = divmod(remaining, pool)
+    per_full = sum(1 for n in target_counts if n)
+    last = len(plan_pass(stems, target_counts, rest, seed, full, group_size)) if rest else 0
+    first = per_full if full else last
+    return full + (rest > 0), first, full * per_full + last - first

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.plan import plan
+from sirst_synth.plan import plan, plan_shape
 from sirst_synth.targets import components, target_centers
 
 
@@ -62,3 +62,29 @@ def test_plan_errors():
         plan(["a"], [0], 4, 0)
     with pytest.raises(UsageError):
         plan(["a"], [1], -1, 0)
+
+
+@pytest.mark.parametrize("group", [4, 1])
+@pytest.mark.parametrize("count", [None, 0, 1, 5, 23, 24, 25, 48, 61, 240])
+def test_plan_shape_equals_the_enumerated_plan(count, group):
+    """passes and job counts come from arithmetic plus one partial pass; they equal what
+    enumerating every pass gives (images without targets included)."""
+    stems, counts = ["a", "b", "c", "d", "e"], [2, 0, 1, 3, 0]
+    sizes = counts if group == 4 else [1] * len(stems)
+    jobs = list(plan(stems, sizes, count, 7, group_size=group))
+    passes = max((j.pass_index for j in jobs), default=-1) + 1
+    first = sum(j.pass_index == 0 for j in jobs)
+    assert plan_shape(stems, sizes, count, 7, group) == (passes, first, len(jobs) - first)
+
+
+def test_plan_is_lazy_for_any_count():
+    """A count of 10^15 samples is planned one pass at a time: the first jobs and the shape
+    come at once (generate refuses such a run for its size before planning it). Pool: 3
+    groups of 4 = 12 samples; 10^15 = 83,333,333,333,333 full passes of 2 jobs + 4 samples
+    (one group, one job) in a last pass."""
+    stems, counts = ["a", "b"], [1, 2]
+    jobs = plan(stems, counts, 10**15, 0)
+    assert [(j.stem, j.pass_index) for j in (next(jobs), next(jobs), next(jobs))] == [
+        ("a", 0), ("b", 0), ("a", 1),
+    ]  # fmt: skip
+    assert plan_shape(stems, counts, 10**15, 0) == (83_333_333_333_334, 2, 166_666_666_666_665)

@@ -6,7 +6,9 @@ import contextlib
 import errno
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -30,8 +32,10 @@ def tmp_name(path: Path) -> Path:
 NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half file in place.
+@contextlib.contextmanager
+def atomic_file(path: Path, durable: bool = False) -> Iterator[BinaryIO]:
+    """A file handle on a temporary name in the same folder, renamed into place when the block
+    ends: never a half file in place, and streamed, so a file may be larger than memory.
 
     Every file the project writes goes through here, so a full disk or an unwritable folder is
     one data error naming the file, with the temporary file removed (``--resume`` continues).
@@ -40,7 +44,7 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
     tmp = tmp_name(path)
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            yield fh
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -56,6 +60,15 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
         raise DataError(
             f"{path}: cannot write ({exc.strerror}); check the folder exists and is writable"
         ) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
+    with atomic_file(path, durable) as fh:
+        fh.write(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

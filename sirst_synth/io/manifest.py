@@ -59,9 +59,9 @@ class ManifestRow:
         return Path(self.image).stem
 
 
-def manifest_text(rows: list[ManifestRow]) -> str:
-    """The file's bytes: one sorted-key JSON object a line (stable across runs)."""
-    return "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in rows)
+def manifest_line(row: ManifestRow) -> str:
+    """One line of the file: a sorted-key JSON object (stable across runs)."""
+    return json.dumps(row.to_json(), sort_keys=True) + "\n"
 
 
 def read_manifest(folder: Path, problems: list[str] | None = None) -> list[ManifestRow]:

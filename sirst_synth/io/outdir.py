@@ -48,8 +48,9 @@ def check_out_path(out: Path, source_root: Path) -> None:
         )
 
 
-def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> set[str]:
-    """Make OUT ready; return the keys of jobs already finished (for --resume)."""
+def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int:
+    """Make OUT ready; return how many jobs are already finished (for --resume): the journal
+    holds them in job order, so they are the first that many of the run's jobs."""
     state = out / STATE_DIR
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
@@ -87,18 +88,7 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> set
             )
         for p in out.rglob(f"*{TMP_MARK}*"):
             p.unlink()
-        done: set[str] = set()
-        kept: list[str] = []
-        journal = state / JOURNAL
-        if journal.is_file():
-            for line in journal.read_text().splitlines():
-                try:
-                    done.add(json.loads(line)["job"])
-                except (json.JSONDecodeError, KeyError):
-                    break  # a line cut by a kill: everything after it is redone
-                kept.append(line + "\n")
-        write_text_atomic(journal, "".join(kept))
-        return done
+        return _trim_journal(state / JOURNAL)
     if entries:
         if not overwrite:
             raise UsageError(
@@ -123,7 +113,28 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> set
         raise UsageError(
             f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to"
         ) from None
-    return set()
+    return 0
+
+
+def _trim_journal(journal: Path) -> int:
+    """Count the journal's complete lines, cutting it after the last one (a kill may have cut
+    the line it was writing: that job and everything after it are redone). Streamed: the
+    journal grows with the run."""
+    if not journal.is_file():
+        journal.write_bytes(b"")
+        return 0
+    done = end = 0
+    with open(journal, "rb") as fh:
+        for line in fh:
+            try:
+                json.loads(line)["job"]
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                break
+            if not line.endswith(b"\n"):
+                break
+            done, end = done + 1, end + len(line)
+    os.truncate(journal, end)
+    return done
 
 
 def check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], dev: int) -> None:

@@ -12,7 +12,7 @@ from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
 from sirst_synth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from sirst_synth.train.device import runtime
-from sirst_synth.train.infer import evaluate_items
+from sirst_synth.train.infer import TILE, evaluate_items
 
 
 def evaluate_checkpoint(
@@ -27,6 +27,7 @@ def evaluate_checkpoint(
     keep: bool = False,
     skip_errors: bool = False,
     resize: int | None = None,
+    tile: int = TILE,
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray], list[tuple[str, str]]]:
     """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
@@ -35,7 +36,7 @@ def evaluate_checkpoint(
     items, skipped = check_items(split_items(root, split), skip_errors)
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
-        model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need, resize
+        model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need, resize, tile
     )
     curve = None
     if curve_thresholds is not None:

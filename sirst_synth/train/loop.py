@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import inside, read_mask, write_text_atomic
-from sirst_synth.io.samples import check_items, split_items
+from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe
 from sirst_synth.targets import components
@@ -146,6 +146,41 @@ def _online_setup(data: Path, bank_path: Path, synth_recipe: SynthRecipe) -> dic
     return {"bank": bank, "recipe": synth_recipe, "identity": identity}
 
 
+@dataclass
+class _Run:
+    """What a run holds between steps: nanoGPT keeps this in module globals; here it is named."""
+
+    recipe: TrainRecipe
+    out: Path
+    rt: Runtime
+    rank: int
+    world: int
+    model: torch.nn.Module  # the weights (what is saved and validated)
+    net: torch.nn.Module  # what steps: the model, wrapped in DDP and/or compiled
+    opt: torch.optim.Optimizer
+    ds: SegmentationSet | OnlineSynthSet
+    sampler: GroupBatchSampler
+    loader: DataLoader
+    val_items: list[Item]
+    mean: float
+    std: float
+    n_params: int
+    online: dict | None
+    epoch: int = 0  # epochs done
+    step: int = 0  # optimiser steps done
+    lr: float = 0.0
+    best: dict = field(default_factory=dict)
+
+    @property
+    def steps_mode(self) -> bool:
+        return self.recipe.steps is not None
+
+    @property
+    def total(self) -> int:
+        """The length of the cosine schedule, in steps or epochs."""
+        return self.recipe.steps if self.steps_mode else self.recipe.epochs
+
+
 def train(
     data: Path,
     out: Path,
@@ -184,12 +219,10 @@ def train(
     rank, world, local_rank = _dist_env()
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
-        backend = "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     rt = runtime(device, precision, local_rank)
-    dev = rt.device
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
+    if rt.device.type == "cuda":
+        torch.cuda.set_device(rt.device)
     for what, root in (("DATA", data), ("--bank", bank)):
         if root is not None and inside(out, root):
             raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
@@ -202,8 +235,67 @@ def train(
             f"--resume: {out / 'last.pt'} was trained with other synthesis "
             "(--synth, the recipe or the bank differ); use a new --out"
         )
-    last = out / "last.pt"
+    run, skipped = _setup(data, out, recipe, rt, rank, world, state, online, workers, skip_errors)
+    if compile_model:
+        run.net = torch.compile(run.net)
+    if rank == 0:
+        _open_metrics(run, state is not None)
+    log(
+        f"model {recipe.model}: {run.n_params:,} parameters; {len(run.ds)} training samples "
+        f"per epoch, {len(run.val_items)} validation; device {rt.device}"
+    )
 
+    start_epoch, end_epoch = run.epoch, _end_epoch(run, stop_after)
+    history, rate, loss_value = [], 0.0, float("nan")
+    progress.start("training", max(end_epoch - start_epoch, 0))
+    for epoch in range(start_epoch, end_epoch):
+        row = _train_epoch(run, epoch, history)
+        loss_value, rate = row["loss"], row["images_per_s"]
+        run.epoch = epoch + 1
+        if rank == 0:
+            if not run.steps_mode:
+                _epoch_best(run, row)
+            save_checkpoint(out / "last.pt", _snapshot(run))
+            if row.get("best"):
+                save_checkpoint(out / "best.pt", _snapshot(run))
+            _write_row(run, row)
+        history.append(row)
+        progress.advance()
+    progress.stop()
+    if rank == 0 and not (out / "best.pt").exists() and (out / "last.pt").exists():
+        save_checkpoint(out / "best.pt", load_checkpoint(out / "last.pt"))
+    final = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    if own_group:
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(
+        out,
+        run.n_params,
+        end_epoch - start_epoch,
+        end_epoch,
+        rate,
+        loss_value,
+        run.best,
+        history,
+        final,
+        skipped,
+        run.step,
+    )
+
+
+def _setup(
+    data: Path,
+    out: Path,
+    recipe: TrainRecipe,
+    rt: Runtime,
+    rank: int,
+    world: int,
+    state: dict | None,
+    online: dict | None,
+    workers: int,
+    skip_errors: bool,
+) -> tuple[_Run, list[tuple[str, str]]]:
+    """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
     train_items, skipped = check_items(split_items(data, "train"), skip_errors)
     try:
         val_items = split_items(data, "test")
@@ -219,21 +311,18 @@ def train(
     torch.manual_seed(recipe.seed)
     model = build_model(recipe.model)
     n_params = parameter_count(model)
-    model = rt.layout(model.to(dev))
+    model = rt.layout(model.to(rt.device))
     opt = torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
-    start_epoch, step, best = 0, 0, {}
+    epoch, step, best = 0, 0, {}
     if state is not None:
-        load_weights(model, state, last)
+        load_weights(model, state, out / "last.pt")
         opt.load_state_dict(state["optimizer"])
-        start_epoch, best = state["epoch"], state.get("best", {})
-        step = state.get("step", 0)
+        epoch, step, best = state["epoch"], state.get("step", 0), state.get("best", {})
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
         )
-    if compile_model:
-        net = torch.compile(net)
 
     if online is not None:
         counts = [components(read_mask(it.mask)).count for it in train_items]
@@ -258,133 +347,122 @@ def train(
         ds,
         batch_sampler=sampler,
         num_workers=workers,
-        pin_memory=dev.type == "cuda",
+        pin_memory=rt.device.type == "cuda",
         persistent_workers=False,
     )
-    metrics_path = out / "metrics.jsonl"
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if state is not None and metrics_path.is_file():
-            rows = [(ln, json.loads(ln)) for ln in metrics_path.read_text().splitlines()]
-            kept = [ln for ln, r in rows if r.get("step", 0) <= step and r["epoch"] <= start_epoch]
-        write_text_atomic(metrics_path, "".join(ln + "\n" for ln in kept))
-    log(
-        f"model {recipe.model}: {n_params:,} parameters; {len(train_items)} training images, "
-        f"{len(val_items)} validation; device {dev}"
-    )
+    run = _Run(
+        recipe, out, rt, rank, world, model, net, opt, ds, sampler, loader, val_items,
+        mean, std, n_params, online, epoch, step, recipe.lr, best,
+    )  # fmt: skip
+    return run, skipped
 
-    def validate(row: dict) -> None:
-        nonlocal best
-        totals, _ = evaluate_items(model, val_items, mean, std, rt, recipe.threshold)
-        summary = totals.summary()
-        scores = {k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}
-        row.update(scores)
-        if not best or scores["IoU"] > best.get("IoU", -1):
-            best = {"epoch": row["epoch"], "step": row["step"], **scores}
-            row["best"] = True
 
-    def snapshot(epochs_done: int) -> dict:
-        return {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": {
-                "name": "cosine",
-                "done": step if steps_mode else epochs_done,
-                "total": total,
-            },
-            "epoch": epochs_done,
-            "step": step,
-            "recipe": dataclasses.asdict(recipe),
-            "synth": online and online["identity"],
-            "norm": {"mean": mean, "std": std},
-            "version": __version__,
-            "best": best,
-            "parameters": n_params,
-        }
+def _open_metrics(run: _Run, resumed: bool) -> None:
+    """metrics.jsonl: a resumed run keeps the rows up to its checkpoint (a killed run may have
+    logged past it), a new run starts it empty."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    path, kept = run.out / "metrics.jsonl", []
+    if resumed and path.is_file():
+        rows = [(ln, json.loads(ln)) for ln in path.read_text().splitlines()]
+        kept = [ln for ln, r in rows if r.get("step", 0) <= run.step and r["epoch"] <= run.epoch]
+    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
-    def write_row(row: dict) -> None:
-        with open(metrics_path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
 
-    steps_mode = recipe.steps is not None
-    total = recipe.steps if steps_mode else recipe.epochs
-    if steps_mode:
-        per_epoch = len(sampler)
-        end_epoch = start_epoch + -(-(recipe.steps - step) // max(per_epoch, 1))
+def _end_epoch(run: _Run, stop_after: int | None) -> int:
+    """The epoch to stop before: the recipe's epochs, or enough to reach its steps."""
+    if run.steps_mode:
+        per_epoch = max(len(run.sampler), 1)
+        end = run.epoch + -(-(run.recipe.steps - run.step) // per_epoch)
     else:
-        end_epoch = recipe.epochs
-    if stop_after is not None:
-        end_epoch = min(end_epoch, start_epoch + stop_after)
-    history, rate, loss_value, lr = [], 0.0, float("nan"), recipe.lr
-    progress.start("training", max(end_epoch - start_epoch, 0))
-    for epoch in range(start_epoch, end_epoch):
-        if online is not None:
-            ds.set_epoch(epoch)
-            sampler.set_groups(ds.groups())
-        ds.epoch = sampler.epoch = epoch
-        net.train()
-        t0, seen, n, loss_sum = time.perf_counter(), 0, 0, torch.zeros((), device=dev)
-        for x, y, g in loader:
-            if steps_mode and step >= recipe.steps:
-                break
-            lr = cosine_lr(recipe.lr, step if steps_mode else epoch, total)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss_sum += train_step(net, opt, x, y, g, recipe.neg_loss, rt)
-            step, n, seen = step + 1, n + 1, seen + x.shape[0]
-            if (
-                steps_mode
-                and rank == 0
-                and val_items
-                and (
-                    step == recipe.steps
-                    or (recipe.eval_every_steps and step % recipe.eval_every_steps == 0)
-                )
-            ):
-                row = {"epoch": epoch + 1, "step": step}
-                validate(row)
-                if row.get("best"):  # these weights, not the epoch's end
-                    save_checkpoint(out / "best.pt", snapshot(epoch))
-                write_row(row)
-                history.append(row)
-        if world > 1:
-            # DDP syncs gradients, not BatchNorm statistics: give every rank rank 0's buffers.
-            for buf in model.buffers():
-                dist.broadcast(buf, 0)
-        loss_value = float(loss_sum) / max(n, 1)  # one device sync per epoch, not per step
-        rate = seen * world / max(time.perf_counter() - t0, 1e-9)
-        row = {"epoch": epoch + 1, "step": step, "loss": loss_value, "lr": lr, "images_per_s": rate}
-        if rank == 0 and not steps_mode:
-            if val_items and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
-                validate(row)
-            elif not val_items and (not best or loss_value < best.get("loss", float("inf"))):
-                best = {"epoch": epoch + 1, "step": step, "loss": loss_value}
-                row["best"] = True
-        history.append(row)
-        if rank == 0:
-            save_checkpoint(last, snapshot(epoch + 1))
-            if row.get("best"):
-                save_checkpoint(out / "best.pt", snapshot(epoch + 1))
-            write_row(row)
-        progress.advance()
-    progress.stop()
-    if rank == 0 and not (out / "best.pt").exists() and last.exists():
-        save_checkpoint(out / "best.pt", load_checkpoint(last))
-    final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    if own_group:
-        dist.barrier()
-        dist.destroy_process_group()
-    return TrainResult(
-        out,
-        n_params,
-        end_epoch - start_epoch,
-        end_epoch,
-        rate,
-        loss_value,
-        best,
-        history,
-        final,
-        skipped,
-        step,
+        end = run.recipe.epochs
+    return end if stop_after is None else min(end, run.epoch + stop_after)
+
+
+def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
+    """One pass of the loader (cut at the recipe's steps in steps mode); the epoch's row.
+    In steps mode validation happens here, every ``eval_every_steps`` and at the last step."""
+    if run.online is not None:
+        run.ds.set_epoch(epoch)
+        run.sampler.set_groups(run.ds.groups())
+    run.ds.epoch = run.sampler.epoch = epoch
+    run.net.train()
+    t0, seen, n = time.perf_counter(), 0, 0
+    loss_sum = torch.zeros((), device=run.rt.device)
+    for x, y, g in run.loader:
+        if run.steps_mode and run.step >= run.recipe.steps:
+            break
+        run.lr = cosine_lr(run.recipe.lr, run.step if run.steps_mode else epoch, run.total)
+        for group in run.opt.param_groups:
+            group["lr"] = run.lr
+        loss_sum += train_step(run.net, run.opt, x, y, g, run.recipe.neg_loss, run.rt)
+        run.step, n, seen = run.step + 1, n + 1, seen + x.shape[0]
+        if run.steps_mode and run.rank == 0 and _step_validation_due(run):
+            row = {"epoch": epoch + 1, "step": run.step}
+            _validate(run, row)
+            if row.get("best"):  # these weights, not the epoch's end
+                save_checkpoint(run.out / "best.pt", _snapshot(run))
+            _write_row(run, row)
+            history.append(row)
+    if run.world > 1:
+        # DDP syncs gradients, not BatchNorm statistics: give every rank rank 0's buffers.
+        for buf in run.model.buffers():
+            dist.broadcast(buf, 0)
+    loss = float(loss_sum) / max(n, 1)  # one device sync per epoch, not per step
+    rate = seen * run.world / max(time.perf_counter() - t0, 1e-9)
+    return {"epoch": epoch + 1, "step": run.step, "loss": loss, "lr": run.lr, "images_per_s": rate}
+
+
+def _step_validation_due(run: _Run) -> bool:
+    every = run.recipe.eval_every_steps
+    return bool(run.val_items) and (
+        run.step == run.recipe.steps or bool(every and run.step % every == 0)
     )
+
+
+def _epoch_best(run: _Run, row: dict) -> None:
+    """Epoch mode: validate when due; without a validation split the lowest loss is best."""
+    due = (row["epoch"]) % run.recipe.eval_every == 0 or row["epoch"] == run.recipe.epochs
+    if run.val_items and due:
+        _validate(run, row)
+    elif not run.val_items and row["loss"] < run.best.get("loss", float("inf")):
+        run.best = {"epoch": row["epoch"], "step": row["step"], "loss": row["loss"]}
+        row["best"] = True
+
+
+def _validate(run: _Run, row: dict) -> None:
+    """Score the validation split into ``row``; mark it best when its IoU is the highest yet."""
+    totals, _ = evaluate_items(
+        run.model, run.val_items, run.mean, run.std, run.rt, run.recipe.threshold
+    )
+    summary = totals.summary()
+    scores = {k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}
+    row.update(scores)
+    if not run.best or scores["IoU"] > run.best.get("IoU", -1):
+        run.best = {"epoch": row["epoch"], "step": row["step"], **scores}
+        row["best"] = True
+
+
+def _snapshot(run: _Run) -> dict:
+    """A checkpoint of the run as it stands (``run.epoch`` epochs and ``run.step`` steps done)."""
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": {
+            "name": "cosine",
+            "done": run.step if run.steps_mode else run.epoch,
+            "total": run.total,
+        },
+        "epoch": run.epoch,
+        "step": run.step,
+        "recipe": dataclasses.asdict(run.recipe),
+        "synth": run.online and run.online["identity"],
+        "norm": {"mean": run.mean, "std": run.std},
+        "version": __version__,
+        "best": run.best,
+        "parameters": run.n_params,
+    }
+
+
+def _write_row(run: _Run, row: dict) -> None:
+    with open(run.out / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
