@@ -6,7 +6,7 @@ DEMO ?= demo-out
 # A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
 
-.PHONY: venv demo test lint format bench bench-gpu study
+.PHONY: venv demo test test-fast lint format bench bench-gpu study
 SIRST ?= ../shared/datasets/sirst-v1
 STUDY ?= study-out
 
@@ -29,10 +29,14 @@ demo: venv
 	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/best.pt --json-out $(DEMO)/eval.json --curve $(DEMO)/pdfa.png
 	@echo "demo outputs: $(DEMO)/ (dataset, bank.h5, sirst5k/, preview.png, run/, eval.json)"
 
+# Every test, the slow ones included (CI runs this); `make test-fast` is the quick suite.
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+test-fast: venv
+	$(BIN)/python -m pytest -q
 
 lint: venv
 	$(BIN)/ruff check .

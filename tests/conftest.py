@@ -35,6 +35,31 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+def run_cli(*args) -> None:
+    """Run the command line in-process for a fixture; it must succeed."""
+    from sirst_synth.cli.app import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    assert exc.value.code == 0, args
+
+
+def demo_with_bank(root: Path, images: int, seed: int) -> Path:
+    """``root/data`` (a procedural dataset of ``images`` from ``seed``) and ``root/bank.h5``
+    built from it: the starting point of the module fixtures; returns ``root``."""
+    write_demo_dataset(root / "data", images=images, seed=seed)
+    run_cli("build-noise-bank", root / "data", "--out", root / "bank.h5", "-q")
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_bank(demo_root, tmp_path_factory) -> Path:
+    """The noise bank of ``demo_root``; tests must not modify it."""
+    bank = tmp_path_factory.mktemp("bank") / "bank.h5"
+    run_cli("build-noise-bank", demo_root, "--out", bank, "-q")
+    return bank
+
+
 @pytest.fixture(scope="session")
 def sirst_root() -> Path:
     if not (SIRST_V1 / "images").is_dir():

@@ -163,6 +163,7 @@ def _reference(pred, label):
     return len(rl), len(matched), fa_id, fa_compat
 
 
+@pytest.mark.slow
 @FUZZ
 @given(shapes, st.floats(0, 0.3), st.floats(0, 0.3), seeds)
 def test_metrics_equal_the_reference(shape, dp, dl, seed):

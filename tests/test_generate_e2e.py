@@ -27,17 +27,6 @@ def _gen(cli, root, bank, out, *extra):
     return cli("generate", root, "--bank", bank, "--out", out, *extra)
 
 
-@pytest.fixture(scope="module")
-def demo_bank(demo_root, tmp_path_factory):
-    from sirst_synth.cli.app import main
-
-    bank = tmp_path_factory.mktemp("bank") / "bank.h5"
-    with pytest.raises(SystemExit) as e:
-        main(["build-noise-bank", str(demo_root), "--out", str(bank), "--quiet"])
-    assert e.value.code == 0
-    return bank
-
-
 def test_generate_demo_counts_manifest_and_workers_identity(demo_root, demo_bank, tmp_path, cli):
     before = tree_hashes(demo_root)
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
@@ -158,6 +147,7 @@ def test_preview_sheet(demo_root, demo_bank, tmp_path, cli):
     assert sheet.shape == (20 + 3 * 136, 6 * 136, 3)
 
 
+@pytest.mark.slow
 def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     before = tree_hashes(sirst_root)
     bank = tmp_path / "bank.h5"

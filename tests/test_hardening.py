@@ -18,9 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import tree_hashes, write_dataset
+from conftest import demo_with_bank, run_cli, tree_hashes, write_dataset
 
-from sirst_synth.io.demo_writer import write_demo_dataset
 from sirst_synth.io.files import TMP_MARK
 
 CLI = [sys.executable, "-m", "sirst_synth"]
@@ -28,27 +27,9 @@ CLI = [sys.executable, "-m", "sirst_synth"]
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hard")
-    write_demo_dataset(root / "data", images=8, seed=9)
-    subprocess.run(
-        CLI + ["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"],
-        check=True,
-    )
-    subprocess.run(
-        CLI
-        + [
-            "generate",
-            str(root / "data"),
-            "--bank",
-            str(root / "bank.h5"),
-            "--out",
-            str(root / "gen"),
-            "--count",
-            "8",
-            "-q",
-        ],
-        check=True,
-    )
+    root = demo_with_bank(tmp_path_factory.mktemp("hard"), images=8, seed=9)
+    run_cli("generate", root / "data", "--bank", root / "bank.h5", "--out", root / "gen",
+            "--count", "8", "-q")  # fmt: skip
     return root
 
 
@@ -265,37 +246,52 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_probe(base, tmp_path, case):
+def _probe_cases():
+    """The cases that need a file-size limit run in a shell of their own (slow); the others
+    in-process, through the same entry point."""
+    for case, (build, _, _) in CASES.items():
+        subprocess_only = build in (disk_full_bank, disk_full_generate, disk_full_checkpoint)
+        yield pytest.param(case, marks=[pytest.mark.slow] if subprocess_only else [])
+
+
+@pytest.mark.parametrize("case", list(_probe_cases()))
+def test_probe(base, tmp_path, case, cli, monkeypatch):
     build, code, words = CASES[case]
     args, opts = build(base, tmp_path)
     inputs = {p: tree_hashes(tmp_path / p) for p in ("data", "gen") if (tmp_path / p).is_dir()}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     lock = None
-    if "lock" in opts:  # another process holds OUT
+    if "lock" in opts:  # another process holds OUT (an flock on another open file conflicts)
         lock = open(tmp_path / opts["lock"], "w")  # noqa: SIM115 - held while the command runs
         lock.write("4242")
         lock.flush()
         fcntl.flock(lock, fcntl.LOCK_EX)
-    cmd = " ".join(f"'{a}'" for a in CLI + args)
     if "ulimit" in opts:
-        cmd = f"ulimit -f {opts['ulimit']}; {cmd}"
-    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True, text=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+        cmd = f"ulimit -f {opts['ulimit']}; " + " ".join(f"'{a}'" for a in CLI + args)
+        r = subprocess.run(
+            ["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        exit_code, stderr = r.returncode, r.stderr
+    else:
+        monkeypatch.chdir(tmp_path)
+        r = cli(*args)
+        exit_code, stderr = r.code, r.err
     if lock:
         lock.close()
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr
+    assert exit_code == code, (exit_code, stderr)
+    assert "Traceback" not in stderr
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
     for w in words:
-        assert w in r.stderr, (w, r.stderr)
+        assert w in stderr, (w, stderr)
     for p, digest in inputs.items():
         assert tree_hashes(tmp_path / p) == digest, p
     assert not [p for p in tmp_path.rglob(f"*{TMP_MARK}*")]
     if case == "a second generate into one OUT":
-        assert "4242" in r.stderr
+        assert "4242" in stderr
 
 
+@pytest.mark.slow
 def test_resume_after_a_full_disk_gives_the_clean_bytes(base, tmp_path):
     _copy(base, tmp_path, "data", "bank.h5")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}

@@ -19,17 +19,6 @@ def _gen(cli, src, bank, out, *extra):
     return cli("generate", src, "--bank", bank, "--out", out, "-q", *extra)
 
 
-@pytest.fixture(scope="module")
-def demo_bank(demo_root, tmp_path_factory):
-    from sirst_synth.cli.app import main
-
-    bank = tmp_path_factory.mktemp("ibank") / "bank.h5"
-    with pytest.raises(SystemExit) as exc:
-        main(["build-noise-bank", str(demo_root), "--out", str(bank), "-q"])
-    assert exc.value.code == 0
-    return bank
-
-
 def test_both_split_layouts_by_default_and_consistent(demo_root, demo_bank, tmp_path, cli):
     out = tmp_path / "MySet"
     assert _gen(cli, demo_root, demo_bank, out, "--count", "6").code == 0

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import read_jsonl, tree_hashes
+from conftest import demo_with_bank, read_jsonl, tree_hashes
 
 from sirst_synth.io.bank import read_bank_index
 from sirst_synth.io.files import read_gray, read_mask
@@ -23,16 +23,7 @@ TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "4", "--devi
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    from sirst_synth.cli.app import main
-
-    from sirst_synth.io.demo_writer import write_demo_dataset
-
-    root = tmp_path_factory.mktemp("online")
-    write_demo_dataset(root / "data", images=10, seed=5)
-    with pytest.raises(SystemExit) as exc:
-        main(["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"])
-    assert exc.value.code == 0
-    return root
+    return demo_with_bank(tmp_path_factory.mktemp("online"), images=10, seed=5)
 
 
 def _online(src, count=None):
@@ -82,6 +73,7 @@ def _digest(path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_online_training_is_seeded_worker_independent_and_writes_nothing(src, tmp_path, cli):
     before = tree_hashes(src)
     args = ["--synth", "online", "--bank", src / "bank.h5", "--epochs", "2", *TINY]
@@ -97,6 +89,7 @@ def test_online_training_is_seeded_worker_independent_and_writes_nothing(src, tm
     assert synth["bank_fingerprint"] == read_bank_index(src / "bank.h5").attrs["fingerprint"]
 
 
+@pytest.mark.slow
 def test_online_resume_is_exact_and_checks_the_bank(src, tmp_path, cli):
     args = ["--synth", "online", "--bank", src / "bank.h5", *TINY]
     assert cli("train", src / "data", "--out", tmp_path / "a", "--epochs", "2", *args).code == 0

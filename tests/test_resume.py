@@ -8,36 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tree_hashes
-
-from sirst_synth.io.demo_writer import write_demo_dataset
+from conftest import demo_with_bank, run_cli, tree_hashes
 
 CMD = [sys.executable, "-m", "sirst_synth"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    write_demo_dataset(root / "data", images=40, seed=1)
-    subprocess.run(
-        CMD + ["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"],
-        check=True,
-    )
+    root = demo_with_bank(tmp_path_factory.mktemp("resume"), images=40, seed=1)
     ref = root / "ref" / "x"  # outputs are named after their folder: every run writes into an "x"
     ref.parent.mkdir()
-    subprocess.run(
-        CMD
-        + [
-            "generate",
-            str(root / "data"),
-            "--bank",
-            str(root / "bank.h5"),
-            "--out",
-            str(ref),
-            "-q",
-        ],
-        check=True,
-    )
+    run_cli("generate", root / "data", "--bank", root / "bank.h5", "--out", ref, "-q")
     return root, tree_hashes(ref)
 
 
@@ -54,6 +35,7 @@ def _args(root: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lines", [0, 1, 20, 39])  # 40 jobs: 39 leaves one to resume
 def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
     root, ref = setup
@@ -80,6 +62,7 @@ def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
     assert v.returncode == 0, v.stderr
 
 
+@pytest.mark.slow
 def test_resume_with_other_recipe_is_refused(setup, tmp_path):
     root, _ = setup
     out = tmp_path / "x"
@@ -93,6 +76,7 @@ def test_resume_with_other_recipe_is_refused(setup, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_resume_hint(setup, tmp_path):
     root, ref = setup
     out = tmp_path / "x"
@@ -140,6 +124,7 @@ def test_verify_finds_strays_and_missing(setup, tmp_path, cli):
     _ = os
 
 
+@pytest.mark.slow
 def test_resume_with_changed_source_is_refused(setup, tmp_path):
     import shutil
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import read_jsonl, tree_hashes
+from conftest import demo_with_bank, read_jsonl, tree_hashes
 
 from sirst_synth.io.demo_writer import write_demo_dataset
 from sirst_synth.recipe import TrainRecipe
@@ -29,14 +29,7 @@ def test_cosine_lr_by_hand():
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from sirst_synth.cli.app import main
-
-    root = tmp_path_factory.mktemp("study")
-    write_demo_dataset(root / "data", images=8, seed=3)
-    with pytest.raises(SystemExit) as exc:
-        main(["build-noise-bank", str(root / "data"), "--out", str(root / "bank.h5"), "-q"])
-    assert exc.value.code == 0
-    return root
+    return demo_with_bank(tmp_path_factory.mktemp("study"), images=8, seed=3)
 
 
 TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "2", "--device", "cpu", "-q"]
@@ -53,6 +46,7 @@ def test_resume_with_more_epochs_continues_the_cosine_down(demo, tmp_path, cli):
     assert lrs == pytest.approx([0.05, cosine_lr(0.05, 1, 2), 0.025, cosine_lr(0.05, 3, 4)])
 
 
+@pytest.mark.slow
 def test_steps_are_exact_whatever_the_data_size(demo, tmp_path):
     """--steps N takes N optimiser steps on 6 and on 30 training images alike."""
     from sirst_synth.train.loop import train
@@ -102,6 +96,7 @@ def _study(cli, demo, out, *extra, recipe="study-smoke"):
     )
 
 
+@pytest.mark.slow
 def test_smoke_study_end_to_end(demo, tmp_path, cli):
     before = tree_hashes(demo / "data")
     out = tmp_path / "st"
@@ -147,6 +142,7 @@ def test_smoke_study_end_to_end(demo, tmp_path, cli):
     assert r.code == 2 and "seeds: was 1, now 2" in r.err
 
 
+@pytest.mark.slow
 def test_study_resume_after_a_kill_keeps_finished_runs(demo, tmp_path, cli):
     out = tmp_path / "st"
     cmd = [
@@ -204,6 +200,7 @@ def test_study_recipe_errors(tmp_path, cli, demo):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
     """A study extended by an arm (here the online one) keeps its finished runs as they are."""
     from sirst_synth.recipes import recipe_path

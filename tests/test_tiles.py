@@ -30,6 +30,7 @@ def _model(name: str = "aff-unet-tiny", seed: int = 0) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 def test_halo_covers_the_local_receptive_field():
     """With channel attention held fixed, an output pixel depends on inputs at most 122 px
     away, whatever its position on the 16-px pooling grid: HALO is that radius rounded up to
@@ -52,7 +53,7 @@ def test_halo_covers_the_local_receptive_field():
     assert -(-radius // infer.MULTIPLE) * infer.MULTIPLE == infer.HALO
 
 
-@pytest.mark.parametrize("name", ["aff-unet-tiny", "unet"])
+@pytest.mark.parametrize("name", ["aff-unet-tiny", pytest.param("unet", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("shape", [(45, 700), (700, 45)])
 def test_tiles_give_the_whole_image_output(name, shape):
     """Tiles of 64 px (11 of them, inner ones with their full halo) and whole-image inference
@@ -82,6 +83,7 @@ def test_tiling_starts_above_one_tile_and_its_halo(monkeypatch):
     assert max(c[1] for c in calls) == 64 + 2 * infer.HALO
 
 
+@pytest.mark.slow
 def test_evaluate_tile_flag(tmp_path, cli):
     """Through the CLI: --tile 64 and --tile 0 give the same metrics and saved maps (to one
     level of 255); bad values are usage errors."""
