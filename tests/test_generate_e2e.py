@@ -260,3 +260,20 @@ def test_recipe_values_the_bank_replaces_are_reported(demo_root, demo_bank, tmp_
     assert json.loads(r.out)["replaced_by_bank"] == ["sigma 10.0 -> 50.0"]
     assert "sigma 10.0 -> 50.0" in r.err
     assert "sigma: 50.0" in (tmp_path / "o" / "recipe.yaml").read_text()
+
+
+def test_source_names_that_samples_would_take_are_refused():
+    """Sample names read back uniquely (stem, pass, target, angle), so only a source stem of
+    the form <training stem>_syn<p>_t<t>_r<a> (or _n2n), or a stem listed twice, can collide."""
+    from sirst_synth.errors import UsageError
+    from sirst_synth.generate import _check_unique_names
+
+    _check_unique_names(["a", "a_syn0_t0_r0x", "b_syn0_t0_r0", "a_syn_t0_r0"], ["c"])
+    for train, test in (
+        (["a", "a_syn3_t1_r90"], []),
+        (["a", "a_syn12_n2n"], []),
+        (["a"], ["a_syn0_t0_r0"]),
+        (["a"], ["a"]),
+    ):
+        with pytest.raises(UsageError, match="would be written twice"):
+            _check_unique_names(train, test)

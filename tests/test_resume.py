@@ -1,5 +1,6 @@
 """Interrupted generate runs: SIGKILL at several points, then --resume gives the same bytes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,47 @@ def test_resume_with_changed_source_is_refused(setup, tmp_path):
     (data / "images" / f"{a}.png").write_bytes((data / "images" / f"{b}.png").read_bytes())
     r = subprocess.run(args + ["--resume"], capture_output=True, text=True)
     assert r.returncode == 2 and "source_fingerprint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_journal_is_trimmed_after_its_last_complete_line(tmp_path):
+    """A kill may cut the line being written: the jobs before it are done, it is redone."""
+    from sirst_synth.io.outdir import _trim_journal
+
+    journal = tmp_path / "journal.jsonl"
+    good = b'{"job": "image:a:0", "rows": []}\n{"job": "image:b:0", "rows": []}\n'
+    journal.write_bytes(good + b'{"job": "image:c:0", "ro')
+    assert _trim_journal(journal) == 2
+    assert journal.read_bytes() == good
+    journal.write_bytes(good + b'{"job": "image:c:0", "rows": []}')  # cut before its newline
+    assert _trim_journal(journal) == 2 and journal.read_bytes() == good
+
+
+def test_journal_must_hold_the_jobs_in_order(tmp_path):
+    """The manifest is streamed from the journal in job order: a journal whose lines are not
+    the run's jobs in order (edited by hand) is refused, not written into the manifest."""
+    from sirst_synth.errors import DataError
+    from sirst_synth.generate import GenerateSummary, _count_rows, _Job
+
+    jobs = [_Job("image", "a"), _Job("image", "b"), _Job("test", "c")]
+    rows = {
+        "image:a:0": ["original", "development"],
+        "image:b:0": ["original"],
+        "test:c:0": ["test"],
+    }
+    journal = tmp_path / "journal.jsonl"
+
+    def write(keys):
+        journal.write_text(
+            "".join(
+                json.dumps({"job": k, "rows": [{"split": s} for s in rows[k]]}) + "\n" for k in keys
+            )
+        )
+
+    write(["image:a:0", "image:b:0", "test:c:0"])
+    summary = GenerateSummary(tmp_path)
+    _count_rows(journal, iter(jobs), summary)
+    assert (summary.originals, summary.development, summary.test) == (2, 1, 1)
+    for keys in (["image:b:0", "image:a:0", "test:c:0"], ["image:a:0", "image:b:0"]):
+        write(keys)
+        with pytest.raises(DataError, match="does not list this run's jobs in order"):
+            _count_rows(journal, iter(jobs), GenerateSummary(tmp_path))
