@@ -403,7 +403,7 @@ def bench_tiled_inference(work: Path) -> None:
     (--tile 0) against the default tiles (same output, tested in tests/test_tiles.py)."""
     import torch
 
-    from sirst_synth.train.checkpoint import save_checkpoint
+    from sirst_synth.train.checkpoint import save_checkpoint, weights_state
     from sirst_synth.train.model import build_model
 
     root = work / "large"
@@ -420,18 +420,8 @@ def bench_tiled_inference(work: Path) -> None:
     (root / "50_50" / "train.txt").write_text("")
     torch.manual_seed(0)
     ckpt = work / "large.pt"
-    save_checkpoint(
-        ckpt,
-        {
-            "model": build_model("aff-unet-tiny").state_dict(),
-            "optimizer": {},
-            "scheduler": {},
-            "epoch": 0,
-            "recipe": {"model": "aff-unet-tiny"},
-            "norm": {"mean": 0.35, "std": 0.03},
-            "version": "bench",
-        },
-    )
+    weights = build_model("aff-unet-tiny").state_dict()
+    save_checkpoint(ckpt, weights_state("aff-unet-tiny", weights, 0.35, 0.03))
     cmd = [sys.executable, "-m", "sirst_synth", "evaluate", str(root), "--checkpoint", str(ckpt)]
     for label, extra in (("whole", ["--tile", "0"]), ("tiles_1024", [])):
         seconds, peak = peak_memory([*cmd, *extra, "--device", "cpu", "-q"])

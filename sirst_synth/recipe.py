@@ -65,6 +65,9 @@ class TrainRecipe:
     threshold: float = 0.5
     steps: int | None = None  # a fixed number of optimiser steps instead of epochs
     eval_every_steps: int | None = None  # validate every N steps (steps mode; None: at the end)
+    # Keep a target's 4 rotations in one batch (L_Neg compares them there); false shuffles
+    # samples one by one (only with neg_loss off): the study's test of what grouping costs.
+    group_batches: bool = True
 
     def __post_init__(self) -> None:
         _check(self.model in MODELS, "model", self.model, f"one of {', '.join(MODELS)}")
@@ -85,6 +88,13 @@ class TrainRecipe:
             "eval_every_steps",
             self.eval_every_steps,
             "a whole number >= 1",
+        )
+        _check(
+            self.group_batches in (True, False) and (self.group_batches or self.neg_loss == "off"),
+            "group_batches",
+            self.group_batches,
+            "true or false, and true when neg_loss is on (L_Neg needs a target's rotations in "
+            "one batch)",
         )
 
 

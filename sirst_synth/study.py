@@ -17,6 +17,7 @@ Layout of STUDY:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -216,7 +217,10 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
         # Arms may be added to a study; what was run before must not change. The paper's
         # reference numbers describe an arm and change no run: they are not compared.
         old_arms, new_arms = (
-            {k: {f: v for f, v in a.items() if f not in PAPER_KEYS} for k, a in arms.items()}
+            {
+                k: _resolved({f: v for f, v in a.items() if f not in PAPER_KEYS})
+                for k, a in arms.items()
+            }
             for arms in (old.get("arms") or {}, identity["arms"])
         )
         diff = _diff(
@@ -233,6 +237,17 @@ def _check_study_out(out: Path, data: Path, bank: Path, identity: dict, resume: 
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(study_file, yaml.safe_dump(identity, sort_keys=False))
+
+
+def _resolved(arm: dict) -> dict:
+    """An arm as this version resolves it: a recipe field added since the study was written
+    takes its default, which is what the finished runs used."""
+    out = dict(arm)
+    for key, cls in (("synth", SynthRecipe), ("train", TrainRecipe)):
+        # not a recipe this version reads: compared as written, so it differs
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            out[key] = dataclasses.asdict(cls(**arm[key]))
+    return out
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -179,18 +179,11 @@ def bank_with_bad_offsets(b, t):
 def checkpoint_of_another_model(b, t):
     import torch
 
+    from sirst_synth.train.checkpoint import weights_state
     from sirst_synth.train.model import build_model
 
     _copy(b, t, "data")
-    state = {
-        "model": build_model("aff-unet-tiny").state_dict(),
-        "optimizer": {},
-        "scheduler": {},
-        "epoch": 1,
-        "recipe": {"model": "unet"},
-        "norm": {"mean": 0.0, "std": 1.0},
-        "version": "x",
-    }
+    state = weights_state("unet", build_model("aff-unet-tiny").state_dict(), 0.0, 1.0)
     torch.save(state, t / "c.pt")
     return ["evaluate", "data", "--checkpoint", "c.pt", "--device", "cpu"], {}
 

@@ -225,3 +225,52 @@ def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
     more.write_text(recipe_path("study-smoke").read_text().replace("steps: 6", "steps: 7"))
     r = _study(cli, demo, out, "--resume", recipe=more)
     assert r.code == 2 and "steps: was 6, now 7" in r.err
+
+
+def test_shuffled_batches_need_neg_loss_off_and_mix_groups():
+    """group_batches false: every sample is its own group for the sampler, so batches mix
+    targets; with L_Neg on it is refused (L_Neg compares a target's rotations in one batch)."""
+    from sirst_synth.errors import UsageError
+    from sirst_synth.recipe import TrainRecipe
+    from sirst_synth.train.data import GroupBatchSampler
+    from sirst_synth.train.loop import batch_groups
+
+    with pytest.raises(UsageError, match="group_batches"):
+        TrainRecipe(group_batches=False)  # neg_loss defaults to sum
+    TrainRecipe(group_batches=False, neg_loss="off")
+    groups = [g for g in "abcd" for _ in range(4)]  # 4 targets x 4 rotations
+    grouped = GroupBatchSampler(batch_groups(groups, True), 4, seed=0).batches()
+    assert sorted(map(sorted, grouped)) == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+        [12, 13, 14, 15],
+    ]
+    mixed = GroupBatchSampler(batch_groups(groups, False), 4, seed=0).batches()
+    assert sorted(i for b in mixed for i in b) == list(range(16))
+    assert all(len(b) == 4 for b in mixed)
+    assert max(len({groups[i] for i in b}) for b in mixed) > 1
+
+
+def test_a_study_written_before_a_new_recipe_field_resumes(demo, tmp_path):
+    """study.yaml of an older version lacks group_batches: its runs used the default, so the
+    study resumes; a recorded value other than the default is a change and is refused."""
+    import yaml
+    from sirst_synth.recipes import recipe_path
+
+    from sirst_synth.errors import UsageError
+    from sirst_synth.study import STUDY_FILE, _check_study_out, load_study_recipe
+
+    recipe = load_study_recipe(recipe_path("study-smoke").read_text(), "study-smoke")
+    identity = {"tool": "sirst-synth study", **recipe.to_dict()}
+    out = tmp_path / "st"
+    out.mkdir()
+    old = yaml.safe_load(yaml.safe_dump(identity))
+    for arm in old["arms"].values():
+        del arm["train"]["group_batches"]
+    (out / STUDY_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
+    _check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
+    old["arms"]["baseline"]["train"]["group_batches"] = False
+    (out / STUDY_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
+    with pytest.raises(UsageError, match="group_batches: was False, now True"):
+        _check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)

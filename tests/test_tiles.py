@@ -87,7 +87,7 @@ def test_tiling_starts_above_one_tile_and_its_halo(monkeypatch):
 def test_evaluate_tile_flag(tmp_path, cli):
     """Through the CLI: --tile 64 and --tile 0 give the same metrics and saved maps (to one
     level of 255); bad values are usage errors."""
-    from sirst_synth.train.checkpoint import save_checkpoint
+    from sirst_synth.train.checkpoint import save_checkpoint, weights_state
 
     pairs = {}
     for stem, shape in (("wide", (40, 690)), ("tall", (690, 40))):
@@ -98,16 +98,7 @@ def test_evaluate_tile_flag(tmp_path, cli):
         pairs[stem] = (img, mask)
     data = write_dataset(tmp_path / "data", pairs, train=[], test=list(pairs))
     ckpt = tmp_path / "model.pt"
-    state = {
-        "model": _model().state_dict(),
-        "optimizer": {},
-        "scheduler": {},
-        "epoch": 0,
-        "recipe": {"model": "aff-unet-tiny"},
-        "norm": {"mean": 0.4, "std": 0.2},
-        "version": "test",
-    }
-    save_checkpoint(ckpt, state)
+    save_checkpoint(ckpt, weights_state("aff-unet-tiny", _model().state_dict(), 0.4, 0.2))
     out = {}
     for tile in ("0", "64"):
         r = cli(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from sirst_synth import __version__
 from sirst_synth.errors import DataError
 from sirst_synth.io.files import write_bytes_atomic
 
@@ -19,6 +20,20 @@ def save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
     write_bytes_atomic(Path(path), buf.getvalue())
+
+
+def weights_state(model_name: str, weights: dict, mean: float, std: float) -> dict:
+    """A checkpoint of weights alone (no optimiser or schedule to resume): what ``evaluate``
+    needs, e.g. for weights made outside ``train``."""
+    return {
+        "model": weights,
+        "optimizer": {},
+        "scheduler": {},
+        "epoch": 0,
+        "recipe": {"model": model_name},
+        "norm": {"mean": mean, "std": std},
+        "version": __version__,
+    }
 
 
 def load_checkpoint(path: Path) -> dict:

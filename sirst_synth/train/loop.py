@@ -340,7 +340,9 @@ def _setup(
     else:
         ds = SegmentationSet(train_items, mean, std, recipe.crop, recipe.seed)
         groups = [it.group for it in train_items]
-    sampler = GroupBatchSampler(groups, recipe.batch_size, recipe.seed, rank, world)
+    sampler = GroupBatchSampler(
+        batch_groups(groups, recipe.group_batches), recipe.batch_size, recipe.seed, rank, world
+    )
     # Not persistent: a worker keeps its copy of `ds`, and `ds.epoch` (the crops) changes per
     # epoch, so workers are started anew each epoch.
     loader = DataLoader(
@@ -355,6 +357,12 @@ def _setup(
         mean, std, n_params, online, epoch, step, recipe.lr, best,
     )  # fmt: skip
     return run, skipped
+
+
+def batch_groups(groups: list[str], keep: bool) -> list[str]:
+    """What the sampler keeps together: the samples' groups, or (``keep`` false) each sample
+    alone, so batches mix targets and images freely."""
+    return list(groups) if keep else [str(i) for i in range(len(groups))]
 
 
 def _open_metrics(run: _Run, resumed: bool) -> None:
@@ -383,7 +391,7 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
     In steps mode validation happens here, every ``eval_every_steps`` and at the last step."""
     if run.online is not None:
         run.ds.set_epoch(epoch)
-        run.sampler.set_groups(run.ds.groups())
+        run.sampler.set_groups(batch_groups(run.ds.groups(), run.recipe.group_batches))
     run.ds.epoch = run.sampler.epoch = epoch
     run.net.train()
     t0, seen, n = time.perf_counter(), 0, 0
