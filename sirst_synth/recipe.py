@@ -143,7 +143,11 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     if value is None:
         return None
     kind = type(default) if default is not None else int
-    if kind is bool or isinstance(value, bool):
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{source}: recipe key {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, bool):
         raise UsageError(f"{source}: recipe key {key!r} must be a number or a name, got {value!r}")
     try:
         if kind is int:

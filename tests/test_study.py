@@ -274,3 +274,38 @@ def test_a_study_written_before_a_new_recipe_field_resumes(demo, tmp_path):
     (out / STUDY_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
     with pytest.raises(UsageError, match="group_batches: was False, now True"):
         _check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
+
+
+@pytest.mark.parametrize(
+    "name", ["sirst5k", "train", "demo-train", "study-cpu", "study-paper", "study-smoke"]
+)
+def test_every_shipped_recipe_loads(name):
+    """Through the loader its command uses (a value type the loader cannot read, like a YAML
+    boolean once, fails here rather than at the start of an hour-long study)."""
+    from sirst_synth.recipes import recipe_names, recipe_path
+
+    from sirst_synth.recipe import SynthRecipe, TrainRecipe, load_recipe
+    from sirst_synth.study import load_study_recipe
+
+    assert name in recipe_names()
+    text = recipe_path(name).read_text()
+    if name.startswith("study-"):
+        recipe = load_study_recipe(text, name)
+        assert recipe.arms
+        if name == "study-cpu":
+            arm = {a.name: a for a in recipe.arms}["sirst5k-shuffled"]
+            assert arm.train.group_batches is False and arm.train.neg_loss == "off"
+    else:
+        load_recipe(SynthRecipe if name == "sirst5k" else TrainRecipe, text, name, {})
+
+
+def test_a_boolean_recipe_key_takes_only_true_or_false(tmp_path):
+    from sirst_synth.errors import UsageError
+    from sirst_synth.recipe import TrainRecipe, load_recipe
+
+    r = load_recipe(TrainRecipe, "neg_loss: 'off'\ngroup_batches: false\n", "r.yaml", {})
+    assert r.group_batches is False
+    with pytest.raises(UsageError, match="'group_batches' must be true or false, got 'no'"):
+        load_recipe(TrainRecipe, "neg_loss: 'off'\ngroup_batches: 'no'\n", "r.yaml", {})
+    with pytest.raises(UsageError, match="'lr' must be a number or a name, got True"):
+        load_recipe(TrainRecipe, "lr: true\n", "r.yaml", {})
