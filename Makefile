@@ -51,7 +51,7 @@ bench: venv
 bench-gpu: venv
 	$(BIN)/python bench/gpu.py
 
-# The SIRST-5K ablation on real SIRST v1 (its own test split): about an hour on 2 CPU cores.
+# The SIRST-5K ablation on real SIRST v1 (its own test split): about 1.5 hours on 2 CPU cores.
 # Resumable: run it again after an interruption and finished runs are kept.
 study: venv
 	mkdir -p $(STUDY)
