@@ -304,6 +304,7 @@ def test_resume_after_a_full_disk_gives_the_clean_bytes(base, tmp_path):
     assert tree_hashes(tmp_path / "a" / "o") == tree_hashes(tmp_path / "b" / "o")
 
 
+@pytest.mark.slow
 def test_verify_notices_edited_description_files(base, tmp_path):
     _copy(base, tmp_path, "gen")
     r = subprocess.run(

@@ -103,6 +103,7 @@ def test_ctrl_c_stops_cleanly_with_resume_hint(setup, tmp_path):
     assert tree_hashes(out) == ref
 
 
+@pytest.mark.slow
 def test_verify_finds_strays_and_missing(setup, tmp_path, cli):
     import shutil
 

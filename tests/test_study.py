@@ -35,6 +35,7 @@ def demo(tmp_path_factory):
 TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "2", "--device", "cpu", "-q"]
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_continues_the_cosine_down(demo, tmp_path, cli):
     """Train 2 epochs, resume to 4: the rates are the 4-epoch curve from epoch 2 on (falling),
     not a restarted one."""

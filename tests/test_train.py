@@ -176,6 +176,7 @@ def _evaluate_run(cli, data, run, *extra):
     return cli("evaluate", data, "--checkpoint", run / "best.pt", "--device", "cpu", *extra)
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_and_pred_dir_agree(small_synth, tmp_path, cli):
     syn = small_synth / "syn"
     assert cli("train", syn, "--out", tmp_path / "run", "--epochs", "1", *TINY).code == 0
