@@ -8,11 +8,12 @@ finished jobs makes ``--resume`` continue a killed run to the same bytes (``io/o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -445,14 +446,13 @@ def generate(
         return summary
 
 
-def _journal_rows(journal: Path, splits: tuple[str, ...]) -> Iterator[ManifestRow]:
-    """The journal's rows of ``splits``, split by split, each in job order (streamed)."""
-    for split in splits:
-        with open(journal, "rb") as fh:
-            for line in fh:
-                for r in json.loads(line)["rows"]:
-                    if r["split"] == split:
-                        yield ManifestRow.from_json(r)
+def _journal_rows(journal: Path, split: str) -> Iterator[ManifestRow]:
+    """The journal's rows of one split, in job order (streamed)."""
+    with open(journal, "rb") as fh:
+        for line in fh:
+            for r in json.loads(line)["rows"]:
+                if r["split"] == split:
+                    yield ManifestRow.from_json(r)
 
 
 def _count_rows(journal: Path, jobs: Iterator[_Job], summary: GenerateSummary) -> None:
@@ -479,27 +479,36 @@ def _finish(
     identity: dict,
     summary: GenerateSummary,
 ) -> None:
-    """Split files, recipe, dataset card, and last the manifest (it marks the run complete);
-    the lists are streamed from the journal, so they may be larger than memory."""
+    """Split files, recipe, dataset card, and last the manifest (renamed into place last, it
+    marks the run complete). The lists are streamed from the journal, one read per split that
+    writes the manifest and every split file together, so they may be larger than memory."""
     described: dict[str, str] = {}  # the files that describe the dataset: verify checks them
-
-    def put(rel: str, lines: Iterable[str]) -> None:
-        digest = hashlib.sha256()
-        with atomic_file(out / rel, durable=True) as fh:
-            for line in lines:
-                data = line.encode("utf-8")
-                digest.update(data)
-                fh.write(data)
-        described[rel] = digest.hexdigest()
-
-    for train_rel, test_rel in layout_split_paths(identity["layout"], identity["name"]):
-        (out / train_rel).parent.mkdir(exist_ok=True)
-        put(train_rel, (r.stem + "\n" for r in _journal_rows(journal, SPLITS[:2])))
-        if summary.test:
-            put(test_rel, (r.stem + "\n" for r in _journal_rows(journal, SPLITS[2:])))
-    put("recipe.yaml", [to_yaml(recipe)])
-    put("README.md", [dataset_card(ds, recipe, identity, summary)])
-    write_text_atomic(out / STATE_DIR / DESCRIBED, json.dumps(described, indent=1, sort_keys=True))
-    with atomic_file(out / MANIFEST, durable=True) as fh:
-        for row in _journal_rows(journal, SPLITS):
-            fh.write(manifest_line(row).encode("utf-8"))
+    with contextlib.ExitStack() as stack:  # files are renamed into place in reverse order
+        manifest = stack.enter_context(atomic_file(out / MANIFEST, durable=True))
+        lists: dict[str, list] = {"train": [], "test": []}  # [(rel, file, sha256)] per split
+        for train_rel, test_rel in layout_split_paths(identity["layout"], identity["name"]):
+            (out / train_rel).parent.mkdir(exist_ok=True)
+            for kind, rel in (("train", train_rel), ("test", test_rel if summary.test else None)):
+                if rel is not None:
+                    fh = stack.enter_context(atomic_file(out / rel, durable=True))
+                    lists[kind].append((rel, fh, hashlib.sha256()))
+        for split in SPLITS:
+            targets = lists["test" if split == "test" else "train"]
+            for row in _journal_rows(journal, split):
+                manifest.write(manifest_line(row).encode("utf-8"))
+                line = (row.stem + "\n").encode("utf-8")
+                for _, fh, digest in targets:
+                    fh.write(line)
+                    digest.update(line)
+        described.update(
+            (rel, digest.hexdigest()) for rel, _, digest in lists["train"] + lists["test"]
+        )
+        for rel, text in (
+            ("recipe.yaml", to_yaml(recipe)),
+            ("README.md", dataset_card(ds, recipe, identity, summary)),
+        ):
+            write_text_atomic(out / rel, text)
+            described[rel] = sha256_bytes(text.encode("utf-8"))
+        write_text_atomic(
+            out / STATE_DIR / DESCRIBED, json.dumps(described, indent=1, sort_keys=True)
+        )

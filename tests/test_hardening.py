@@ -333,3 +333,28 @@ def test_irstd1k_layout_is_detected(tmp_path):
     (root / "test.txt").write_text("c\n")
     ds = open_dataset(root)
     assert (ds.layout, ds.train, ds.test) == ("irstd1k", ("a", "b"), ("c",))
+
+
+@pytest.mark.parametrize("big", ["first", "second"])
+def test_a_failed_write_names_its_own_file(tmp_path, big):
+    """Several atomic files open at once (generate's manifest and split files): a full disk
+    while writing one of them names that one (not the innermost open file), and no temporary
+    file is left."""
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+from sirst_synth.errors import DataError
+from sirst_synth.io.files import atomic_file
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+root = Path({str(tmp_path)!r})
+try:
+    with atomic_file(root / "first.txt") as a, atomic_file(root / "second.txt") as b:
+        (a if {big!r} == "first" else b).write(b"x" * 100_000)
+except DataError as exc:
+    print(exc)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{tmp_path / big}.txt: cannot write, no space left"), r.stdout
+    assert list(tmp_path.iterdir()) == []

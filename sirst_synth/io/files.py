@@ -32,38 +32,67 @@ def tmp_name(path: Path) -> Path:
 NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
+def _write_error(path: Path, exc: OSError) -> DataError:
+    if exc.errno in NO_SPACE:
+        return DataError(
+            f"{path}: cannot write, no space left ({exc.strerror}); free space on the disk "
+            "or write to another folder (finished files are kept: generate --resume continues)"
+        )
+    return DataError(
+        f"{path}: cannot write ({exc.strerror}); check the folder exists and is writable"
+    )
+
+
+class AtomicWriter:
+    """The handle ``atomic_file`` gives: a failed write names this file, whatever else the
+    block writes at the same time."""
+
+    def __init__(self, fh: BinaryIO, path: Path):
+        self._fh, self._path = fh, path
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            raise _write_error(self._path, exc) from None
+
+
 @contextlib.contextmanager
-def atomic_file(path: Path, durable: bool = False) -> Iterator[BinaryIO]:
-    """A file handle on a temporary name in the same folder, renamed into place when the block
-    ends: never a half file in place, and streamed, so a file may be larger than memory.
+def atomic_file(path: Path, durable: bool = False) -> Iterator[AtomicWriter]:
+    """A file written under a temporary name in the same folder and renamed into place when
+    the block ends: never a half file in place, and streamed, so it may exceed memory.
 
     Every file the project writes goes through here, so a full disk or an unwritable folder is
     one data error naming the file, with the temporary file removed (``--resume`` continues).
+    An error of the block itself leaves as it came, with the temporary file removed.
     """
     path = Path(path)
     tmp = tmp_name(path)
     try:
-        with open(tmp, "wb") as fh:
-            yield fh
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
+        fh = open(tmp, "wb")  # noqa: SIM115 - closed below, on every path
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        yield AtomicWriter(fh, path)
+    except BaseException:  # the block's own error (a failed write already names its file)
+        _discard(fh, tmp)
+        raise
+    try:
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+        fh.close()
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if exc.errno in NO_SPACE:
-            raise DataError(
-                f"{path}: cannot write, no space left ({exc.strerror}); free space on the disk "
-                "or write to another folder (finished files are kept: generate --resume continues)"
-            ) from None
-        raise DataError(
-            f"{path}: cannot write ({exc.strerror}); check the folder exists and is writable"
-        ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        _discard(fh, tmp)
+        raise _write_error(path, exc) from None
+
+
+def _discard(fh: BinaryIO, tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        fh.close()
+    with contextlib.suppress(OSError):
+        tmp.unlink()
 
 
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = False) -> None:
