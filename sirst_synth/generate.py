@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -446,13 +447,14 @@ def generate(
         return summary
 
 
-def _journal_rows(journal: Path, split: str) -> Iterator[ManifestRow]:
-    """The journal's rows of one split, in job order (streamed)."""
+def _journal_rows(journal: Path, split: str) -> Iterator[dict]:
+    """The journal's rows of one split, in job order (streamed), as ``ManifestRow.to_json``
+    wrote them in the workers."""
     with open(journal, "rb") as fh:
         for line in fh:
             for r in json.loads(line)["rows"]:
                 if r["split"] == split:
-                    yield ManifestRow.from_json(r)
+                    yield r
 
 
 def _count_rows(journal: Path, jobs: Iterator[_Job], summary: GenerateSummary) -> None:
@@ -496,7 +498,7 @@ def _finish(
             targets = lists["test" if split == "test" else "train"]
             for row in _journal_rows(journal, split):
                 manifest.write(manifest_line(row).encode("utf-8"))
-                line = (row.stem + "\n").encode("utf-8")
+                line = (os.path.splitext(os.path.basename(row["image"]))[0] + "\n").encode("utf-8")
                 for _, fh, digest in targets:
                     fh.write(line)
                     digest.update(line)

@@ -59,9 +59,10 @@ class ManifestRow:
         return Path(self.image).stem
 
 
-def manifest_line(row: ManifestRow) -> str:
-    """One line of the file: a sorted-key JSON object (stable across runs)."""
-    return json.dumps(row.to_json(), sort_keys=True) + "\n"
+def manifest_line(row: ManifestRow | dict) -> str:
+    """One line of the file: a sorted-key JSON object (stable across runs); ``row`` may be
+    given as its ``to_json`` dict."""
+    return json.dumps(row.to_json() if isinstance(row, ManifestRow) else row, sort_keys=True) + "\n"
 
 
 def read_manifest(folder: Path, problems: list[str] | None = None) -> list[ManifestRow]:
