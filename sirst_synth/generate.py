@@ -421,7 +421,7 @@ def generate(
     group = 1 if recipe.mode == "n2n" else 4
     dev_count = pool_size(sizes, group) if recipe.count is None else recipe.count
     check_free_space(out, ds, train, test, dev_count)
-    passes, first_jobs, later_jobs = plan_shape(train, sizes, recipe.count, recipe.seed, group)
+    passes, _, later_jobs = plan_shape(train, sizes, recipe.count, recipe.seed, group)
     summary.passes = passes
     n_jobs = len(train) + later_jobs + len(test)
     _check_unique_names(train, test)
