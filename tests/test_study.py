@@ -277,9 +277,24 @@ def test_a_study_written_before_a_new_recipe_field_resumes(demo, tmp_path):
         _check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
 
 
-@pytest.mark.parametrize(
-    "name", ["sirst5k", "train", "demo-train", "study-cpu", "study-paper", "study-smoke"]
-)
+SHIPPED = [
+    "sirst5k",
+    "train",
+    "demo-train",
+    "study-cpu",
+    "study-paper",
+    "study-smoke",
+    "study-shuffle",
+]
+
+
+def test_the_shipped_recipes_are_all_listed_here():
+    from sirst_synth.recipes import recipe_names
+
+    assert sorted(SHIPPED) == recipe_names()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_recipe_loads(name):
     """Through the loader its command uses (a value type the loader cannot read, like a YAML
     boolean once, fails here rather than at the start of an hour-long study)."""
