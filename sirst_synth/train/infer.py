@@ -113,8 +113,7 @@ def _tiled_logits(model: torch.nn.Module, x: torch.Tensor, rt: Runtime, tile: in
             module = state["module"]
             mean = (state["sum"] / state["pixels"]).to(state["max"].dtype)
             with rt.autocast():
-                att = module.mlp(state["max"]) + module.mlp(mean)
-            fixed[module] = torch.sigmoid(att)
+                fixed[module] = module.weights(state["max"], mean)
     finally:
         for h in handles:
             h.remove()

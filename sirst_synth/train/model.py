@@ -35,8 +35,12 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        att = self.mlp(F.adaptive_max_pool2d(x, 1)) + self.mlp(F.adaptive_avg_pool2d(x, 1))
-        return x * torch.sigmoid(att)
+        return x * self.weights(F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1))
+
+    def weights(self, peak: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """Per-channel weights (N x C x 1 x 1) from the max- and mean-pooled features; tiled
+        inference calls it with pools measured over the whole image."""
+        return torch.sigmoid(self.mlp(peak) + self.mlp(mean))
 
 
 class SpatialAttention(nn.Module):
