@@ -90,6 +90,7 @@ def evaluate(
         )
     else:
         from sirst_synth.train.evaluate import evaluate_checkpoint
+        from sirst_synth.train.infer import TILE
 
         totals, points, items, probs, skipped = evaluate_checkpoint(
             root,
@@ -103,7 +104,7 @@ def evaluate(
             keep=save_pred is not None,
             skip_errors=skip_errors,
             resize=resize,
-            **({} if tile is None else {"tile": tile}),
+            tile=TILE if tile is None else tile,
         )
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
