@@ -255,9 +255,10 @@ def train(
         if rank == 0:
             if not run.steps_mode:
                 _epoch_best(run, row)
-            save_checkpoint(out / "last.pt", _snapshot(run))
+            snapshot = _snapshot(run)
+            save_checkpoint(out / "last.pt", snapshot)
             if row.get("best"):
-                save_checkpoint(out / "best.pt", _snapshot(run))
+                save_checkpoint(out / "best.pt", snapshot)
             _write_row(run, row)
         history.append(row)
         progress.advance()
