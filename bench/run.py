@@ -6,8 +6,8 @@
 2. build-noise-bank on 663 demo images (NUDT-SIRST's training-set size).
 3. metrics on SIRST v1's 427 masks with perturbed predictions: ours vs a skimage label +
    regionprops reference written from the definition; identical numbers in both Fa modes.
-4. one training step of the tiny model on CPU (images/s): fp32, fp32 channels_last, bf16;
-   1 and 2 threads.
+4. the whole training path on CPU (``bench/train_speed.py``): images/s, GFLOP/s and the share
+   of a same-precision matmul, the reference path against the fast one.
 5. the online-synthesis data pipeline (``train --synth online``) with 2 loader workers at the
    same crop (images/s), against the training step it feeds: the ratio must be >= 5.
 """
@@ -30,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.train_speed import bench_train_speed  # noqa: E402
 from sirst_synth.bank_build import build_noise_bank  # noqa: E402
 from sirst_synth.generate import generate  # noqa: E402
 from sirst_synth.io.demo_writer import write_demo_dataset  # noqa: E402
@@ -318,50 +319,6 @@ def bench_metrics() -> None:
     }
 
 
-def _step_rate(precision: str, channels_last: bool, threads: int, batch: int = 8) -> float:
-    import torch
-
-    from sirst_synth.train.device import runtime
-    from sirst_synth.train.loop import train_step
-    from sirst_synth.train.model import build_model
-
-    torch.set_num_threads(threads)
-    rt = runtime("cpu", precision)
-    torch.manual_seed(0)
-    model = rt.layout(build_model("aff-unet-tiny"))
-    x, y = torch.randn(batch, 1, 256, 256), (torch.rand(batch, 1, 256, 256) > 0.999).float()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
-    groups = torch.arange(batch) // 4  # two rotation groups, as L_Neg batches them
-    train_step(model, opt, x, y, groups, "sum", rt)  # warm-up
-    best = 0.0
-    for _ in range(2):  # best of 2 timings of 3 steps
-        t0 = time.perf_counter()
-        for _ in range(3):
-            train_step(model, opt, x, y, groups, "sum", rt)
-        best = max(best, 3 * batch / (time.perf_counter() - t0))
-    return round(best, 1)
-
-
-def bench_train_step() -> None:
-    """The tiny model's CPU step, the whole cost of the study, in each configuration."""
-    import torch
-
-    cores = len(os.sched_getaffinity(0))
-    for precision, cl in (("fp32", False), ("fp32", True), ("bf16", True)):
-        for threads in sorted({1, cores}):
-            name = f"train_step_cpu_aff-unet-tiny_{precision}{'_channels_last' if cl else ''}"
-            RESULTS[f"{name}_{threads}thr"] = {
-                "batch": 8,
-                "size": 256,
-                "threads": threads,
-                "images_per_s": _step_rate(precision, cl, threads),
-            }
-    torch.set_num_threads(cores)
-
-
 def bench_online_pipeline(root: Path, work: Path) -> None:
     """train --synth online's data path (decode, noise draw, blend, rotate, crop, normalise)
     through the DataLoader with 2 workers, against the fp32 training step it feeds."""
@@ -385,7 +342,8 @@ def bench_online_pipeline(root: Path, work: Path) -> None:
         n += x.shape[0]
     rate = n / (time.perf_counter() - t0)
     cores = len(os.sched_getaffinity(0))
-    step = RESULTS[f"train_step_cpu_aff-unet-tiny_fp32_{cores}thr"]["images_per_s"]
+    fast = [v for k, v in RESULTS.items() if k.startswith("train_path_") and v.get("crop") == 256]
+    step = max(v["fast_images_per_s"] for v in fast)  # the fastest precision it would feed
     RESULTS["online_synthesis_pipeline"] = {
         "dataset": root.name,
         "samples": n,
@@ -447,7 +405,7 @@ def main() -> None:
         else:
             print(f"SIRST v1 not found at {SIRST}: skipping its benchmarks")
         bench_bank(work)
-        bench_train_step()
+        bench_train_speed(RESULTS)
         bench_online_pipeline(SIRST if (SIRST / "images").is_dir() else work / "demo", work)
         bench_tiled_inference(work)
     RESULTS["output_folder"] = {"tmpfs": str(shm) in tmp}

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from sirst_synth.errors import UsageError
+from sirst_synth.names import AUGMENTS, MODELS, NEG_LOSS, OPTIMIZERS, SCHEDULES, SYNTH_MODES
 
 T = TypeVar("T")
 
@@ -56,9 +57,14 @@ class TrainRecipe:
     epochs: int = 1500
     batch_size: int = 256
     lr: float = 0.05
-    optimizer: str = "adagrad"
-    scheduler: str = "cosine"
+    optimizer: str = "adagrad"  # adagrad (the paper) | adam (BasicIRSTD)
+    scheduler: str = "cosine"  # cosine | multistep | constant: lr as a function of progress
+    milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of the run
+    gamma: float = 0.1  # multistep: the factor at each milestone
+    warmup: int = 0  # linear warm-up, in steps (steps mode) or epochs (epoch mode)
     crop: int = 256
+    pos_prob: float = 0.0  # the chance that a crop holds a target pixel (BasicIRSTD: 0.5)
+    augment: str = "none"  # none | flips (vertical, horizontal, transpose; each p = 0.5)
     neg_loss: str = "sum"
     seed: int = 0
     eval_every: int = 10  # validate every N epochs (epoch mode)
@@ -74,9 +80,23 @@ class TrainRecipe:
         _check(self.epochs >= 1, "epochs", self.epochs, "a whole number >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "a whole number >= 1")
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a positive number")
-        _check(self.optimizer == "adagrad", "optimizer", self.optimizer, "adagrad")
-        _check(self.scheduler == "cosine", "scheduler", self.scheduler, "cosine")
+        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, _one_of(OPTIMIZERS))
+        _check(self.scheduler in SCHEDULES, "scheduler", self.scheduler, _one_of(SCHEDULES))
+        if isinstance(self.milestones, list):  # as read back from YAML or a checkpoint
+            object.__setattr__(self, "milestones", tuple(self.milestones))
+        _check(
+            isinstance(self.milestones, tuple)
+            and all(isinstance(m, float | int) and 0 < m < 1 for m in self.milestones)
+            and list(self.milestones) == sorted(set(self.milestones)),
+            "milestones",
+            self.milestones,
+            "increasing fractions of the run in (0, 1), e.g. [0.5, 0.75]",
+        )
+        _check(math.isfinite(self.gamma) and 0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
+        _check(self.warmup >= 0, "warmup", self.warmup, "a whole number >= 0")
         _check(self.crop >= 16, "crop", self.crop, "a whole number >= 16")
+        _check(0.0 <= self.pos_prob <= 1.0, "pos_prob", self.pos_prob, "a number in [0, 1]")
+        _check(self.augment in AUGMENTS, "augment", self.augment, _one_of(AUGMENTS))
         _check(
             self.neg_loss in NEG_LOSS, "neg_loss", self.neg_loss, f"one of {', '.join(NEG_LOSS)}"
         )
@@ -98,14 +118,6 @@ class TrainRecipe:
         )
 
 
-#: Model names of ``TrainRecipe.model`` (``sirst_synth.train.model.WIDTHS`` builds them).
-MODELS = ("aff-unet", "aff-unet-tiny", "unet")
-#: L_Neg modes of ``TrainRecipe.neg_loss``.
-NEG_LOSS = ("sum", "min", "off")
-#: Synthesis modes of ``SynthRecipe.mode``.
-SYNTH_MODES = ("sirst5k", "n2n")
-
-
 class RecipeValueError(UsageError, ValueError):
     """A recipe value out of range; ``key`` names the recipe key (the flag of the same name)."""
 
@@ -113,6 +125,10 @@ class RecipeValueError(UsageError, ValueError):
         self.key = key
         flag = "--" + key.replace("_", "-")
         super().__init__(f"{flag} (recipe key {key!r}) must be {expected}, got {value!r}")
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return f"one of {', '.join(names)}"
 
 
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -143,6 +159,13 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     if value is None:
         return None
     kind = type(default) if default is not None else int
+    if kind is tuple:
+        items = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in items):
+            raise UsageError(
+                f"{source}: recipe key {key!r} must be a list of numbers, got {value!r}"
+            )
+        return tuple(float(v) for v in items)
     if kind is bool:
         if not isinstance(value, bool):
             raise UsageError(f"{source}: recipe key {key!r} must be true or false, got {value!r}")
@@ -185,6 +208,13 @@ def load_recipe(cls: type[T], text: str | None, source: str, overrides: dict[str
     return from_mapping(cls, data, source)
 
 
+def recipe_dict(recipe: Any) -> dict[str, Any]:
+    """A recipe as plain data (tuples as lists): what YAML, JSON and checkpoints store."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(recipe).items()
+    }
+
+
 def to_yaml(recipe: Any) -> str:
     """The resolved recipe as YAML, keys in field order (stable bytes for provenance)."""
-    return yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False)
+    return yaml.safe_dump(recipe_dict(recipe), sort_keys=False)

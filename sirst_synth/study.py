@@ -35,11 +35,11 @@ from sirst_synth.errors import UsageError
 from sirst_synth.generate import generate
 from sirst_synth.io.files import inside, write_bytes_atomic, write_text_atomic
 from sirst_synth.io.manifest import MANIFEST, read_manifest
+from sirst_synth.names import PRECISIONS
 from sirst_synth.progress import Progress
-from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping, parse_yaml
+from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping, parse_yaml, recipe_dict
 
 DATA_KINDS = ("original", "sirst5k", "n2n", "online")
-PRECISIONS = ("auto", "bf16", "fp32")
 METRICS = ("IoU", "nIoU", "Pd", "Fa")
 STUDY_FILE = "study.yaml"
 PAPER_KEYS = ("paper_iou", "paper_row")
@@ -72,8 +72,8 @@ class StudyRecipe:
             "arms": {
                 a.name: {
                     "data": a.data,
-                    "synth": dataclasses.asdict(a.synth),
-                    "train": dataclasses.asdict(a.train),
+                    "synth": recipe_dict(a.synth),
+                    "train": recipe_dict(a.train),
                     "paper_iou": a.paper_iou,
                     "paper_row": a.paper_row,
                 }
@@ -246,7 +246,7 @@ def _resolved(arm: dict) -> dict:
     for key, cls in (("synth", SynthRecipe), ("train", TrainRecipe)):
         # not a recipe this version reads: compared as written, so it differs
         with contextlib.suppress(KeyError, TypeError, ValueError):
-            out[key] = dataclasses.asdict(cls(**arm[key]))
+            out[key] = recipe_dict(cls(**arm[key]))
     return out
 
 

@@ -18,7 +18,8 @@ torch = pytest.importorskip("torch")
 
 from sirst_synth.train.data import OnlineSynthSet  # noqa: E402
 
-TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "4", "--device", "cpu", "-q"]
+TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "4", "--device", "cpu", "-q",
+        "--precision", "fp32"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

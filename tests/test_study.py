@@ -32,7 +32,8 @@ def demo(tmp_path_factory):
     return demo_with_bank(tmp_path_factory.mktemp("study"), images=8, seed=3)
 
 
-TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "2", "--device", "cpu", "-q"]
+TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "2", "--device", "cpu", "-q",
+        "--precision", "fp32"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -281,6 +282,7 @@ SHIPPED = [
     "sirst5k",
     "train",
     "demo-train",
+    "basicirstd",
     "study-cpu",
     "study-paper",
     "study-smoke",

@@ -58,11 +58,12 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
         raise UsageError(
             f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
         )
-    # Empty folders of our own (a run killed in its first milliseconds) count as nothing.
+    # Folders of our own that hold nothing but our temporary files (a run killed in its first
+    # milliseconds, before its run file was in place) count as nothing.
     entries = [
         p
         for p in (out.iterdir() if out.is_dir() else [])
-        if not (p.name in OWNED and p.is_dir() and not any(p.iterdir())) and p.name != LOCK
+        if not (p.name in OWNED and p.is_dir() and _only_temporary(p)) and p.name != LOCK
     ]
     if entries and resume:
         run_file = state / RUN_FILE
@@ -104,6 +105,10 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+    for name in OWNED:  # what a killed first attempt left: only our temporary files
+        if (out / name).is_dir():
+            for p in (out / name).rglob(f"*{TMP_MARK}*"):
+                p.unlink()
     try:
         for sub in ("images", "masks", STATE_DIR):
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -114,6 +119,11 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
             f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to"
         ) from None
     return 0
+
+
+def _only_temporary(folder: Path) -> bool:
+    """True when ``folder`` holds no file but our own temporary ones (none at all: True)."""
+    return all(TMP_MARK in p.name for p in folder.rglob("*") if not p.is_dir())
 
 
 def _trim_journal(journal: Path) -> int:

@@ -12,25 +12,43 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from sirst_synth.augment import apply_flips, crop_or_pad, crop_window, draw_flips
 from sirst_synth.io.bank import BankReader
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
 from sirst_synth.seeding import key_int, rng_for
 
 
-def crop_or_pad(
-    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
+def training_pair(
+    image: np.ndarray,
+    mask: np.ndarray,
+    anchor: np.ndarray,
+    crop: int | None,
+    regime: tuple[float, bool],
+    seed: int,
+    epoch: int,
+    group: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A ``size x size`` view: random crop where larger, zero pad (bottom/right) where smaller."""
-    h, w = image.shape
-    y0 = int(rng.integers(0, h - size + 1)) if h > size else 0
-    x0 = int(rng.integers(0, w - size + 1)) if w > size else 0
-    image, mask = image[y0 : y0 + size, x0 : x0 + size], mask[y0 : y0 + size, x0 : x0 + size]
-    ph, pw = size - image.shape[0], size - image.shape[1]
-    if ph or pw:
-        image = np.pad(image, ((0, ph), (0, pw)))
-        mask = np.pad(mask, ((0, ph), (0, pw)))
+    """The crop and flips of one sample, drawn per (seed, epoch, group).
+
+    ``anchor`` is the mask a positive crop picks its target pixel from: the mask of the
+    group's first sample, so every sample of a group (a target's 4 rotations) gets the same
+    window and the same flips. ``regime`` is (pos_prob, flips).
+    """
+    pos_prob, flips = regime
+    if crop:
+        window = crop_window(anchor, crop, pos_prob, rng_for(seed, "crop", epoch, group))
+        image, mask = crop_or_pad(image, mask, crop, window)
+    if flips:
+        chosen = draw_flips(rng_for(seed, "flip", epoch, group))
+        image, mask = apply_flips(image, chosen), apply_flips(mask, chosen)
     return image, mask
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray, mean: float, std: float):
+    """The network's input (1 x H x W, normalised) and target (1 x H x W, 0/1 float)."""
+    x = (image.astype(np.float32) / 255.0 - mean) / std
+    return torch.from_numpy(x)[None], torch.from_numpy(mask.astype(np.float32))[None]
 
 
 def normalisation(items: list[Item], limit: int = 1000) -> tuple[float, float]:
@@ -46,29 +64,71 @@ def normalisation(items: list[Item], limit: int = 1000) -> tuple[float, float]:
     return float(mean), float(max(np.sqrt(max(s2 / n - mean**2, 0.0)), 1e-6))
 
 
+#: Decoded training pairs are kept in memory up to this many bytes (SIRST v1: 18 MB; a
+#: SIRST-5K set of 5,562 256 x 256 pairs: 0.7 GB); beyond it every step decodes its files.
+CACHE_BYTES = 2 << 30
+
+
+def decode_all(items: list[Item], limit: int = CACHE_BYTES) -> list[tuple] | None:
+    """Every (image, mask) pair decoded once, or None where they would exceed ``limit`` bytes
+    (sizes from the file headers, before decoding anything)."""
+    from sirst_synth.io.files import image_size
+
+    need = 0
+    for it in items:
+        h, w = image_size(it.image)
+        need += 2 * h * w
+        if need > limit:
+            return None
+    return [(read_gray(it.image), read_mask(it.mask)) for it in items]
+
+
 class SegmentationSet(Dataset):
-    def __init__(self, items: list[Item], mean: float, std: float, crop: int | None, seed: int):
+    """Training pairs of a folder, cropped per (seed, epoch, group) and normalised.
+
+    ``cache``: decode every pair once, up front (``decode_all``), instead of at every step;
+    the batches are the same either way. Loader workers fork after the decode and share it.
+    """
+
+    def __init__(
+        self,
+        items: list[Item],
+        mean: float,
+        std: float,
+        crop: int | None,
+        seed: int,
+        cache: bool = True,
+        regime: tuple[float, bool] = (0.0, False),
+    ):
         self.items, self.mean, self.std, self.crop, self.seed = items, mean, std, crop, seed
+        self.regime = regime
         self.epoch = 0
         groups = sorted({it.group for it in items})
         self.group_ids = {g: i for i, g in enumerate(groups)}
+        first: dict[str, int] = {}
+        self.anchor = [first.setdefault(it.group, i) for i, it in enumerate(items)]
+        self.decoded = decode_all(items) if cache else None
+
+    def _mask(self, i: int) -> np.ndarray:
+        if self.decoded is not None:
+            return self.decoded[i][1]
+        return read_mask(self.items[i].mask)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
         it = self.items[i]
-        image, mask = read_gray(it.image), read_mask(it.mask)
-        if self.crop:
-            image, mask = crop_or_pad(
-                image, mask, self.crop, rng_for(self.seed, "crop", self.epoch, it.group)
-            )
-        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        return (
-            torch.from_numpy(x)[None],
-            torch.from_numpy(mask.astype(np.float32))[None],
-            self.group_ids[it.group],
+        if self.decoded is not None:
+            image, mask = self.decoded[i]
+        else:
+            image, mask = read_gray(it.image), read_mask(it.mask)
+        j = self.anchor[i]
+        anchor = mask if j == i or not self.regime[0] else self._mask(j)
+        image, mask = training_pair(
+            image, mask, anchor, self.crop, self.regime, self.seed, self.epoch, it.group
         )
+        return (*to_tensors(image, mask, self.mean, self.std), self.group_ids[it.group])
 
 
 class GroupBatchSampler(Sampler):
@@ -139,9 +199,11 @@ class OnlineSynthSet(Dataset):
         crop: int | None,
         seed: int,
         target_counts: list[int],
+        regime: tuple[float, bool] = (0.0, False),
     ):
         self.items, self.bank, self.recipe = items, bank, recipe
         self.mean, self.std, self.crop, self.seed = mean, std, crop, seed
+        self.regime = regime
         self.target_counts = target_counts
         self._reader, self._pid = None, None
         self.epoch = -1
@@ -196,16 +258,13 @@ class OnlineSynthSet(Dataset):
 
     def __getitem__(self, i: int):
         image, mask, group = self.sample(i)
-        if self.crop:
-            image, mask = crop_or_pad(
-                image, mask, self.crop, rng_for(self.seed, "crop", self.epoch, group)
-            )
-        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        return (
-            torch.from_numpy(x)[None],
-            torch.from_numpy(mask.astype(np.float32))[None],
-            hash_group(group),
+        # a group's samples are made from one source image: its mask is the group's anchor
+        k, pick = self.entries[i]
+        anchor = mask if pick is None or not self.regime[0] else read_mask(self.items[k].mask)
+        image, mask = training_pair(
+            image, mask, anchor, self.crop, self.regime, self.seed, self.epoch, group
         )
+        return (*to_tensors(image, mask, self.mean, self.std), hash_group(group))
 
 
 def hash_group(group: str) -> int:

@@ -31,6 +31,8 @@ def evaluate_checkpoint(
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray], list[tuple[str, str]]]:
     """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
+    if precision == "auto" and state.get("precision") in ("bf16", "fp32"):
+        precision = state["precision"]  # score in the precision the model was trained in
     rt = runtime(device, precision)
     model = rt.layout(model_from_checkpoint(state, checkpoint).to(rt.device)).eval()
     items, skipped = check_items(split_items(root, split), skip_errors)

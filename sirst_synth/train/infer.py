@@ -29,7 +29,7 @@ HALO = 128
 TILE = 1024
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     model: torch.nn.Module,
     image: np.ndarray,

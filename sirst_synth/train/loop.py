@@ -1,4 +1,5 @@
-"""One readable training loop (no framework): data, model, Soft-IoU + L_Neg, Adagrad, cosine.
+"""One readable training loop (no framework): data, model, Soft-IoU + L_Neg, Adagrad or Adam,
+the learning rate a pure function of progress.
 
 Device, precision, channels_last and torch.compile are choices of the loop, not the model.
 Run under torchrun it uses DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 writes.
@@ -22,15 +23,15 @@ from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import inside, read_mask, write_text_atomic
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.progress import Progress
-from sirst_synth.recipe import SynthRecipe, TrainRecipe
+from sirst_synth.recipe import SynthRecipe, TrainRecipe, recipe_dict
 from sirst_synth.targets import components
 from sirst_synth.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from sirst_synth.train.data import GroupBatchSampler, OnlineSynthSet, SegmentationSet, normalisation
-from sirst_synth.train.device import Runtime, runtime
+from sirst_synth.train.device import Runtime, pick_device, resolve_precision
 from sirst_synth.train.infer import evaluate_items
 from sirst_synth.train.losses import deep_supervision_loss, group_loss
 from sirst_synth.train.model import build_model, parameter_count
-from sirst_synth.train.schedule import cosine_lr
+from sirst_synth.train.schedule import learning_rate
 
 
 @dataclass
@@ -119,6 +120,24 @@ def _resume_state(out: Path, recipe: TrainRecipe, resume: bool) -> dict | None:
     return state
 
 
+def _runtime_for(
+    device: str, precision: str, local_rank: int, state: dict | None, out: Path
+) -> tuple[Runtime, str]:
+    """The run's device and precision; a resumed run keeps the precision it recorded (an
+    ``auto`` choice probed under other load could differ, and so would the numbers)."""
+    dev = pick_device(device, local_rank)
+    recorded = (state or {}).get("precision")
+    if recorded is not None:
+        if precision not in ("auto", recorded):
+            raise UsageError(
+                f"--resume: {out / 'last.pt'} was trained in {recorded}; pass --precision "
+                f"{recorded} or auto, or use a new --out"
+            )
+        return Runtime(dev, recorded == "bf16"), "recorded by the run being resumed"
+    chosen, why = resolve_precision(precision, dev)
+    return Runtime(dev, chosen == "bf16"), why
+
+
 def _online_setup(data: Path, bank_path: Path, synth_recipe: SynthRecipe) -> dict:
     """The bank and recipe of online synthesis, checked against DATA before any training."""
     from sirst_synth.io.bank import read_bank_index
@@ -197,6 +216,7 @@ def train(
     synth: str = "offline",
     bank: Path | None = None,
     synth_recipe: SynthRecipe | None = None,
+    reference: bool = False,
 ) -> TrainResult:
     """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
 
@@ -207,6 +227,9 @@ def train(
 
     ``synth="online"``: DATA is a source dataset and every epoch makes fresh development
     samples from ``bank`` in memory (``OnlineSynthSet``), as generate would for that pass.
+
+    ``reference``: the slower path of earlier versions (the plain model form, contiguous fp32
+    layout, decoding every pair at every step), kept so ``make bench`` can measure both.
     """
     if synth not in ("offline", "online"):
         raise UsageError(f"--synth must be offline or online, got {synth!r}")
@@ -220,9 +243,6 @@ def train(
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
-    rt = runtime(device, precision, local_rank)
-    if rt.device.type == "cuda":
-        torch.cuda.set_device(rt.device)
     for what, root in (("DATA", data), ("--bank", bank)):
         if root is not None and inside(out, root):
             raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
@@ -230,12 +250,20 @@ def train(
     if synth == "online":
         online = _online_setup(data, Path(bank), synth_recipe or SynthRecipe())
     state = _resume_state(out, recipe, resume)
+    rt, why = _runtime_for(device, precision, local_rank, state, out)
+    if rt.device.type == "cuda":
+        torch.cuda.set_device(rt.device)
+    log(f"precision {rt.precision} ({why})")
     if state is not None and state.get("synth") != (online and online["identity"]):
         raise UsageError(
             f"--resume: {out / 'last.pt'} was trained with other synthesis "
             "(--synth, the recipe or the bank differ); use a new --out"
         )
-    run, skipped = _setup(data, out, recipe, rt, rank, world, state, online, workers, skip_errors)
+    if reference:  # the path before the fast model and layout (make bench compares the two)
+        rt = Runtime(rt.device, rt.bf16, channels_last=rt.bf16)
+    run, skipped = _setup(
+        data, out, recipe, rt, rank, world, state, online, workers, skip_errors, reference
+    )
     if compile_model:
         run.net = torch.compile(run.net)
     if rank == 0:
@@ -295,6 +323,7 @@ def _setup(
     online: dict | None,
     workers: int,
     skip_errors: bool,
+    reference: bool = False,
 ) -> tuple[_Run, list[tuple[str, str]]]:
     """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
     train_items, skipped = check_items(split_items(data, "train"), skip_errors)
@@ -310,10 +339,10 @@ def _setup(
         mean, std = normalisation(train_items)
 
     torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model)
+    model = build_model(recipe.model, reference=reference)
     n_params = parameter_count(model)
     model = rt.layout(model.to(rt.device))
-    opt = torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
+    opt = make_optimizer(model, recipe)
     epoch, step, best = 0, 0, {}
     if state is not None:
         load_weights(model, state, out / "last.pt")
@@ -325,6 +354,7 @@ def _setup(
             model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
         )
 
+    regime = (recipe.pos_prob, recipe.augment == "flips")
     if online is not None:
         counts = [components(read_mask(it.mask)).count for it in train_items]
         ds = OnlineSynthSet(
@@ -336,10 +366,13 @@ def _setup(
             recipe.crop,
             recipe.seed,
             counts,
+            regime,
         )
         groups = ds.groups()
     else:
-        ds = SegmentationSet(train_items, mean, std, recipe.crop, recipe.seed)
+        ds = SegmentationSet(
+            train_items, mean, std, recipe.crop, recipe.seed, not reference, regime
+        )
         groups = [it.group for it in train_items]
     sampler = GroupBatchSampler(
         batch_groups(groups, recipe.group_batches), recipe.batch_size, recipe.seed, rank, world
@@ -358,6 +391,13 @@ def _setup(
         mean, std, n_params, online, epoch, step, recipe.lr, best,
     )  # fmt: skip
     return run, skipped
+
+
+def make_optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """Adagrad (the SIRST-5K paper) or Adam with PyTorch's default betas (BasicIRSTD)."""
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    return torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
 
 
 def batch_groups(groups: list[str], keep: bool) -> list[str]:
@@ -400,7 +440,9 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
     for x, y, g in run.loader:
         if run.steps_mode and run.step >= run.recipe.steps:
             break
-        run.lr = cosine_lr(run.recipe.lr, run.step if run.steps_mode else epoch, run.total)
+        r = run.recipe
+        done = run.step if run.steps_mode else epoch
+        run.lr = learning_rate(r.lr, done, run.total, r.scheduler, r.milestones, r.gamma, r.warmup)
         for group in run.opt.param_groups:
             group["lr"] = run.lr
         loss_sum += train_step(run.net, run.opt, x, y, g, run.recipe.neg_loss, run.rt)
@@ -418,7 +460,14 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
             dist.broadcast(buf, 0)
     loss = float(loss_sum) / max(n, 1)  # one device sync per epoch, not per step
     rate = seen * run.world / max(time.perf_counter() - t0, 1e-9)
-    return {"epoch": epoch + 1, "step": run.step, "loss": loss, "lr": run.lr, "images_per_s": rate}
+    return {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "loss": loss,
+        "lr": run.lr,
+        "images_per_s": rate,
+        "precision": run.rt.precision,
+    }
 
 
 def _step_validation_due(run: _Run) -> bool:
@@ -457,18 +506,19 @@ def _snapshot(run: _Run) -> dict:
         "model": run.model.state_dict(),
         "optimizer": run.opt.state_dict(),
         "scheduler": {
-            "name": "cosine",
+            "name": run.recipe.scheduler,
             "done": run.step if run.steps_mode else run.epoch,
             "total": run.total,
         },
         "epoch": run.epoch,
         "step": run.step,
-        "recipe": dataclasses.asdict(run.recipe),
+        "recipe": recipe_dict(run.recipe),
         "synth": run.online and run.online["identity"],
         "norm": {"mean": run.mean, "std": run.std},
         "version": __version__,
         "best": run.best,
         "parameters": run.n_params,
+        "precision": run.rt.precision,
     }
 
 

@@ -1,0 +1,23 @@
+"""The allowed names of every choice a recipe or flag makes, in one place.
+
+The recipe checks, the CLI's choices and the study's checks all read these tuples.
+"""
+
+from __future__ import annotations
+
+#: ``TrainRecipe.model`` (``sirst_synth.train.model.WIDTHS`` builds them).
+MODELS = ("aff-unet", "aff-unet-tiny", "unet")
+#: L_Neg modes of ``TrainRecipe.neg_loss``.
+NEG_LOSS = ("sum", "min", "off")
+#: ``TrainRecipe.optimizer``.
+OPTIMIZERS = ("adagrad", "adam")
+#: ``TrainRecipe.schedule``: the learning rate as a function of progress.
+SCHEDULES = ("cosine", "multistep", "constant")
+#: ``TrainRecipe.augment``.
+AUGMENTS = ("none", "flips")
+#: Synthesis modes of ``SynthRecipe.mode``.
+SYNTH_MODES = ("sirst5k", "n2n")
+#: ``--precision``: auto resolves to one of the other two per machine.
+PRECISIONS = ("auto", "bf16", "fp32")
+#: ``--split`` of evaluate.
+SPLIT_CHOICES = ("train", "val", "test", "all")

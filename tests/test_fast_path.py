@@ -1,0 +1,197 @@
+"""The fast training path computes what the reference path computes, and the precision choice.
+
+The fast form of the model (fusion without concatenation, narrow batch norm through the
+contiguous kernel, channels_last) must give the reference form's outputs and gradients: within
+1e-5 relative in fp32, and within the bound stated below in bf16.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import demo_with_bank, read_jsonl
+
+torch = pytest.importorskip("torch")
+
+from sirst_synth.errors import UsageError  # noqa: E402
+from sirst_synth.io.samples import split_items  # noqa: E402
+from sirst_synth.recipe import TrainRecipe  # noqa: E402
+from sirst_synth.train.checkpoint import load_checkpoint  # noqa: E402
+from sirst_synth.train.data import SegmentationSet  # noqa: E402
+from sirst_synth.train.device import cpu_flags, resolve_precision  # noqa: E402
+from sirst_synth.train.losses import deep_supervision_loss  # noqa: E402
+from sirst_synth.train.model import BatchNorm2d, build_model  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def _outputs_and_grads(model, x, y, bf16=False):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        outs = model(x)
+    deep_supervision_loss(outs, y).mean().backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    return [o.detach() for o in outs], grads
+
+
+@pytest.mark.parametrize("name", ["aff-unet-tiny", "unet"])
+def test_fast_model_equals_reference_fp32(name):
+    """Same layout, fp32: the fast form's outputs and gradients within 1e-5 relative."""
+    torch.manual_seed(0)
+    ref, fast = build_model(name, reference=True), build_model(name)
+    fast.load_state_dict(ref.state_dict())  # the same state dict: keys and shapes
+    x = torch.randn(3, 1, 48, 80)
+    y = (torch.rand(3, 1, 48, 80) > 0.98).float()
+    ro, rg = _outputs_and_grads(ref, x, y)
+    fo, fg = _outputs_and_grads(fast, x, y)
+    for a, b in zip(fo, ro, strict=True):
+        assert _rel(a, b) < 1e-5
+    assert rg.keys() == fg.keys()
+    # All gradients as one vector: within 1e-5 relative. Tensor by tensor, the sums over
+    # every pixel (biases) cancel to a few 1e-5 of their terms, so each is held to 1e-4; and a
+    # gradient whose true value is 0 is all rounding (enc.0.skip: a 1-channel 1x1 conv before
+    # batch norm, which undoes its scale). Float64 below holds every tensor to 1e-7.
+    diff = torch.cat([(fg[k] - rg[k]).flatten() for k in rg]).double().norm()
+    assert float(diff / torch.cat([g.flatten() for g in rg.values()]).double().norm()) < 1e-5
+    live = [k for k in rg if k != "enc.0.skip.0.weight"]
+    worst = max(_rel(fg[k], rg[k]) for k in live)
+    assert worst < 1e-4, worst
+    # the running statistics of batch norm move alike too
+    for (k, a), b in zip(fast.state_dict().items(), ref.state_dict().values(), strict=True):
+        if "running" in k:
+            assert _rel(a, b) < 1e-5, k
+
+
+@pytest.mark.parametrize("name", ["aff-unet-tiny", "unet"])
+def test_fast_channels_last_model_is_the_reference_function_float64(name):
+    """The fast form in channels_last against the reference form contiguous, in float64, where
+    rounding cannot hide a difference of function: every gradient tensor within 1e-7. (In
+    fp32, batch norm over the 3 x 5 pixels of the deepest stage amplifies rounding: even the
+    reference form alone differs between the two layouts there.)"""
+    torch.manual_seed(0)
+    ref = build_model(name, reference=True).double()
+    fast = build_model(name).double().to(memory_format=torch.channels_last)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 1, 48, 80, dtype=torch.float64)
+    y = (torch.rand(3, 1, 48, 80) > 0.98).double()
+    ro, rg = _outputs_and_grads(ref, x, y)
+    fo, fg = _outputs_and_grads(fast, x.to(memory_format=torch.channels_last), y)
+    for a, b in zip(fo, ro, strict=True):
+        assert _rel(a, b) < 1e-10
+    scale = max(float(g.abs().max()) for g in rg.values())
+    live = [k for k in rg if float(rg[k].abs().max()) > 1e-3 * scale]
+    assert max(_rel(fg[k], rg[k]) for k in live) < 1e-7
+
+
+def test_fast_model_tracks_reference_bf16():
+    """bf16 rounds each operation to 8 bits of mantissa, in a different order in the two forms:
+    the fused logits agree to 2% of their largest magnitude and the loss to 0.5%."""
+    torch.manual_seed(0)
+    ref = build_model("aff-unet-tiny", reference=True).to(memory_format=torch.channels_last)
+    fast = build_model("aff-unet-tiny").to(memory_format=torch.channels_last)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 1, 64, 64).to(memory_format=torch.channels_last)
+    y = (torch.rand(4, 1, 64, 64) > 0.98).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ro, fo = ref(x), fast(x)
+    assert fo[0].dtype == torch.bfloat16
+    assert _rel(fo[0], ro[0]) < 0.02
+    lr, lf = deep_supervision_loss(ro, y).mean(), deep_supervision_loss(fo, y).mean()
+    assert float(lf) == pytest.approx(float(lr), rel=5e-3)
+
+
+def test_narrow_batch_norm_is_stock_batch_norm():
+    torch.manual_seed(0)
+    for channels in (8, 16):
+        stock, mine = torch.nn.BatchNorm2d(channels), BatchNorm2d(channels)
+        with torch.no_grad():
+            stock.weight.uniform_(0.5, 2)
+            stock.bias.normal_()
+        mine.load_state_dict(stock.state_dict())
+        x = torch.randn(2, channels, 20, 12)
+        xs = x.clone().requires_grad_()
+        xm = x.to(memory_format=torch.channels_last).requires_grad_()
+        g = torch.randn(2, channels, 20, 12)
+        a, b = stock(xs), mine(xm)
+        assert b.is_contiguous(memory_format=torch.channels_last)  # layout kept for the convs
+        a.backward(g)
+        b.backward(g)
+        assert _rel(b, a) < 1e-6 and _rel(xm.grad, xs.grad) < 1e-5
+        assert _rel(mine.weight.grad, stock.weight.grad) < 1e-5
+        assert torch.allclose(mine.running_var, stock.running_var)
+
+
+def test_decoded_cache_gives_the_same_batches(tmp_path):
+    root = demo_with_bank(tmp_path, images=6, seed=4)
+    items = split_items(root / "data", "train")
+    cached = SegmentationSet(items, 0.3, 0.2, 32, seed=5, cache=True)
+    plain = SegmentationSet(items, 0.3, 0.2, 32, seed=5, cache=False)
+    assert cached.decoded is not None and plain.decoded is None
+    for epoch in (0, 3):
+        cached.epoch = plain.epoch = epoch
+        for i in range(len(items)):
+            a, b = cached[i], plain[i]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_decoded_cache_respects_its_limit(tmp_path):
+    from sirst_synth.train.data import decode_all
+
+    root = demo_with_bank(tmp_path, images=3, seed=4)
+    items = split_items(root / "data", "train")
+    h, w = 256, 256  # the demo's image size
+    assert decode_all(items, limit=2 * h * w * len(items)) is not None
+    assert decode_all(items, limit=2 * h * w * len(items) - 1) is None
+
+
+def test_precision_choice_on_faked_cpus():
+    never = lambda: pytest.fail("no probe without native bf16")  # noqa: E731
+    assert resolve_precision("auto", CPU, frozenset({"avx2", "fma"}), never)[0] == "fp32"
+    assert resolve_precision("auto", CPU, frozenset({"avx512_bf16"}), lambda: True)[0] == "bf16"
+    assert resolve_precision("auto", CPU, frozenset({"amx_bf16"}), lambda: True)[0] == "bf16"
+    assert resolve_precision("auto", CPU, frozenset({"amx_bf16"}), lambda: False)[0] == "fp32"
+    assert resolve_precision("fp32", CPU, frozenset({"amx_bf16"}), never) == ("fp32", "asked for")
+    assert resolve_precision("auto", torch.device("cuda", 0), frozenset(), never)[0] == "bf16"
+    with pytest.raises(UsageError, match="--precision"):
+        resolve_precision("fp16", CPU, frozenset(), never)
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == frozenset({"fpu", "avx2", "amx_bf16"})
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_precision_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):
+    from sirst_synth.train import loop
+
+    root = demo_with_bank(tmp_path, images=6, seed=4)
+    recipe = TrainRecipe(model="aff-unet-tiny", epochs=2, batch_size=4, crop=32, eval_every=1)
+    calls = []
+
+    def fake(precision, device):
+        calls.append(precision)
+        return "bf16", "auto: faked for the test"
+
+    monkeypatch.setattr(loop, "resolve_precision", fake)
+    run = tmp_path / "run"
+    loop.train(root / "data", run, recipe, "cpu", "auto", stop_after=1)
+    assert calls == ["auto"]
+    assert load_checkpoint(run / "last.pt")["precision"] == "bf16"
+    assert {r["precision"] for r in read_jsonl(run / "metrics.jsonl")} == {"bf16"}
+    # resumed: no new choice, the recorded one
+    loop.train(root / "data", run, recipe, "cpu", "auto", resume=True)
+    assert calls == ["auto"]
+    assert load_checkpoint(run / "last.pt")["precision"] == "bf16"
+    with pytest.raises(UsageError, match="trained in bf16"):
+        loop.train(root / "data", run, recipe, "cpu", "fp32", resume=True)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if "loss" in r] == [1, 2]
+    assert np.isfinite([r["loss"] for r in rows if "loss" in r]).all()
