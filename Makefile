@@ -6,7 +6,7 @@ DEMO ?= demo-out
 # A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
 
-.PHONY: venv demo test test-fast lint format bench bench-gpu study
+.PHONY: venv demo test test-fast lint format bench bench-gpu gpu-data gpu-check study
 SIRST ?= ../shared/datasets/sirst-v1
 STUDY ?= study-out
 
@@ -51,9 +51,32 @@ bench: venv
 bench-gpu: venv
 	$(BIN)/python bench/gpu.py
 
-# The SIRST-5K ablation on real SIRST v1 (its own test split): about 1.5 hours on 2 CPU cores.
-# Resumable: run it again after an interruption and finished runs are kept.
+# A copy of SIRST v1 inside the repository (git ignores it) for a GPU machine, where ../shared
+# is not there: `make gpu-data` here, then carry .gpu-data to the GPU machine.
+gpu-data:
+	rm -rf .gpu-data/sirst-v1
+	mkdir -p .gpu-data
+	cp -r $(SIRST) .gpu-data/sirst-v1
+	chmod -R u+w .gpu-data
+
+# On a GPU machine whose python already has torch, h5py, OpenCV, typer, rich, PyYAML, scipy and
+# matplotlib (no network): install this project without dependencies, then the whole check.
+GPU_PY ?= python3
+GPU_OUT ?= gpu-out
+gpu-check:
+	$(GPU_PY) -m pip install -q --no-deps --no-build-isolation .
+	$(GPU_PY) bench/gpu_check.py --out $(GPU_OUT)
+
+# The CPU study on real SIRST v1 (train/val/test of idx_427), with SIRST-V2's unseen scenes as
+# extra tests: many hours on 2 CPU cores (about 15 minutes a run, seeds x arms runs). Resumable
+# across machines: finished runs' small files are published under docs/results/sirst-v1 and
+# taken as finished by a later --resume.
+V2 ?= ../shared/datasets/sirst-v2-new
+STUDY_RECIPE ?= study-cpu
+PUBLISH ?= docs/results/sirst-v1
 study: venv
 	mkdir -p $(STUDY)
-	$(BIN)/sirst-synth build-noise-bank $(SIRST) --out $(STUDY)/bank.h5 --on-error skip --resume
-	$(BIN)/sirst-synth study $(SIRST) --bank $(STUDY)/bank.h5 --out $(STUDY)/study --recipe study-cpu --resume
+	$(BIN)/sirst-synth study $(SIRST) --out $(STUDY)/$(STUDY_RECIPE) --recipe $(STUDY_RECIPE) \
+		--resume --publish $(PUBLISH) \
+		--extra-test v2-targets=$(V2):$(V2)/idx_v2/targets.txt \
+		--extra-test v2-backgrounds=$(V2):$(V2)/idx_v2/backgrounds.txt

@@ -314,7 +314,7 @@ def preview_cmd(
     sheet: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path(
         "preview.png"
     ),
-    targets: Annotated[int, typer.Option("--targets", help="How many targets (rows).")] = 6,
+    targets: Annotated[int, typer.Option("--targets", min=1, help="How many targets (rows).")] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Which targets are shown.")] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing sheet.")

@@ -25,13 +25,36 @@ from sirst_synth.progress import Progress
 @app.command("study")
 def study_cmd(
     data: Annotated[Path, typer.Argument(help="Dataset with a training and a test split.")],
-    bank: Annotated[Path, typer.Option("--bank", help="Noise bank of DATA (build-noise-bank).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (new, or --resume).")],
+    bank: Annotated[
+        Path | None,
+        typer.Option(
+            "--bank",
+            help="Optional: a noise bank, used where it was built from exactly the images a "
+            "run trains on; the study builds the bank of every training subset itself.",
+        ),
+    ] = None,
     recipe: Annotated[
         str, typer.Option("--recipe", help="Study recipe: a YAML file or a name (study-cpu).")
     ] = "study-cpu",
     seeds: Annotated[
         int | None, typer.Option("--seeds", help="Seeds per arm (recipe: seeds).")
+    ] = None,
+    extra_test: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra-test",
+            help="NAME=DIR[:SPLITFILE]: also score every final model there (repeatable), "
+            "e.g. unseen scenes.",
+        ),
+    ] = None,
+    publish: Annotated[
+        Path | None,
+        typer.Option(
+            "--publish",
+            help="Copy every finished run's small files (no checkpoints) and the results here; "
+            "--resume takes a run found here as finished.",
+        ),
     ] = None,
     device: DeviceOpt = Device.auto,
     resume: Annotated[
@@ -41,13 +64,15 @@ def study_cmd(
     as_json: AsJson = False,
     json_out: JsonOut = None,
 ) -> None:
-    """Train every arm (baseline, n2n, sirst5k, ...) at equal steps over seeds; score the final
-    models on the untouched test split; write results and plots."""
-    from sirst_synth.study import load_study_recipe, run_study
+    """Train every arm at equal steps over seeds (validation split to watch), score the final
+    models once on the test split, compare each arm with the reference seed by seed; write
+    results, verdicts and plots."""
+    from sirst_synth.study import ExtraTest, load_study_recipe, run_study
 
     check_json_out(json_out, False, [data])
     text, source = read_recipe_text(recipe)
     r = load_study_recipe(text, source, seeds)
+    extras = tuple(ExtraTest.parse(t) for t in extra_test or ())
     bars = None if quiet or as_json else StackedBars()
     res = run_study(
         data,
@@ -61,23 +86,34 @@ def study_cmd(
         log=(lambda m: None)
         if quiet or as_json
         else (lambda m: console.print(escape(m), highlight=False)),
+        extra_tests=extras,
+        publish=publish,
     )
     if bars:
         bars.close()
     rows = [("study", res.out), ("runs", len(res.runs)), ("reused from before", res.reused)]
+    verdicts = {c["arm"]: c["all"]["IoU"]["verdict"] for c in res.comparisons if "IoU" in c["all"]}
     for row in res.table:
-        rows.append(
-            (
-                row["arm"],
-                f"IoU {row['IoU'][0] * 100:.2f} ± {row['IoU'][1] * 100:.2f}, "
-                f"Pd {row['Pd'][0] * 100:.2f} ± {row['Pd'][1] * 100:.2f}",
-            )
-        )
+        cell = f"IoU {_pair(row['IoU'])}, Pd {_pair(row['Pd'])}"
+        if row["arm"] in verdicts:
+            cell += f"; vs reference: {verdicts[row['arm']]}"
+        rows.append((row["arm"], cell))
     emit(
         "study (final models, test split)",
         rows,
-        {"out": str(res.out), "runs": len(res.runs), "reused": res.reused, "arms": res.table},
+        {
+            "out": str(res.out),
+            "runs": len(res.runs),
+            "reused": res.reused,
+            "arms": res.table,
+            "comparisons": res.comparisons,
+        },
         quiet,
         as_json,
         json_out,
     )
+
+
+def _pair(ms) -> str:
+    mean, std = ms
+    return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")

@@ -160,7 +160,9 @@ def train_cmd(
     loader_workers: Annotated[
         int,
         typer.Option(
-            "--loader-workers", help="DataLoader worker processes (batches do not depend on it)."
+            "--loader-workers",
+            min=0,
+            help="DataLoader worker processes (batches do not depend on it).",
         ),
     ] = 0,
     resume: Annotated[
@@ -172,7 +174,9 @@ def train_cmd(
     ] = False,
     stop_after: Annotated[
         int | None,
-        typer.Option("--stop-after", help="Stop after N epochs of this invocation (resume later)."),
+        typer.Option(
+            "--stop-after", min=1, help="Stop after N epochs of this invocation (resume later)."
+        ),
     ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -279,6 +283,13 @@ def evaluate_cmd(
         Split,
         typer.Option("--split", help="all: every image/mask pair (no split files needed)."),
     ] = Split.test,
+    split_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--split-file",
+            help="Score the stems listed in this file (one a line) instead of a split.",
+        ),
+    ] = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Probability above which a pixel is target.")
     ] = 0.5,
@@ -345,6 +356,7 @@ def evaluate_cmd(
         resize=resize,
         overwrite=overwrite,
         tile=tile,
+        split_file=split_file,
     )
     print_skipped(m["skipped"])
     rows = [
@@ -352,8 +364,10 @@ def evaluate_cmd(
         ("IoU x100", f"{m['IoU'] * 100:.2f}"),
         ("nIoU x100", f"{m['nIoU'] * 100:.2f}"),
         ("Pd x100", f"{m['Pd'] * 100:.2f}"),
-        ("Fa x1e6", f"{m['Fa'] * 1e6:.2f}"),
+        ("Fa x1e-6", f"{m['Fa'] * 1e6:.2f}"),
         ("targets / detected", f"{m['targets']} / {m['detected']}"),
+        ("images with false alarms", m["images_with_false_alarm"]),
     ]
     size = f", {resize}x{resize}" if resize else ""
-    emit(f"evaluate ({split.value}, Fa: {fa_compat}{size})", rows, m, quiet, as_json)
+    what = split_file.name if split_file is not None else split.value
+    emit(f"evaluate ({what}, Fa: {fa_compat}{size})", rows, m, quiet, as_json)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,17 @@ def table(title: str, rows: list[tuple[str, Any]]) -> Table:
     return t
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: a non-finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def emit(
     title: str,
     rows: list[tuple[str, Any]],
@@ -100,7 +112,7 @@ def emit(
 ) -> None:
     """The end of every command: a JSON object, a table, or nothing under --quiet; and the
     same JSON in ``--json-out`` where given."""
-    text = json.dumps(data, indent=1, default=str) + "\n"
+    text = json.dumps(_finite(data), indent=1, default=str, allow_nan=False) + "\n"
     if json_out is not None:
         write_text_atomic(json_out, text)
     if as_json:

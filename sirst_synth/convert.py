@@ -2,8 +2,8 @@
 
 Real IRSTD datasets mix 8-bit gray, RGB, RGBA, palette and 16-bit files. Everything is
 brought to one 8-bit channel: colour by the ITU-R BT.601 luma weights (OpenCV's
-``COLOR_BGR2GRAY``), alpha dropped, 16-bit scaled to 0..255 with rounding. Masks: any
-non-zero pixel is target.
+``COLOR_BGR2GRAY``), alpha dropped, 16-bit scaled to 0..255 with rounding. Masks: two levels
+(0 and one target value), alpha dropped; anything else is refused as ambiguous.
 """
 
 from __future__ import annotations
@@ -33,29 +33,64 @@ def to_gray_u8(decoded: np.ndarray) -> np.ndarray:
         if arr.dtype == np.float32 or arr.dtype == np.uint8 or arr.dtype == np.uint16:
             arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_BGR2GRAY)
         else:
+            integer = np.issubdtype(arr.dtype, np.integer)
             arr = cv2.cvtColor(np.ascontiguousarray(arr.astype(np.float32)), cv2.COLOR_BGR2GRAY)
+            if integer:  # integer levels stay integer levels (clipped to 0..255 below)
+                arr = np.rint(arr).astype(np.int64)
     if arr.ndim != 2:
         raise DataError(f"unsupported image shape {arr.shape}")
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype == np.uint16:
+        if arr.size and int(arr.max()) <= 255 and int(arr.max()) > 0:
+            raise DataError(
+                "16-bit image whose values never exceed 255 is ambiguous (8-bit data saved in "
+                "16 bits would read as black); save it as an 8-bit image"
+            )
         return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
-        return quantise_u8(np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255)
+        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
+            raise DataError(
+                "float image outside [0, 1] is ambiguous (physical units such as kelvin would "
+                "clip to white); scale it to [0, 1] or save it as an 8-bit image"
+            )
+        return quantise_u8(arr.astype(np.float64) * 255)
     if np.issubdtype(arr.dtype, np.integer):
         return np.clip(arr, 0, 255).astype(np.uint8)
     raise DataError(f"unsupported image dtype {arr.dtype}")
 
 
 def to_binary_mask(decoded: np.ndarray) -> np.ndarray:
-    """A 0/1 uint8 mask: a pixel is target when any of its channels is non-zero."""
+    """A 0/1 uint8 mask from a two-level file: background 0 and one target level (1, 255,
+    65535, or any other single value), in one channel or in colour channels (alpha dropped,
+    as for images: an opaque RGBA mask is its colour).
+
+    A mask with more than two levels (JPEG artefacts, a blurred or resized mask) is ambiguous
+    and refused: "non-zero is target" turns JPEG ringing into false targets (a q90 JPEG of 4
+    targets reads as 16), and no threshold is right for every file. Binarise it once, where
+    you know what it holds (data/README.md says which rule each toolbox applies).
+    """
     arr = np.asarray(decoded)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
     if arr.ndim == 3:
-        arr = arr.any(axis=2)
+        if arr.shape[2] == 4:
+            arr = arr[:, :, :3]  # alpha is transparency, not target
+        elif arr.shape[2] == 2:
+            arr = arr[:, :, :1]  # gray + alpha
+        arr = arr.max(axis=2)
     if arr.ndim != 2:
         raise DataError(f"unsupported mask shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    levels = np.unique(arr[arr != 0]) if arr.size else arr[:0]
+    if levels.size > 1:
+        raise DataError(
+            f"mask has {levels.size + 1} levels, not two (0 and one target value): JPEG "
+            "artefacts or a blurred mask are ambiguous; save a two-level PNG (0/255 or 0/1)"
+        )
     return (arr != 0).astype(np.uint8)
 
 

@@ -46,6 +46,7 @@ def evaluate(
     resize: int | None = None,
     overwrite: bool = False,
     tile: int | None = None,
+    split_file: Path | None = None,
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -86,7 +87,7 @@ def evaluate(
     thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None
     if pred_dir is not None:
         totals, points, _, skipped = score_predictions(
-            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize
+            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize, split_file
         )
     else:
         from sirst_synth.train.evaluate import evaluate_checkpoint
@@ -105,6 +106,7 @@ def evaluate(
             skip_errors=skip_errors,
             resize=resize,
             tile=TILE if tile is None else tile,
+            split_file=split_file,
         )
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,7 @@ def evaluate(
                 write_bytes_atomic(save_pred / f"{it.stem}.png", encode_png(levels))
     data = {
         "source": str(checkpoint or pred_dir),
-        "split": split,
+        "split": split if split_file is None else str(split_file),
         "threshold": threshold,
         "fa_compat": fa_mode,
         "resize": resize,
@@ -140,13 +142,14 @@ def score_predictions(
     fa_mode: str = "identity",
     skip_errors: bool = False,
     resize: int | None = None,
+    split_file: Path | None = None,
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[tuple[str, str]]]:
     """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions; with ``resize``
     labels and predictions are brought to N x N first (DNA-Net's protocol)."""
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"--pred-dir {pred_dir}: folder not found")
-    items, skipped = check_items(split_items(root, split), skip_errors)
+    items, skipped = check_items(split_items(root, split, split_file), skip_errors)
     totals = MetricTotals()
     pairs = []
     scored = []

@@ -13,9 +13,8 @@ import hashlib
 import itertools
 import json
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +53,12 @@ from sirst_synth.io.outdir import (
     locked,
     prepare_out,
 )
+from sirst_synth.naming import SAMPLE_NAME, sample_group, sample_name
 from sirst_synth.noise import pick_patch
 from sirst_synth.plan import plan, plan_shape, pool_size
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
-from sirst_synth.recipe import SynthRecipe, to_yaml
+from sirst_synth.recipe import SynthRecipe, recipe_dict, to_yaml
 from sirst_synth.rotate import check_window_size
 from sirst_synth.seeding import rng_for
 from sirst_synth.synth import noise_only, synthesize
@@ -98,7 +98,12 @@ _GEN_CTX: dict = {}
 
 
 def _gen_init(
-    ds: Dataset, out: Path, recipe: SynthRecipe, bank: BankIndex | None, test_gray: bool = False
+    ds: Dataset,
+    out: Path,
+    recipe: SynthRecipe,
+    bank: BankIndex | None,
+    test_gray: bool = False,
+    sources: tuple[list[str], list[int]] = ([], []),
 ) -> None:
     _GEN_CTX.update(
         ds=ds,
@@ -107,6 +112,7 @@ def _gen_init(
         bank=bank,
         reader=BankReader(bank) if bank else None,
         test_gray=test_gray,
+        sources=sources,  # paste: the training stems and their target counts
     )
 
 
@@ -133,14 +139,6 @@ def noise_draw(
         "col": int(bank.col[choice]),
     }
     return reader.patch(choice), noise
-
-
-def sample_name(stem: str, pass_index: int, target: int | None, angle: int) -> str:
-    """Development file stem: source, pass (noise draw), target index, rotation angle
-    (``_n2n`` for a Noise2Noise-only sample, which has neither)."""
-    if target is None:
-        return f"{stem}_syn{pass_index}_n2n"
-    return f"{stem}_syn{pass_index}_t{target}_r{angle}"
 
 
 def _gen_job(job: _Job) -> tuple[str, list[dict]]:
@@ -178,7 +176,9 @@ def _job_rows(job: _Job) -> list[dict]:
             "mask": _put(out, mask_rel, encode_png(mask * 255)),
         }
         rows.append(ManifestRow(img_rel, mask_rel, "original", job.stem, sha))
-    if job.picks:
+    if job.picks and c["recipe"].mode == "paste":
+        rows.append(_paste_row(job, image, mask))
+    elif job.picks:
         recipe: SynthRecipe = c["recipe"]
         patch, noise = noise_draw(c["bank"], c["reader"], recipe.seed, job.stem, job.pass_index)
         if recipe.mode == "n2n":
@@ -186,7 +186,7 @@ def _job_rows(job: _Job) -> list[dict]:
         else:
             samples = synthesize(image, mask, patch, recipe.alpha, recipe.s, job.picks)
         for smp in samples:
-            name = sample_name(job.stem, job.pass_index, smp.target, smp.angle)
+            name = sample_name(job.stem, job.pass_index, recipe.mode, smp.target, smp.angle)
             img_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
             sha = {
                 "image": _put(out, img_rel, encode_png(smp.image)),
@@ -207,10 +207,47 @@ def _job_rows(job: _Job) -> list[dict]:
                     center=list(smp.center) if smp.target is not None else None,
                     window=list(smp.window) if smp.target is not None else None,
                     angle=smp.angle if smp.target is not None else None,
-                    group=f"{job.stem}:{job.pass_index}:{'n2n' if smp.target is None else smp.target}",
+                    group=sample_group(job.stem, job.pass_index, recipe.mode, smp.target),
                 )
             )
     return [r.to_json() for r in rows]
+
+
+def _paste_row(job: _Job, image: np.ndarray, mask: np.ndarray) -> ManifestRow:
+    """The copy-paste sample of one training image in one pass, and its provenance."""
+    from sirst_synth.paste import paste_sample_of
+
+    c = _GEN_CTX
+    ds: Dataset = c["ds"]
+    recipe: SynthRecipe = c["recipe"]
+    stems, counts = c["sources"]
+
+    def patch_of(stem: str, pass_index: int):
+        return noise_draw(c["bank"], c["reader"], recipe.seed, stem, pass_index)
+
+    smp = paste_sample_of(
+        image, mask, job.stem, job.pass_index, recipe, stems, counts,
+        lambda stem: load_pair(ds, stem), patch_of,
+    )  # fmt: skip
+    name = sample_name(job.stem, job.pass_index, "paste", None, 0)
+    img_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
+    sha = {
+        "image": _put(c["out"], img_rel, encode_png(smp.image)),
+        "mask": _put(c["out"], mask_rel, encode_png(smp.mask * 255)),
+    }
+    return ManifestRow(
+        img_rel,
+        mask_rel,
+        "development",
+        job.stem,
+        sha,
+        noise=smp.noise,
+        alpha=recipe.alpha,
+        pass_index=job.pass_index,
+        group=sample_group(job.stem, job.pass_index, "paste", None),
+        paste=[p.to_json() for p in smp.pastes],
+        given_up=smp.given_up or None,
+    )
 
 
 _SCAN_CTX: dict = {}
@@ -260,7 +297,7 @@ def _run_identity(
     return {
         "tool": "sirst-synth",
         "version": __version__,
-        "recipe": asdict(recipe),
+        "recipe": recipe_dict(recipe),
         "layout": layout,
         "name": name,
         "test_gray": test_gray,
@@ -270,10 +307,6 @@ def _run_identity(
     }
 
 
-#: A development sample's stem (``sample_name``): source stem, pass, then target and angle.
-_SAMPLE_NAME = re.compile(r"(?P<base>.+)_syn\d+_(?:t\d+_r\d+|n2n)")
-
-
 def _check_unique_names(train: list[str], test: list[str]) -> None:
     """Every output stem once. Sample names never repeat among themselves (source stem, pass,
     target and angle read back from the name, right to left), so only a source file can take
@@ -281,7 +314,7 @@ def _check_unique_names(train: list[str], test: list[str]) -> None:
     sources = set(train)
     seen: set[str] = set()
     for stem in [*train, *test]:
-        m = _SAMPLE_NAME.fullmatch(stem)
+        m = SAMPLE_NAME.fullmatch(stem)
         if stem in seen or (m and m["base"] in sources):
             raise UsageError(
                 f"{stem} would be written twice: the source already holds a file of that "
@@ -412,13 +445,14 @@ def generate(
     if recipe.mode == "n2n":  # every training image is one group of one sample
         sizes = [1] * len(train)
     else:
-        sizes = [counts[s] for s in train]
+        # paste: one sample per image and pass, as n2n, drawing targets from all of them
+        sizes = [1] * len(train) if recipe.mode == "paste" else [counts[s] for s in train]
         if train and not summary.targets:
             raise DataError(
                 f"{ds.root}: no training mask holds a target ({len(train)} masks checked), so "
                 "there is nothing to augment; targets are the non-zero pixels of the masks"
             )
-    group = 1 if recipe.mode == "n2n" else 4
+    group = 4 if recipe.mode == "sirst5k" else 1
     dev_count = pool_size(sizes, group) if recipe.count is None else recipe.count
     check_free_space(out, ds, train, test, dev_count)
     passes, _, later_jobs = plan_shape(train, sizes, recipe.count, recipe.seed, group)
@@ -434,7 +468,11 @@ def generate(
         todo = itertools.islice(_jobs(train, test, sizes, recipe, group), done, None)
         with open(journal, "ab") as jf:
             for key, rows in ordered_map(
-                _gen_job, todo, workers, _gen_init, (ds, out, recipe, bank, test_gray)
+                _gen_job,
+                todo,
+                workers,
+                _gen_init,
+                (ds, out, recipe, bank, test_gray, (train, [counts[s] for s in train])),
             ):
                 # Files are in place before their journal line: a kill loses at most this job.
                 jf.write((json.dumps({"job": key, "rows": rows}) + "\n").encode())

@@ -188,6 +188,9 @@ class MetricTotals:
             "detected": sum(x.detected for x in s),
             "fa_pixels": fa_pix,
             "pixels": pixels,
+            "images_with_false_alarm": sum(
+                (x.fa_pixels if fa_mode == "identity" else x.fa_pixels_dnanet) > 0 for x in s
+            ),
         }
 
 

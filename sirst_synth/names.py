@@ -16,8 +16,10 @@ SCHEDULES = ("cosine", "multistep", "constant")
 #: ``TrainRecipe.augment``.
 AUGMENTS = ("none", "flips")
 #: Synthesis modes of ``SynthRecipe.mode``.
-SYNTH_MODES = ("sirst5k", "n2n")
+SYNTH_MODES = ("sirst5k", "n2n", "paste")
+#: ``SynthRecipe.where``: where pasted targets may go.
+WHERE = ("flat", "any")
 #: ``--precision``: auto resolves to one of the other two per machine.
 PRECISIONS = ("auto", "bf16", "fp32")
 #: ``--split`` of evaluate.
-SPLIT_CHOICES = ("train", "val", "test", "all")
+SPLIT_CHOICES = ("train", "test", "all")

@@ -64,53 +64,89 @@ def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds
 
 
 def study_iou_vs_step(arms: list[str], runs: list[Any]) -> bytes:
-    """Validation IoU against step per arm: the mean over seeds and a min-max band."""
+    """Validation IoU against step: one thin line per run, the arm's mean over seeds bold."""
     plt, fig, ax = _figure()
-    for arm in arms:
+    for i, arm in enumerate(arms):
         hists = [r.history for r in runs if r.arm == arm and r.history]
         if not hists:
             continue
+        colour = f"C{i % 10}"
         steps = sorted({h["step"] for hist in hists for h in hist})
         table = np.full((len(hists), len(steps)), np.nan)
-        for i, hist in enumerate(hists):
+        for j, hist in enumerate(hists):
             for h in hist:
-                table[i, steps.index(h["step"])] = h["IoU"] * 100
-        mean = np.nanmean(table, axis=0)
-        (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=f"{arm} (n={len(hists)})")
-        if len(hists) > 1:
-            ax.fill_between(
-                steps,
-                np.nanmin(table, axis=0),
-                np.nanmax(table, axis=0),
-                color=line.get_color(),
-                alpha=0.2,
-                linewidth=0,
-            )
+                table[j, steps.index(h["step"])] = h["IoU"] * 100
+            ax.plot(steps, table[j], color=colour, alpha=0.35, linewidth=0.8)
+        ax.plot(steps, np.nanmean(table, axis=0), color=colour, marker="o", markersize=3,
+                linewidth=2, label=f"{arm} (n={len(hists)})")  # fmt: skip
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("IoU x100 (test split)")
-    ax.set_title("Validation IoU against step (mean over seeds, band: min..max)")
+    ax.set_ylabel("IoU x100 (validation split)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Validation IoU against step (thin: each run; bold: mean over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(plt, fig)
 
 
-def study_bars(table: list[dict]) -> bytes:
-    """IoU, Pd and Fa of each arm's final model: mean with the sample std as error bars."""
-    plt, fig, axes = _figure((9.6, 3.6))
+def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    from sirst_synth.stats import t975
+
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, mean, mean
+    half = t975(values.size - 1) * float(values.std(ddof=1)) / np.sqrt(values.size)
+    return mean, mean - half, mean + half
+
+
+def study_points(arms: list[str], runs: list[Any]) -> bytes:
+    """IoU, Pd and Fa of every final model as a point, beside the arm's mean and its 95%
+    t-interval; the interval is clipped at 0, where these metrics end."""
+    plt, fig, _ = _figure((10.5, 3.8))
     fig.clf()
     axes = fig.subplots(1, 3)
-    names = [row["arm"] for row in table]
-    x = np.arange(len(names))
-    for ax, (key, scale, label) in zip(
-        axes,
-        (("IoU", 100, "IoU x100"), ("Pd", 100, "Pd x100"), ("Fa", 1e6, "Fa x1e-6")),
-        strict=True,
-    ):
-        mean = [row[key][0] * scale for row in table]
-        std = [row[key][1] * scale for row in table]
-        ax.bar(x, mean, yerr=std, capsize=4, color=[f"C{i}" for i in range(len(names))])
-        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(label + " (final model)", fontsize=9)
+    specs = (("IoU", 100, "IoU x100"), ("Pd", 100, "Pd x100"), ("Fa", 1e6, "Fa x1e-6"))
+    for ax, (key, scale, label) in zip(axes, specs, strict=True):
+        for i, arm in enumerate(arms):
+            values = np.array([getattr(r, key) * scale for r in runs if r.arm == arm])
+            if not values.size:
+                continue
+            jitter = np.linspace(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
+            ax.scatter(i - 0.15 + jitter, values, s=14, color=f"C{i % 10}", alpha=0.8)
+            mean, lo, hi = _mean_ci(values)
+            lo = max(lo, 0.0)
+            ax.errorbar([i + 0.2], [mean], yerr=[[mean - lo], [hi - mean]], fmt="s", color="k",
+                        capsize=4, markersize=4)  # fmt: skip
+        ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{label}: runs, mean and 95% CI", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    return _png(plt, fig)
+
+
+def study_differences(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")) -> bytes:
+    """Each arm minus the reference: the mean paired difference and its 95% t-interval, with
+    the zero line (a difference may be negative)."""
+    plt, fig, _ = _figure((10.5, 3.8))
+    fig.clf()
+    axes = fig.subplots(1, len(metrics))
+    scale = {"IoU": 100, "nIoU": 100, "Pd": 100, "Fa": 1e6}
+    for ax, key in zip(axes, metrics, strict=True):
+        names = []
+        for i, c in enumerate(comparisons):
+            block = c["all"].get(key)
+            if not block or block["mean_diff"] is None:
+                continue
+            mean = block["mean_diff"] * scale[key]
+            lo, hi = (v * scale[key] for v in block["ci"]) if block["ci"] else (mean, mean)
+            ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
+                        color=f"C{i % 10}")  # fmt: skip
+            names.append((i, c["arm"]))
+        ax.axhline(0, color="k", linewidth=0.8)
+        ax.set_xticks(
+            [i for i, _ in names], [n for _, n in names], rotation=30, ha="right", fontsize=8
+        )
+        unit = "x1e-6" if key == "Fa" else "x100"
+        ax.set_title(f"Δ{key} ({unit}) vs {comparisons[0]['against']}, 95% CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     return _png(plt, fig)
 

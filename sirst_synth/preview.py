@@ -69,3 +69,25 @@ def contact_sheet(
             cv2.LINE_AA,
         )
     return np.vstack([header, *lines]) if lines else header
+
+
+def paste_sheet(rows: list[tuple]) -> np.ndarray:
+    """One row per paste sample: for each pasted target (at most 4), the source image and the
+    pasted sample around it (mask outlined in red). ``rows``: (source, source mask, sample,
+    sample mask, [top-left of each pasted target])."""
+    pad, head = 4, 20
+    labels = ("source", "pasted") * 4
+    lines = []
+    for src, src_mask, img, mask, ats in rows:
+        tiles = []
+        for y, x in ats[:4]:
+            win = (y, x, y + 4, x + 4)
+            tiles += [_tile(src, src_mask, win, 32), _tile(img, mask, win, 32)]
+        tiles += [np.zeros((TILE, TILE, 3), np.uint8)] * (8 - len(tiles))
+        lines.append(np.hstack([np.pad(t, ((pad, pad), (pad, pad), (0, 0))) for t in tiles]))
+    width = (TILE + 2 * pad) * len(labels)
+    header = np.zeros((head, width, 3), np.uint8)
+    for i, text in enumerate(labels):
+        cv2.putText(header, text, (i * (TILE + 2 * pad) + pad, 15), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
+    return np.vstack([header, *lines]) if lines else header

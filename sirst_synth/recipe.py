@@ -14,7 +14,15 @@ from typing import Any, TypeVar
 import yaml
 
 from sirst_synth.errors import UsageError
-from sirst_synth.names import AUGMENTS, MODELS, NEG_LOSS, OPTIMIZERS, SCHEDULES, SYNTH_MODES
+from sirst_synth.names import (
+    AUGMENTS,
+    MODELS,
+    NEG_LOSS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SYNTH_MODES,
+    WHERE,
+)
 
 T = TypeVar("T")
 
@@ -30,7 +38,12 @@ class SynthRecipe:
     grid: int = 8  # regions per side when scanning for noise
     count: int | None = None  # development samples; None = one pass over 4 x targets
     seed: int = 0
-    mode: str = "sirst5k"  # sirst5k: blend + rotated windows; n2n: blend only (ablation)
+    mode: str = "sirst5k"  # sirst5k: blend + rotated windows; n2n: blend only; paste: new targets
+    # mode paste (target copy-paste; alpha > 0 blends N2N noise in first):
+    k: tuple[int, ...] = (1, 3)  # targets pasted per sample, drawn in [k0, k1]
+    scale: tuple[float, ...] = (0.75, 1.5)  # a pasted target's scale, drawn in [lo, hi]
+    where: str = "flat"  # flat: only in noise-prone grid regions of the destination; any
+    distance: int = 8  # pixels between a pasted target's box and every other target's
 
     def __post_init__(self) -> None:
         _check(
@@ -47,6 +60,23 @@ class SynthRecipe:
         _check(self.grid >= 1, "grid", self.grid, "a whole number >= 1")
         _check(self.count is None or self.count >= 0, "count", self.count, "a whole number >= 0")
         _check(self.mode in SYNTH_MODES, "mode", self.mode, f"one of {', '.join(SYNTH_MODES)}")
+        k, scale = tuple(self.k), tuple(self.scale)
+        _check(
+            len(k) == 2 and all(float(v).is_integer() for v in k) and 1 <= k[0] <= k[1],
+            "k",
+            self.k,
+            "two whole numbers [lo, hi] with 1 <= lo <= hi",
+        )
+        object.__setattr__(self, "k", (int(k[0]), int(k[1])))
+        _check(
+            len(scale) == 2 and 0 < scale[0] <= scale[1] and math.isfinite(scale[1]),
+            "scale",
+            self.scale,
+            "two numbers [lo, hi] with 0 < lo <= hi",
+        )
+        object.__setattr__(self, "scale", (float(scale[0]), float(scale[1])))
+        _check(self.where in WHERE, "where", self.where, _one_of(WHERE))
+        _check(self.distance >= 0, "distance", self.distance, "a whole number >= 0")
 
 
 @dataclass(frozen=True)
@@ -94,7 +124,9 @@ class TrainRecipe:
         )
         _check(math.isfinite(self.gamma) and 0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
         _check(self.warmup >= 0, "warmup", self.warmup, "a whole number >= 0")
-        _check(self.crop >= 16, "crop", self.crop, "a whole number >= 16")
+        # 32: the deepest of the 4 stages keeps 2 x 2 pixels, so batch norm has more than one
+        # value per channel even for a batch of one sample (the last batch of an epoch)
+        _check(self.crop >= 32, "crop", self.crop, "a whole number >= 32")
         _check(0.0 <= self.pos_prob <= 1.0, "pos_prob", self.pos_prob, "a number in [0, 1]")
         _check(self.augment in AUGMENTS, "augment", self.augment, _one_of(AUGMENTS))
         _check(
@@ -104,10 +136,10 @@ class TrainRecipe:
         _check(0.0 <= self.threshold < 1.0, "threshold", self.threshold, "a number in [0, 1)")
         _check(self.steps is None or self.steps >= 1, "steps", self.steps, "a whole number >= 1")
         _check(
-            self.eval_every_steps is None or self.eval_every_steps >= 1,
+            self.eval_every_steps is None or (self.eval_every_steps >= 1 and self.steps),
             "eval_every_steps",
             self.eval_every_steps,
-            "a whole number >= 1",
+            "a whole number >= 1, with steps (epoch runs validate every eval_every epochs)",
         )
         _check(
             self.group_batches in (True, False) and (self.group_batches or self.neg_loss == "off"),

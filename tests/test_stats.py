@@ -26,7 +26,7 @@ def test_mean_std_of_one_value_is_undefined():
 def test_t_interval_by_hand():
     # diffs 1, 2, 3: mean 2, sd 1, se 1/sqrt(3); t(0.975, 2) = 4.302653
     lo, hi = t_interval([1.0, 2.0, 3.0])
-    half = 4.302652729911275 / math.sqrt(3)
+    half = 4.302653 / math.sqrt(3)
     assert lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
     assert t_interval([1.0]) is None
 
@@ -42,9 +42,24 @@ def test_sign_flip_p_by_hand():
     assert sign_flip_p([3.0, 1.0]) == 0.5
 
 
+def test_t_quantiles_match_scipy():
+    from sirst_synth.stats import t975
+
+    stats = pytest.importorskip("scipy.stats")
+    for df in (*range(1, 40), 50, 100, 1000):
+        assert t975(df) == pytest.approx(float(stats.t.ppf(0.975, df)), abs=1e-5), df
+    assert [round(t975(d), 3) for d in (1, 5, 30)] == [12.706, 2.571, 2.042]  # the tables
+
+
 def test_iqm_by_hand():
     # 8 values: drop the lowest 2 and highest 2, mean of 3, 4, 5, 6 = 4.5
     assert iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)
+    # 6 values: int(1.5) = 1 cut at each end: mean of 2, 3, 4, 5
+    assert iqm([6, 1, 5, 2, 4, 3]) == pytest.approx(3.5)
+    stats = pytest.importorskip("scipy.stats")
+    for n in range(1, 13):
+        x = np.random.default_rng(n).normal(size=n)
+        assert iqm(list(x)) == pytest.approx(float(stats.trim_mean(x, 0.25)))
 
 
 def test_probability_of_improvement_by_hand():

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from conftest import demo_with_bank, read_jsonl, tree_hashes
 
 from sirst_synth.io.demo_writer import write_demo_dataset
@@ -75,7 +76,8 @@ def test_steps_are_exact_whatever_the_data_size(demo, tmp_path):
             res = train(data, tmp_path / f"run{i}", recipe, "cpu", "fp32")
             assert res.steps == 7 and calls["n"] == 7
             rows = read_jsonl(tmp_path / f"run{i}" / "metrics.jsonl")
-            assert [r["step"] for r in rows if "IoU" in r] == [3, 6, 7]
+            # every 3 steps, and at 25, 50, 75 and 100% of the 7 (steps 2, 4, 6, 7)
+            assert [r["step"] for r in rows if "IoU" in r] == [2, 3, 4, 6, 7]
             assert torch.load(tmp_path / f"run{i}" / "last.pt", weights_only=True)["step"] == 7
     finally:
         loop.train_step = real
@@ -107,21 +109,39 @@ def test_smoke_study_end_to_end(demo, tmp_path, cli):
     assert tree_hashes(demo / "data") == before  # the dataset is never written
     res = json.loads((out / "results.json").read_text())
     assert [(x["arm"], x["seed"], x["steps"]) for x in res["runs"]] == [
-        ("baseline", 0, 6),
-        ("sirst5k", 0, 6),
+        ("baseline", 0, 8),
+        ("sirst5k", 0, 8),
+        ("baseline-half", 0, 8),
     ]
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("arm,seed,steps,checkpoint,IoU,nIoU,Pd,Fa,wall_s")
-    assert len(csv_lines) == 3
+    assert csv_lines[0].startswith("arm,seed,steps,IoU,nIoU,Pd,Fa,collapsed,wall_s")
+    assert len(csv_lines) == 4
     md = (out / "results.md").read_text()
-    assert "| sirst5k |" in md and "92.78" in md and "selected on test" in md
-    for png in ("iou_vs_step.png", "bars.png", "pdfa.png"):
+    assert md.startswith("## Verdicts against `baseline`")
+    assert "| sirst5k |" in md and "92.78" in md and "best-val model" in md
+    assert "too few seeds to tell" in md  # one seed: no interval, no verdict
+    assert "baseline-half (exploratory)" in md
+    for png in ("iou_vs_step.png", "seeds.png", "differences.png", "pdfa.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the sirst5k arm trained on generated data with L_Neg groups of 4
+    # training on the carved training split, validating on the held-out share, never the test
+    ident = yaml.safe_load((out / "study.yaml").read_text())
+    assert ident["splits"] == {"train": 3, "val": 1, "how": "carved: a seeded 0.2 of train.txt"}
+    view = out / "views" / "full" / "50_50"
+    train, val = ((view / n).read_text().split() for n in ("train.txt", "test.txt"))
+    test = (demo / "data" / "50_50" / "test.txt").read_text().split()
+    assert len(train) == 3 and len(val) == 1 and not set(train + val) & set(test)
+    half = (out / "views" / "f0.5-seed0" / "50_50" / "train.txt").read_text().split()
+    assert len(half) == 2 and set(half) < set(train)  # round(0.5 * 3) = 2
+    # validation at 25, 50, 75, 100% of the 8 steps (every 4 as well)
+    hist = [x for x in res["runs"] if x["arm"] == "baseline"][0]["history"]
+    assert [h["step"] for h in hist] == [2, 4, 6, 8]
+    # the sirst5k arm trained on generated data with L_Neg groups of 4, from the view only
     data_ref = json.loads((out / "runs" / "sirst5k" / "seed0" / "data.json").read_text())["data"]
-    assert (
-        data_ref == "data/sirst5k-a0.1-s3-seed0" and (out / data_ref / "manifest.jsonl").is_file()
-    )
+    assert data_ref == "data/sirst5k-a0.1-s3-full-seed0"
+    rows = read_jsonl(out / data_ref / "manifest.jsonl")
+    assert {r["source"] for r in rows if r["split"] == "development"} <= set(train)
+    env = [x for x in res["runs"] if x["arm"] == "baseline"][0]["env"]
+    assert env["precision"] == "fp32" and env["torch"] == torch.__version__
     # the study's numbers are those of a separate evaluate of the same final checkpoint
     for run in res["runs"]:
         e = cli(
@@ -137,11 +157,19 @@ def test_smoke_study_end_to_end(demo, tmp_path, cli):
         m = json.loads(e.out)
         for k in ("IoU", "nIoU", "Pd", "Fa"):
             assert m[k] == run[k], k
-    # a second study into the same folder needs --resume; a changed recipe is refused
+    # a second study into the same folder needs --resume; seeds may be added
     r = _study(cli, demo, out)
     assert r.code == 2 and "--resume" in r.err
+    kept = tree_hashes(out / "runs")
     r = _study(cli, demo, out, "--resume", "--seeds", "2")
-    assert r.code == 2 and "seeds: was 1, now 2" in r.err
+    assert r.code == 0, r.err
+    res = json.loads((out / "results.json").read_text())
+    assert [(x["arm"], x["seed"]) for x in res["runs"]][3:] == [
+        ("baseline", 1),
+        ("sirst5k", 1),
+        ("baseline-half", 1),
+    ]
+    assert {k: v for k, v in tree_hashes(out / "runs").items() if k in kept} == kept
 
 
 @pytest.mark.slow
@@ -177,7 +205,7 @@ def test_study_resume_after_a_kill_keeps_finished_runs(demo, tmp_path, cli):
     assert r.code == 0, r.err
     assert tree_hashes(out / "runs" / "baseline") == kept
     res = json.loads((out / "results.json").read_text())
-    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k"]
+    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k", "baseline-half"]
 
 
 def test_study_recipe_errors(tmp_path, cli, demo):
@@ -220,13 +248,13 @@ def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
     now = tree_hashes(out / "runs")
     assert {k: v for k, v in now.items() if k in kept} == kept
     res = json.loads((out / "results.json").read_text())
-    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k", "online"]
+    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k", "baseline-half", "online"]
     online = [x for x in res["runs"] if x["arm"] == "online"][0]
-    assert online["steps"] == 6 and not (out / "data" / "online").exists()
+    assert online["steps"] == 8 and not (out / "data" / "online").exists()
     # what ran before may not change
-    more.write_text(recipe_path("study-smoke").read_text().replace("steps: 6", "steps: 7"))
+    more.write_text(recipe_path("study-smoke").read_text().replace("steps: 8", "steps: 12"))
     r = _study(cli, demo, out, "--resume", recipe=more)
-    assert r.code == 2 and "steps: was 6, now 7" in r.err
+    assert r.code == 2 and "steps: was 8, now 12" in r.err
 
 
 def test_shuffled_batches_need_neg_loss_off_and_mix_groups():
@@ -257,11 +285,10 @@ def test_shuffled_batches_need_neg_loss_off_and_mix_groups():
 def test_a_study_written_before_a_new_recipe_field_resumes(demo, tmp_path):
     """study.yaml of an older version lacks group_batches: its runs used the default, so the
     study resumes; a recorded value other than the default is a change and is refused."""
-    import yaml
     from sirst_synth.recipes import recipe_path
 
     from sirst_synth.errors import UsageError
-    from sirst_synth.study import STUDY_FILE, _check_study_out, load_study_recipe
+    from sirst_synth.study import STUDY_FILE, check_study_out, load_study_recipe
 
     recipe = load_study_recipe(recipe_path("study-smoke").read_text(), "study-smoke")
     identity = {"tool": "sirst-synth study", **recipe.to_dict()}
@@ -271,11 +298,11 @@ def test_a_study_written_before_a_new_recipe_field_resumes(demo, tmp_path):
     for arm in old["arms"].values():
         del arm["train"]["group_batches"]
     (out / STUDY_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
-    _check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
+    check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
     old["arms"]["baseline"]["train"]["group_batches"] = False
     (out / STUDY_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
     with pytest.raises(UsageError, match="group_batches: was False, now True"):
-        _check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
+        check_study_out(out, demo / "data", demo / "bank.h5", identity, resume=True)
 
 
 SHIPPED = [
@@ -286,6 +313,7 @@ SHIPPED = [
     "study-cpu",
     "study-paper",
     "study-smoke",
+    "study-length",
     "study-shuffle",
 ]
 
@@ -311,8 +339,13 @@ def test_every_shipped_recipe_loads(name):
         recipe = load_study_recipe(text, name)
         assert recipe.arms
         if name == "study-cpu":
-            arm = {a.name: a for a in recipe.arms}["sirst5k-shuffled"]
-            assert arm.train.group_batches is False and arm.train.neg_loss == "off"
+            arms = {a.name: a for a in recipe.arms}
+            assert recipe.reference == "reference" and recipe.seeds == 6
+            assert arms["reference"].train.pos_prob == 0.5
+            assert arms["reference"].train.augment == "flips"
+            assert arms["plain"].train.augment == "none" and arms["plain"].train.pos_prob == 0
+            assert arms["reference-quarter"].train_fraction == 0.25
+            assert recipe.seeds_of(arms["n2n"]) == 3 and recipe.seeds_of(arms["sirst5k"]) == 6
     else:
         load_recipe(SynthRecipe if name == "sirst5k" else TrainRecipe, text, name, {})
 

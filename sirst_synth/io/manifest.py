@@ -32,6 +32,9 @@ class ManifestRow:
     window: list[int] | None = None  # [row0, col0, row1, col1) half-open
     angle: int | None = None
     group: str | None = None  # the 4 rotations of one target share it (L_Neg)
+    # mode paste: each pasted target [{source, target, at: [row, col], scale, flip, angle}]
+    paste: list[dict] | None = None
+    given_up: int | None = None  # paste: targets drawn but not placed (no room, or they split)
 
     def to_json(self) -> dict:
         out = {}

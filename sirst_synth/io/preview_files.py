@@ -29,8 +29,11 @@ def write_preview(
         if r.split == "development":
             groups.setdefault(r.group, []).append(r)
     full = [k for k, g in groups.items() if len(g) == 4]
+    pasted = [r for r in rows if r.split == "development" and r.paste]
+    if not full and pasted:
+        return _write_paste_preview(out, sheet, originals, pasted, targets, seed)
     if not full:
-        raise DataError(f"{out}: no target with all four rotations to show")
+        raise DataError(f"{out}: no target with all four rotations (or pasted target) to show")
     pick = sorted(rng_for(seed, "preview").permutation(len(full))[:targets])
     lines = []
     for i in pick:
@@ -42,4 +45,21 @@ def write_preview(
         src_mask = read_mask(Path(out) / orig.mask) if orig else masks[0]
         lines.append((src, src_mask, imgs, masks, tuple(g[0].window)))
     write_bytes_atomic(Path(sheet), encode_png(contact_sheet(lines)))
+    return len(lines)
+
+
+def _write_paste_preview(out, sheet, originals, pasted, n, seed) -> int:
+    """Paste samples beside their source image: a zoom on each pasted target, before and
+    after (at most 4 targets a row)."""
+    from sirst_synth.preview import paste_sheet
+
+    pick = sorted(rng_for(seed, "preview").permutation(len(pasted))[:n])
+    lines = []
+    for i in pick:
+        r = pasted[i]
+        orig = originals[r.source]
+        before, before_mask = read_gray(Path(out) / orig.image), read_mask(Path(out) / orig.mask)
+        after, after_mask = read_gray(Path(out) / r.image), read_mask(Path(out) / r.mask)
+        lines.append((before, before_mask, after, after_mask, [tuple(p["at"]) for p in r.paste]))
+    write_bytes_atomic(Path(sheet), encode_png(paste_sheet(lines)))
     return len(lines)

@@ -14,6 +14,7 @@ from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import check_same_size, image_size
 from sirst_synth.io.layouts import detect_splits, pair_index, read_split
 from sirst_synth.io.manifest import MANIFEST, SPLITS, read_manifest
+from sirst_synth.names import SPLIT_CHOICES
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,16 @@ class Item:
     group: str
 
 
-SPLIT_CHOICES = ("train", "test", "all")
-
-
-def split_items(root: Path, split: str) -> list[Item]:
+def split_items(root: Path, split: str, split_file: Path | None = None) -> list[Item]:
     """Items of ``split``: "train" (originals + development for generated data), "test", or
     "all" (every image/mask pair; split files not needed). Only the split asked for is read,
-    so a test-only folder scores its test split."""
+    so a test-only folder scores its test split. ``split_file``: the stems of that file
+    instead (a dataset folder, not a generate output)."""
     root = Path(root)
     if split not in SPLIT_CHOICES:
         raise UsageError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+    if split_file is not None and (root / MANIFEST).is_file():
+        raise UsageError(f"--split-file goes with a dataset folder; {root} is a generate output")
     if (root / MANIFEST).is_file():
         want = {"train": ("original", "development"), "test": ("test",)}.get(split, SPLITS)
         items = [
@@ -45,7 +46,9 @@ def split_items(root: Path, split: str) -> list[Item]:
         if not (root / "images").is_dir() or not (root / "masks").is_dir():
             raise UsageError(f"{root}: no images/ and masks/ folders; pass a dataset root")
         images, masks = pair_index(root)
-        if split == "all":
+        if split_file is not None:
+            stems = read_split(Path(split_file))
+        elif split == "all":
             stems = sorted(set(images) & set(masks))
         else:
             _, _, train, test = detect_splits(root)

@@ -35,6 +35,7 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
                 problems.append(f"{rel}: does not decode")
         if len(shapes) == 2 and shapes[0] != shapes[1]:
             problems.append(f"{row.image}: image {shapes[0]} and mask {shapes[1]} differ in size")
+    problems += _paste_problems(rows)
     for sub in ("images", "masks"):
         folder = out / sub
         if not folder.is_dir():
@@ -60,3 +61,23 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
             f"{p.name}: stray temporary file from an interrupted run (resume or delete it)"
         )
     return len(rows), problems
+
+
+PASTE_KEYS = {"source", "target", "at", "scale", "flip", "angle"}
+
+
+def _paste_problems(rows: list) -> list[str]:
+    """A paste sample's provenance names training images of this dataset and whole records."""
+    originals = {r.source for r in rows if r.split == "original"}
+    out = []
+    for r in rows:
+        for p in r.paste or []:
+            if not isinstance(p, dict) or set(p) != PASTE_KEYS:
+                out.append(f"{r.image}: a paste record is not {sorted(PASTE_KEYS)}")
+            elif p["source"] not in originals:
+                out.append(f"{r.image}: pasted from {p['source']!r}, not a training image here")
+            elif p["angle"] not in (0, 90, 180, 270) or not (
+                isinstance(p["at"], list) and len(p["at"]) == 2
+            ):
+                out.append(f"{r.image}: a paste record has a bad angle or position")
+    return out

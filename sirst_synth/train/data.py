@@ -217,9 +217,11 @@ class OnlineSynthSet(Dataset):
             return
         self.epoch = epoch
         stems = [it.stem for it in self.items]
-        n2n = self.recipe.mode == "n2n"
-        counts = [1] * len(stems) if n2n else self.target_counts
-        jobs = plan_pass(stems, counts, self.recipe.count, self.recipe.seed, epoch, 1 if n2n else 4)
+        single = self.recipe.mode != "sirst5k"  # n2n, paste: one sample per image and pass
+        counts = [1] * len(stems) if single else self.target_counts
+        jobs = plan_pass(
+            stems, counts, self.recipe.count, self.recipe.seed, epoch, 1 if single else 4
+        )
         index = {s: i for i, s in enumerate(stems)}
         self.entries = [(i, None) for i in range(len(stems))]
         self.entries += [(index[j.stem], pick) for j in jobs for pick in j.picks]
@@ -243,7 +245,19 @@ class OnlineSynthSet(Dataset):
             return image, mask, it.stem
         if self._reader is None or self._pid != os.getpid():  # h5py handles do not survive fork
             self._reader, self._pid = BankReader(self.bank), os.getpid()
-        patch, _ = noise_draw(self.bank, self._reader, self.recipe.seed, it.stem, self.epoch)
+        seed = self.recipe.seed
+        if self.recipe.mode == "paste":
+            from sirst_synth.paste import paste_sample_of
+
+            by_stem = {x.stem: x for x in self.items}
+            pasted = paste_sample_of(
+                image, mask, it.stem, self.epoch, self.recipe,
+                [x.stem for x in self.items], self.target_counts,
+                lambda stem: (read_gray(by_stem[stem].image), read_mask(by_stem[stem].mask)),
+                lambda stem, p: noise_draw(self.bank, self._reader, seed, stem, p),
+            )  # fmt: skip
+            return pasted.image, pasted.mask, self.groups_of(k, pick)
+        patch, _ = noise_draw(self.bank, self._reader, seed, it.stem, self.epoch)
         if self.recipe.mode == "n2n":
             smp = noise_only(image, mask, patch, self.recipe.alpha)
         else:
@@ -251,7 +265,10 @@ class OnlineSynthSet(Dataset):
         return smp.image, smp.mask, self.groups_of(k, pick)
 
     def groups_of(self, k: int, pick: tuple[int, int]) -> str:
-        return f"{self.items[k].stem}:{self.epoch}:{pick[0]}"
+        """The group generate writes for this sample (``naming.sample_group``)."""
+        from sirst_synth.naming import sample_group
+
+        return sample_group(self.items[k].stem, self.epoch, self.recipe.mode, pick[0])
 
     def __len__(self) -> int:
         return len(self.entries)

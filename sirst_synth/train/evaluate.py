@@ -28,6 +28,7 @@ def evaluate_checkpoint(
     skip_errors: bool = False,
     resize: int | None = None,
     tile: int = TILE,
+    split_file: Path | None = None,
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[np.ndarray], list[tuple[str, str]]]:
     """Totals, an optional Pd-Fa curve, the items, their probability maps (if asked), skips."""
     state = load_checkpoint(checkpoint)
@@ -35,7 +36,7 @@ def evaluate_checkpoint(
         precision = state["precision"]  # score in the precision the model was trained in
     rt = runtime(device, precision)
     model = rt.layout(model_from_checkpoint(state, checkpoint).to(rt.device)).eval()
-    items, skipped = check_items(split_items(root, split), skip_errors)
+    items, skipped = check_items(split_items(root, split, split_file), skip_errors)
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
         model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need, resize, tile

@@ -159,7 +159,7 @@ def _online_setup(data: Path, bank_path: Path, synth_recipe: SynthRecipe) -> dic
         )
     identity = {
         "mode": "online",
-        "recipe": dataclasses.asdict(synth_recipe),
+        "recipe": recipe_dict(synth_recipe),
         "bank_fingerprint": bank.attrs.get("fingerprint"),
     }
     return {"bank": bank, "recipe": synth_recipe, "identity": identity}
@@ -437,6 +437,8 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
     run.net.train()
     t0, seen, n = time.perf_counter(), 0, 0
     loss_sum = torch.zeros((), device=run.rt.device)
+    # the first step whose loss was not finite, kept on the device: no host sync per step
+    bad = torch.full((), -1, dtype=torch.long, device=run.rt.device)
     for x, y, g in run.loader:
         if run.steps_mode and run.step >= run.recipe.steps:
             break
@@ -445,9 +447,12 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
         run.lr = learning_rate(r.lr, done, run.total, r.scheduler, r.milestones, r.gamma, r.warmup)
         for group in run.opt.param_groups:
             group["lr"] = run.lr
-        loss_sum += train_step(run.net, run.opt, x, y, g, run.recipe.neg_loss, run.rt)
+        loss = train_step(run.net, run.opt, x, y, g, run.recipe.neg_loss, run.rt)
+        loss_sum += loss
+        bad = torch.where((bad < 0) & ~torch.isfinite(loss), run.step + 1, bad)
         run.step, n, seen = run.step + 1, n + 1, seen + x.shape[0]
         if run.steps_mode and run.rank == 0 and _step_validation_due(run):
+            _check_finite(run, bad, loss_sum)
             row = {"epoch": epoch + 1, "step": run.step}
             _validate(run, row)
             if row.get("best"):  # these weights, not the epoch's end
@@ -458,6 +463,7 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
         # DDP syncs gradients, not BatchNorm statistics: give every rank rank 0's buffers.
         for buf in run.model.buffers():
             dist.broadcast(buf, 0)
+    _check_finite(run, bad, loss_sum)
     loss = float(loss_sum) / max(n, 1)  # one device sync per epoch, not per step
     rate = seen * run.world / max(time.perf_counter() - t0, 1e-9)
     return {
@@ -470,11 +476,32 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
     }
 
 
+class TrainingDiverged(DataError):
+    """The loss stopped being a number: the run stops, and nothing of it is saved as best."""
+
+
+def _check_finite(run: _Run, bad: torch.Tensor, loss_sum: torch.Tensor) -> None:
+    """One host sync, at validation and at the end of an epoch: before anything is saved."""
+    step = int(bad)
+    weights = all(bool(torch.isfinite(p).all()) for p in run.model.parameters())
+    if step >= 0 or not torch.isfinite(loss_sum) or not weights:
+        where = (
+            f"the loss was not finite at step {step}"
+            if step >= 0
+            else (f"the weights were not finite by step {run.step}")
+        )
+        raise TrainingDiverged(
+            f"{run.out}: training diverged: {where} (lr {run.lr:g}); lower --lr, or check the "
+            "training images; nothing was saved after the last finite checkpoint"
+        )
+
+
 def _step_validation_due(run: _Run) -> bool:
-    every = run.recipe.eval_every_steps
-    return bool(run.val_items) and (
-        run.step == run.recipe.steps or bool(every and run.step % every == 0)
-    )
+    """Every ``eval_every_steps``, and at 25, 50, 75 and 100% of the steps whatever it is, so
+    every run shows whether it had flattened."""
+    every, steps = run.recipe.eval_every_steps, run.recipe.steps
+    quarter = any(run.step == -(-steps * q // 4) for q in (1, 2, 3, 4))
+    return bool(run.val_items) and (quarter or bool(every and run.step % every == 0))
 
 
 def _epoch_best(run: _Run, row: dict) -> None:

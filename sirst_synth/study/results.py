@@ -1,0 +1,260 @@
+"""A study's results: per-arm summaries, paired comparisons with the reference and verdicts,
+results.json/.csv/.md and the plots. Collapsed runs are counted and shown; every statistic is
+given with and without them."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from sirst_synth.io.files import write_bytes_atomic, write_text_atomic
+from sirst_synth.stats import compare, iqm, mean_std
+from sirst_synth.study.schema import METRICS, StudyRecipe
+
+#: Every table prints IoU, nIoU and Pd x100 and Fa x1e-6 (the field's units).
+SCALE = {"IoU": 100.0, "nIoU": 100.0, "Pd": 100.0, "Fa": 1e6}
+UNITS = "IoU, nIoU and Pd x100; Fa x1e-6 (false-alarm pixels per million)"
+
+
+def fmt(metric: str, value: float | None) -> str:
+    return "-" if value is None else f"{value * SCALE[metric]:.2f}"
+
+
+def _ms(metric: str, values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    return fmt(metric, mean) + ("" if std is None else f" ± {fmt(metric, std)}")
+
+
+def summarise(recipe: StudyRecipe, runs: list) -> list[dict]:
+    """Per arm: runs, collapsed runs, mean, sample std (None for one run) and IQM of each
+    metric of the final models, and best.pt (chosen on validation) read on test."""
+    rows = []
+    for arm in recipe.arms:
+        mine = [r for r in runs if r.arm == arm.name]
+        if not mine:
+            continue
+        row: dict[str, Any] = {
+            "arm": arm.name,
+            "runs": len(mine),
+            "collapsed": sum(r.collapsed for r in mine),
+            "exploratory": arm.exploratory,
+            "train_fraction": arm.train_fraction,
+        }
+        for k in METRICS:
+            values = [getattr(r, k) for r in mine]
+            row[k] = mean_std(values)
+            row[f"{k}_iqm"] = iqm(values)
+        best = [r.best_on_val["IoU"] for r in mine if r.best_on_val]
+        row["best_val_IoU_on_test"] = mean_std(best) if best else None
+        row["wall_s"] = sum(r.wall_s for r in mine)
+        row["paper_iou"], row["paper_row"] = arm.paper_iou, arm.paper_row
+        rows.append(row)
+    return rows
+
+
+def comparisons(recipe: StudyRecipe, runs: list) -> list[dict]:
+    """Each arm against the reference arm at the same training fraction... or, where the
+    reference trains on another fraction, the reference's runs all the same (said in
+    ``against``); with and without collapsed runs."""
+    if recipe.reference is None:
+        return []
+    ref_runs = [r for r in runs if r.arm == recipe.reference]
+    out = []
+    for arm in recipe.arms:
+        if arm.name == recipe.reference:
+            continue
+        mine = [r for r in runs if r.arm == arm.name]
+        if not mine or not ref_runs:
+            continue
+        row: dict[str, Any] = {"arm": arm.name, "against": recipe.reference}
+        for label, keep in (
+            ("all", lambda r: True),
+            ("without_collapsed", lambda r: not r.collapsed),
+        ):
+            block = {}
+            for k in METRICS:
+                a = {r.seed: getattr(r, k) for r in mine if keep(r)}
+                b = {r.seed: getattr(r, k) for r in ref_runs if keep(r)}
+                if not a or not b:
+                    continue
+                c = compare(k, a, b, lambda v, k=k: fmt(k, v))
+                block[k] = dataclasses.asdict(c)
+            row[label] = block
+        out.append(row)
+    return out
+
+
+def _diff_cell(metric: str, c: dict | None) -> str:
+    if not c or c["mean_diff"] is None:
+        return "-"
+    ci = c["ci"]
+    text = f"{c['mean_diff'] * SCALE[metric]:+.2f}"
+    if ci is not None:
+        text += f" [{ci[0] * SCALE[metric]:+.2f}, {ci[1] * SCALE[metric]:+.2f}]"
+    return text
+
+
+def results_markdown(
+    recipe: StudyRecipe, table: list[dict], comps: list[dict], extras: list
+) -> str:
+    steps = recipe.arms[0].train.steps
+    lines = []
+    if comps:
+        lines += [
+            f"## Verdicts against `{recipe.reference}` (final models, test split)",
+            "",
+            "Per-seed paired differences (arm minus reference), their mean with a 95% paired "
+            "t-interval, the exact two-sided sign-flip p-value, and P(improve): the chance that "
+            "a run of the arm beats a run of the reference (all pairs of runs, ties half; "
+            f"unpaired by definition). {UNITS}. A verdict is 'better' or 'worse' only when the "
+            "interval excludes 0 and p < 0.05.",
+            "",
+            "| arm | pairs | collapsed (arm/ref) | ΔIoU [95% CI] | p | P(improve) | verdict (IoU) | ΔPd [95% CI] | ΔFa [95% CI] | verdict (Fa) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        coll = {row["arm"]: row["collapsed"] for row in table}
+        for c in comps:
+            block = c["all"]
+            iou, pd, fa = block.get("IoU"), block.get("Pd"), block.get("Fa")
+            if iou is None:
+                continue
+            p = "-" if iou["p"] is None else f"{iou['p']:.3f}"
+            poi = "-" if iou["prob_improvement"] is None else f"{iou['prob_improvement']:.2f}"
+            label = c["arm"] + (" (exploratory)" if _row(table, c["arm"])["exploratory"] else "")
+            lines.append(
+                f"| {label} | {iou['pairs']} | {coll[c['arm']]}/{coll[recipe.reference]} | "
+                f"{_diff_cell('IoU', iou)} | {p} | {poi} | {iou['verdict']} | "
+                f"{_diff_cell('Pd', pd)} | {_diff_cell('Fa', fa)} | "
+                f"{fa['verdict'] if fa else '-'} |"
+            )
+        lines += ["", "Without collapsed runs:", ""]
+        lines += ["| arm | pairs | ΔIoU [95% CI] | verdict (IoU) |", "| --- | --- | --- | --- |"]
+        for c in comps:
+            iou = c["without_collapsed"].get("IoU")
+            if iou:
+                lines.append(
+                    f"| {c['arm']} | {iou['pairs']} | {_diff_cell('IoU', iou)} | {iou['verdict']} |"
+                )
+        lines.append("")
+    lines += [
+        "## Every arm",
+        "",
+        f"Final model after {steps} optimiser steps, scored once on the test split; mean ± "
+        f"sample std over seeds (no ± for one run), IQM = interquartile mean. {UNITS}. "
+        "'best-val model' is best.pt, the validation point with the highest IoU, chosen on the "
+        "validation split and read on the test split. A collapsed run predicts no target at "
+        "all, or has Fa above 1e-2.",
+        "",
+        "| arm | fraction | runs | collapsed | IoU | IoU IQM | nIoU | Pd | Fa | best-val model IoU | paper, NUDT-SIRST (IoU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table:
+        cells = [_pair(k, row[k]) for k in ("IoU",)]
+        cells.append(fmt("IoU", row["IoU_iqm"]))
+        cells += [_pair(k, row[k]) for k in ("nIoU", "Pd", "Fa")]
+        best = _pair("IoU", row["best_val_IoU_on_test"]) if row["best_val_IoU_on_test"] else "-"
+        paper = f"{row['paper_iou']:.2f} ({row['paper_row']})" if row["paper_iou"] else "-"
+        name = row["arm"] + (" (exploratory)" if row["exploratory"] else "")
+        lines.append(
+            f"| {name} | {row['train_fraction']:g} | {row['runs']} | {row['collapsed']} | "
+            f"{' | '.join(cells)} | {best} | {paper} |"
+        )
+    for name, rows in extras:
+        lines += ["", f"## Extra test: {name}", "", rows]
+    return "\n".join(lines) + "\n"
+
+
+def _row(table: list[dict], arm: str) -> dict:
+    return next(r for r in table if r["arm"] == arm)
+
+
+def _pair(metric: str, ms: tuple[float, float | None]) -> str:
+    mean, std = ms
+    return fmt(metric, mean) + ("" if std is None else f" ± {fmt(metric, std)}")
+
+
+def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tuple[str, str]]:
+    """Per extra test set: each arm's final models there (mean ± std over seeds)."""
+    out = []
+    for name in names:
+        lines = [
+            f"{UNITS}; 'images with false alarms' counts images where any pixel was predicted "
+            "outside every target.",
+            "",
+            "| arm | runs | IoU | nIoU | Pd | Fa | images with false alarms |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for arm in recipe.arms:
+            mine = [r.extra[name] for r in runs if r.arm == arm.name and name in r.extra]
+            if not mine:
+                continue
+            cells = [_ms(k, [m[k] for m in mine]) for k in METRICS]
+            fa_images = [m.get("images_with_false_alarm") for m in mine]
+            fa_cell = (
+                "-"
+                if None in fa_images
+                else " / ".join(str(v) for v in fa_images) + f" of {mine[0].get('images', '?')}"
+            )
+            lines.append(f"| {arm.name} | {len(mine)} | {' | '.join(cells)} | {fa_cell} |")
+        out.append((name, "\n".join(lines)))
+    return out
+
+
+def environments(runs: list) -> str:
+    """Where the runs of one study differ in commit, precision, CPU or torch (results are
+    equal only on the same CPU kind and precision)."""
+    seen: dict[tuple, int] = {}
+    for r in runs:
+        env = r.env or {}
+        key = tuple(env.get(k, "unrecorded") for k in ("commit", "precision", "cpu", "torch"))
+        seen[key] = seen.get(key, 0) + 1
+    lines = ["## Where the runs ran", "", "| runs | commit | precision | CPU | torch |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for key, n in sorted(seen.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {n} | " + " | ".join(key) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, recipe: StudyRecipe, runs: list, extra_names: list[str]):
+    """results.json, results.csv, results.md and the plots; returns (table, comparisons)."""
+    table = summarise(recipe, runs)
+    comps = comparisons(recipe, runs)
+    per_run = [
+        {k: v for k, v in dataclasses.asdict(r).items() if k != "curve"}
+        | {"collapsed": r.collapsed}
+        for r in runs
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        out / "results.json",
+        json.dumps({"runs": per_run, "arms": table, "comparisons": comps}, indent=1) + "\n",
+    )
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["arm", "seed", "steps", *METRICS, "collapsed", "wall_s", "best_val_step",
+                "best_val_model_IoU_on_test", "precision", "cpu"])  # fmt: skip
+    for r in runs:
+        w.writerow(
+            [r.arm, r.seed, r.steps, *(f"{getattr(r, k):.6g}" for k in METRICS), r.collapsed,
+             r.wall_s, r.best_on_val.get("step", ""), r.best_on_val.get("IoU", ""),
+             (r.env or {}).get("precision", ""), (r.env or {}).get("cpu", "")]
+        )  # fmt: skip
+    write_text_atomic(out / "results.csv", buf.getvalue())
+    extras = extra_tables(recipe, runs, extra_names)
+    md = results_markdown(recipe, table, comps, extras) + "\n" + environments(runs)
+    write_text_atomic(out / "results.md", md)
+    from sirst_synth.plots import study_differences, study_iou_vs_step, study_pd_fa, study_points
+
+    arms = [a.name for a in recipe.arms if any(r.arm == a.name for r in runs)]
+    write_bytes_atomic(out / "iou_vs_step.png", study_iou_vs_step(arms, runs))
+    write_bytes_atomic(out / "seeds.png", study_points(arms, runs))
+    write_bytes_atomic(out / "pdfa.png", study_pd_fa(arms, runs))
+    if comps:
+        write_bytes_atomic(out / "differences.png", study_differences(comps))
+    return table, comps

@@ -1,0 +1,375 @@
+"""The study's run loop: views, banks and data per arm, one training per (arm, seed), scoring.
+
+Every run trains on the training split (or its seeded fraction), validates on the validation
+split, and its final model is read once on the test split and on every extra test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sirst_synth import __version__
+from sirst_synth.errors import UsageError
+from sirst_synth.io.files import write_text_atomic
+from sirst_synth.io.manifest import MANIFEST, read_manifest
+from sirst_synth.io.views import Splits, has_test_split, study_splits, write_view
+from sirst_synth.progress import Progress
+from sirst_synth.recipe import to_yaml
+from sirst_synth.splits import fraction_subset
+from sirst_synth.study.identity import check_study_out
+from sirst_synth.study.schema import METRICS, VAL_SHARE, Arm, StudyRecipe
+
+#: What a finished run keeps beside its checkpoints, and what --publish copies.
+SMALL_FILES = ("done.json", "eval.json", "train/metrics.jsonl", "recipe.yaml")
+
+
+@dataclass(frozen=True)
+class ExtraTest:
+    """A test set beyond the dataset's own test split (``--extra-test NAME=DIR[:SPLITFILE]``)."""
+
+    name: str
+    root: Path
+    split_file: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ExtraTest:
+        name, sep, rest = text.partition("=")
+        if not sep or not name or not rest:
+            raise UsageError(f"--extra-test {text!r}: write NAME=DIR or NAME=DIR:SPLITFILE")
+        root, _, split = rest.partition(":")
+        return cls(name, Path(root), Path(split) if split else None)
+
+    def label(self) -> str:
+        return self.name if self.split_file is None else f"{self.name}"
+
+
+@dataclass
+class RunResult:
+    arm: str
+    seed: int
+    steps: int
+    checkpoint: str  # relative to STUDY
+    IoU: float
+    nIoU: float
+    Pd: float
+    Fa: float
+    wall_s: float
+    best_on_val: dict = field(default_factory=dict)  # best.pt (chosen on val), read on test
+    curve: list = field(default_factory=list, repr=False)
+    history: list = field(default_factory=list, repr=False)  # validation points
+    detected: int = 0
+    fa_pixels: int = 0
+    extra: dict = field(default_factory=dict)  # extra test name -> metrics
+    env: dict = field(default_factory=dict)  # commit, precision, cpu, torch
+
+    @property
+    def collapsed(self) -> bool:
+        """No target predicted at all, or false alarms everywhere (Fa above 1e-2)."""
+        return (self.detected == 0 and self.fa_pixels == 0) or self.Fa > 1e-2
+
+
+@dataclass
+class StudySummary:
+    out: Path
+    runs: list[RunResult]
+    reused: int
+    table: list[dict]  # per arm: mean/std of each metric
+    comparisons: list[dict] = field(default_factory=list)
+
+
+def _data_key(arm: Arm, seed: int, view: str) -> str:
+    s = arm.synth
+    parts = [arm.data, f"a{s.alpha:g}"]
+    if arm.data == "sirst5k":
+        parts.append(f"s{s.s}")
+    if s.count is not None:
+        parts.append(f"n{s.count}")
+    return "-".join(parts + [view, f"seed{seed}"])
+
+
+def _view_key(arm: Arm, seed: int) -> str:
+    return "full" if arm.train_fraction == 1 else f"f{arm.train_fraction:g}-seed{seed}"
+
+
+def environment(precision: str) -> dict:
+    """Where a run ran: results are equal only on the same CPU kind, precision and torch."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {
+        "version": __version__,
+        "commit": commit or "unknown",
+        "precision": precision,
+        "cpu": cpu,
+        "device": device,
+        "torch": torch.__version__,
+    }
+
+
+def run_study(
+    data: Path,
+    bank: Path | None,
+    out: Path,
+    recipe: StudyRecipe,
+    resume: bool = False,
+    device: str = "auto",
+    overall: Progress | None = None,
+    progress: Progress | None = None,
+    log=lambda msg: None,
+    extra_tests: tuple[ExtraTest, ...] = (),
+    publish: Path | None = None,
+) -> StudySummary:
+    """Train every (arm, seed), score each final model on the test split (and extra test
+    sets), and write results and plots. Finished runs are kept on --resume, also from the
+    small files of a ``publish`` folder when their checkpoints are gone."""
+    import torch
+
+    from sirst_synth.study.results import write_results
+    from sirst_synth.train.device import pick_device, resolve_precision
+
+    overall, progress = overall or Progress(), progress or Progress()
+    data, out = Path(data), Path(out)
+    if not has_test_split(data):
+        raise UsageError(f"{data}: no test split found; a study reads its final models there")
+    splits = study_splits(data, VAL_SHARE)
+    identity = {
+        "tool": "sirst-synth study",
+        "version": __version__,
+        "data": str(data.resolve()),
+        "device": device,
+        "splits": {"train": len(splits.train), "val": len(splits.val), "how": splits.how},
+        **recipe.to_dict(),
+    }
+    check_study_out(out, data, bank, identity, resume)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    precision = _study_precision(out, recipe.precision, pick_device(device), resolve_precision)
+    log(
+        f"splits: {len(splits.train)} training, {len(splits.val)} validation ({splits.how}); "
+        f"precision {precision}"
+    )
+    runs: list[RunResult] = []
+    reused = 0
+    jobs = [
+        (arm, seed)
+        for seed in range(recipe.seeds)
+        for arm in recipe.arms
+        if seed < recipe.seeds_of(arm)
+    ]
+    overall.start("study runs", len(jobs))
+    for arm, seed in jobs:
+        run_dir = out / "runs" / arm.name / f"seed{seed}"
+        done = run_dir / "done.json"
+        if not done.is_file() and publish is not None:
+            _restore(publish / "runs" / arm.name / f"seed{seed}", run_dir)
+        if done.is_file():
+            runs.append(load_result(done))
+            reused += 1
+            overall.advance()
+            continue
+        result = _run_one(
+            data, bank, out, arm, seed, splits, precision, device, extra_tests, progress, log
+        )
+        runs.append(result)
+        if publish is not None:
+            _publish_run(run_dir, publish / "runs" / arm.name / f"seed{seed}")
+        overall.advance()
+    overall.stop()
+    table, comparisons = write_results(out, recipe, runs, [t.name for t in extra_tests])
+    if publish is not None:
+        write_results(publish, recipe, runs, [t.name for t in extra_tests])
+        shutil.copyfile(out / "study.yaml", publish / "study.yaml")
+    return StudySummary(out, runs, reused, table, comparisons)
+
+
+def _study_precision(out: Path, requested: str, dev, resolve) -> str:
+    """One precision for every run of a study: an ``auto`` choice is made once and recorded
+    (a probe on another day, under other load, could choose otherwise)."""
+    path = out / "precision.json"
+    if path.is_file():
+        return json.loads(path.read_text())["precision"]
+    chosen, why = resolve(requested, dev)
+    write_text_atomic(path, json.dumps({"precision": chosen, "why": why}) + "\n")
+    return chosen
+
+
+def _run_one(data, bank, out, arm, seed, splits: Splits, precision, device, extra, progress, log):
+    from sirst_synth.evaluation import evaluate
+    from sirst_synth.train.loop import train
+
+    t0 = time.perf_counter()
+    run_dir = out / "runs" / arm.name / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    view_key = _view_key(arm, seed)
+    train_stems = fraction_subset(list(splits.train), arm.train_fraction, seed)
+    view = write_view(data, out / "views" / view_key, train_stems, list(splits.val))
+    view_bank = _bank_for(view, bank, out / "banks" / f"{view_key}.h5", log)
+    synth = dataclasses.replace(arm.synth, seed=seed)
+    if arm.data in ("original", "online"):
+        train_data = view
+    else:
+        if arm.data == "n2n" and synth.count is None:
+            # As many development samples as the SIRST-5K set of the same seed and view.
+            paper = dataclasses.replace(synth, mode="sirst5k")
+            ref = _ensure_data(view, view_bank, out, Arm("ref", "sirst5k", paper, arm.train), seed)
+            dev = sum(r.split == "development" for r in read_manifest(ref))
+            synth = dataclasses.replace(synth, count=dev)
+        train_data = _ensure_data(view, view_bank, out, dataclasses.replace(arm, synth=synth), seed)
+    recipe = dataclasses.replace(arm.train, seed=seed)
+    write_text_atomic(run_dir / "recipe.yaml", to_yaml(recipe))
+    write_text_atomic(
+        run_dir / "data.json",
+        json.dumps({"data": str(train_data.relative_to(out)), "train_images": len(train_stems)})
+        + "\n",
+    )
+    log(f"{arm.name} seed {seed}: {recipe.steps} steps on {train_data.relative_to(out)}")
+    train_dir = run_dir / "train"
+    res = train(
+        train_data,
+        train_dir,
+        recipe,
+        device,
+        precision,
+        resume=(train_dir / "last.pt").is_file(),
+        skip_errors=True,
+        progress=progress,
+        synth="online" if arm.data == "online" else "offline",
+        bank=view_bank if arm.data == "online" else None,
+        synth_recipe=synth,
+    )
+    score = dict(threshold=recipe.threshold, device=device, skip_errors=True, precision=precision)
+    final = train_dir / "last.pt"
+    m = evaluate(data, checkpoint=final, split="test", curve_points=True, **score)
+    history = [
+        {k: r[k] for k in ("step", *METRICS)}
+        for r in _read_jsonl(train_dir / "metrics.jsonl")
+        if "IoU" in r
+    ]
+    best_val = max(history, key=lambda r: r["IoU"], default=None)
+    best = {}
+    if best_val is not None and (train_dir / "best.pt").is_file():
+        b = evaluate(data, checkpoint=train_dir / "best.pt", split="test", **score)
+        best = {"step": best_val["step"], "val_IoU": best_val["IoU"], **_scores(b)}
+    extras = {}
+    for t in extra:
+        e = evaluate(t.root, checkpoint=final, split="test", split_file=t.split_file, **score)
+        extras[t.name] = _scores(e)
+    result = RunResult(
+        arm.name, seed, res.steps, str(final.relative_to(out)),
+        m["IoU"], m["nIoU"], m["Pd"], m["Fa"], round(time.perf_counter() - t0, 1),
+        best, m.get("curve", []), history, m["detected"], m["fa_pixels"], extras,
+        environment(precision),
+    )  # fmt: skip
+    write_text_atomic(run_dir / "eval.json", json.dumps(m, indent=1) + "\n")
+    write_text_atomic(run_dir / "done.json", json.dumps(dataclasses.asdict(result)) + "\n")
+    return result
+
+
+def _scores(m: dict) -> dict:
+    keys = (*METRICS, "targets", "detected", "fa_pixels", "pixels", "images")
+    out = {k: m[k] for k in keys if k in m}
+    if "images_with_false_alarm" in m:
+        out["images_with_false_alarm"] = m["images_with_false_alarm"]
+    return out
+
+
+def _bank_for(view: Path, bank: Path | None, path: Path, log) -> Path:
+    """The noise bank of a view's training images: the user's when it was built from exactly
+    those files, else one built here (synthesis draws only from the run's training images)."""
+    from sirst_synth.bank_build import build_noise_bank
+    from sirst_synth.io.bank import read_bank_index
+    from sirst_synth.io.files import fingerprint
+    from sirst_synth.io.layouts import open_dataset, source_files
+
+    if path.is_file():
+        return path
+    ds = open_dataset(view, skip_errors=True)
+    if bank is not None:
+        mine = fingerprint(ds.root, source_files(ds, ds.train))
+        if read_bank_index(bank).attrs.get("fingerprint") == mine:
+            return bank
+    log(f"noise bank of {view.name}'s {len(ds.train)} training images")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build_noise_bank(view, path, skip_errors=True, resume=True)
+    return path
+
+
+def _ensure_data(view: Path, bank: Path, out: Path, arm: Arm, seed: int) -> Path:
+    """The generated folder of this data choice, view and seed, shared by the arms using it."""
+    from sirst_synth.generate import generate
+
+    target = out / "data" / _data_key(arm, seed, view.name)
+    if (target / MANIFEST).is_file():
+        return target
+    synth = dataclasses.replace(arm.synth, seed=seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    generate(
+        view,
+        bank,
+        target,
+        synth,
+        workers=1,
+        resume=target.is_dir() and any(target.iterdir()),
+        skip_errors=True,
+    )
+    return target
+
+
+def _publish_run(run_dir: Path, dest: Path) -> None:
+    """Copy a finished run's small files (no checkpoints) to the publish folder."""
+    for rel in SMALL_FILES:
+        src = run_dir / rel
+        if src.is_file():
+            target = dest / Path(rel).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(target, src.read_text())
+
+
+def _restore(published: Path, run_dir: Path) -> None:
+    """A published finished run counts as finished: its small files are copied back."""
+    if not (published / "done.json").is_file():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("eval.json", "recipe.yaml"):
+        if (published / name).is_file():
+            write_text_atomic(run_dir / name, (published / name).read_text())
+    write_text_atomic(run_dir / "done.json", (published / "done.json").read_text())  # last
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_result(path: Path) -> RunResult:
+    data = json.loads(path.read_text())
+    if "best_on_test" in data:  # written before validation splits: that point was chosen on test
+        data.pop("best_on_test")
+    return RunResult(**data)

@@ -1,0 +1,74 @@
+"""Hardening, second round: training that has gone wrong stops and says so; values that make
+no sense are refused before work starts; JSON output is always valid JSON."""
+
+import json
+
+import pytest
+from conftest import demo_with_bank
+
+torch = pytest.importorskip("torch")
+
+TINY = ["--model", "aff-unet-tiny", "--crop", "32", "--batch-size", "4", "--device", "cpu",
+        "--precision", "fp32", "-q"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_with_bank(tmp_path_factory.mktemp("hard2"), images=6, seed=5)
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_diverged_run_stops_and_saves_no_best(demo, tmp_path, cli):
+    out = tmp_path / "run"
+    r = cli("train", demo / "data", "--out", out, "--lr", "1e38", "--epochs", "2", *TINY)
+    assert r.code == 1
+    line = _one_line(r.err)
+    # step 1's loss is computed before the first update: step 2's loss is the first NaN
+    assert "training diverged" in line and "step 2" in line and "lower --lr" in line
+    assert not (out / "best.pt").exists()  # epoch 1 (1 step) was finite and saved as last.pt
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_a_diverged_steps_run_stops_at_its_first_validation(demo, tmp_path, cli):
+    out = tmp_path / "run"
+    r = cli("train", demo / "data", "--out", out, "--lr", "1e38", "--steps", "4",
+            "--eval-every-steps", "2", *TINY)  # fmt: skip
+    assert r.code == 1 and "training diverged" in _one_line(r.err)
+    # validation at step 1 (25% of 4) came before the divergence; nothing after it was saved
+    assert torch.load(out / "best.pt", weights_only=True)["step"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--loader-workers", "-1"], "--loader-workers"),
+        (["--stop-after", "0"], "--stop-after"),
+        (["--eval-every-steps", "5"], "eval_every_steps"),
+        (["--crop", "16"], "--crop"),
+        (["--pos-prob", "1.5"], "--pos-prob"),
+    ],
+)
+def test_senseless_train_values_are_refused_before_work(demo, tmp_path, cli, args, words):
+    out = tmp_path / "run"
+    r = cli("train", demo / "data", "--out", out, "--epochs", "1", *TINY, *args)
+    assert r.code == 2 and words in r.err, r.err
+    assert not out.exists()
+
+
+def test_preview_targets_must_be_positive(demo, tmp_path, cli):
+    r = cli("preview", demo / "data", "--out", tmp_path / "p.png", "--targets", "-1")
+    assert r.code == 2 and "--targets" in r.err and not (tmp_path / "p.png").exists()
+
+
+def test_json_output_never_holds_nan():
+    from sirst_synth.cli.ui import _finite
+
+    text = json.dumps(
+        _finite({"a": float("nan"), "b": [1.0, float("inf")], "c": 2}), allow_nan=False
+    )
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": 2}
