@@ -27,13 +27,11 @@ from sirst_synth.cli.options import (
     app,
     check_json_out,
     print_skipped,
-    recipe_from,
 )
 from sirst_synth.cli.ui import console, emit, emit_summary, err_console, progress_for, table
 
 from sirst_synth import __version__
 from sirst_synth.errors import Interrupted, SirstError
-from sirst_synth.recipe import SynthRecipe
 
 
 def _print_version(value: bool) -> None:
@@ -133,22 +131,22 @@ def build_noise_bank_cmd(
     json_out: JsonOut = None,
 ) -> None:
     """Scan the training images into a grid and keep the noise-prone regions."""
-    from sirst_synth.bank_build import build_noise_bank
+    from sirst_synth.api import build_noise_bank
 
     check_json_out(json_out, overwrite, [dataset])
-    r = recipe_from(SynthRecipe, recipe, {"grid": grid, "sigma": sigma, "mu": mu})
     res = build_noise_bank(
         dataset,
-        out,
-        r.grid,
-        r.sigma,
-        r.mu,
-        train_split,
-        overwrite,
-        resume,
-        on_error == OnError.skip,
-        workers,
-        progress_for(quiet, as_json),
+        out=out,
+        recipe=recipe,
+        train_split=train_split,
+        overwrite=overwrite,
+        resume=resume,
+        skip_errors=on_error == OnError.skip,
+        workers=workers,
+        progress=progress_for(quiet, as_json),
+        grid=grid,
+        sigma=sigma,
+        mu=mu,
     )
     print_skipped(res.skipped)
     emit_summary(
@@ -231,27 +229,30 @@ def generate_cmd(
     json_out: JsonOut = None,
 ) -> None:
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
-    from sirst_synth.generate import generate
+    from sirst_synth.api import generate
 
     check_json_out(json_out, overwrite, [dataset])
-    r = recipe_from(SynthRecipe, recipe, {"alpha": alpha, "s": s, "count": count, "seed": seed})
     res = generate(
         dataset,
-        bank,
-        out,
-        r,
-        workers,
-        layout.value,
-        name,
-        overwrite,
-        resume,
-        on_error == OnError.skip,
-        train_split,
-        test_split,
-        allow_foreign_bank,
-        progress_for(quiet, as_json),
-        test_gray,
-        no_test,
+        bank=bank,
+        out=out,
+        recipe=recipe,
+        workers=workers,
+        layout=layout.value,
+        name=name,
+        overwrite=overwrite,
+        resume=resume,
+        skip_errors=on_error == OnError.skip,
+        train_split=train_split,
+        test_split=test_split,
+        allow_foreign_bank=allow_foreign_bank,
+        progress=progress_for(quiet, as_json),
+        test_gray=test_gray,
+        no_test=no_test,
+        alpha=alpha,
+        s=s,
+        count=count,
+        seed=seed,
     )
     print_skipped(res.skipped)
     for change in res.replaced_by_bank:

@@ -14,9 +14,6 @@ import typer
 from rich.markup import escape
 from sirst_synth.cli.ui import err_console
 
-from sirst_synth.errors import UsageError
-from sirst_synth.recipe import load_recipe
-
 R = TypeVar("R")
 
 app = typer.Typer(
@@ -89,25 +86,16 @@ OnErrorOpt = Annotated[
 
 
 def read_recipe_text(recipe: str | Path) -> tuple[str, str]:
-    """(YAML text, where it came from) of ``--recipe``: a file path where one exists, else a
-    recipe shipped with sirst-synth by name (``sirst5k``, ``train``, ``study-cpu``)."""
-    from sirst_synth.recipes import recipe_path
+    from sirst_synth.recipe import read_recipe_text as read
 
-    path = Path(recipe)
-    if not path.is_file():
-        path = recipe_path(str(recipe))
-    try:
-        return path.read_bytes().decode("utf-8"), str(recipe)
-    except UnicodeDecodeError:
-        raise UsageError(f"--recipe {recipe}: not UTF-8 text; save it as UTF-8") from None
-    except OSError:
-        raise UsageError(f"--recipe {recipe}: cannot read the file; check the path") from None
+    return read(recipe)
 
 
 def recipe_from(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
     """The recipe (file or name; or the defaults) with the command-line flags given on top."""
-    text, source = read_recipe_text(recipe) if recipe is not None else (None, "defaults")
-    return load_recipe(cls, text, source, flags)
+    from sirst_synth.recipe import resolve_recipe
+
+    return resolve_recipe(cls, recipe, flags)
 
 
 def print_skipped(skipped: list[tuple[str, str]]) -> None:

@@ -6,3 +6,10 @@ imports neither torch nor anything that touches files; `sirst_synth.io` moves by
 """
 
 __version__ = "0.1.0"
+
+# The Python API is ``sirst_synth.api`` (docs/api.md): ``import sirst_synth.api as ss``. Its
+# functions are not re-exported here, where the names generate, train and study are the
+# subpackages that implement them. Neither torch nor matplotlib is imported until used.
+from sirst_synth.synthesizer import Synthesizer  # noqa: E402
+
+__all__ = ["Synthesizer", "__version__"]

@@ -9,14 +9,15 @@ class SirstError(Exception):
     exit_code = 1
 
 
-class DataError(SirstError):
-    """The input data is wrong (missing, undecodable, inconsistent): exit code 1."""
+class DataError(SirstError, ValueError):
+    """The input data is wrong (missing, undecodable, inconsistent): exit code 1. A
+    ``ValueError`` too, so a library caller catches it with the pure core's value errors."""
 
     exit_code = 1
 
 
-class UsageError(SirstError):
-    """A flag or argument is wrong: exit code 2."""
+class UsageError(SirstError, ValueError):
+    """A flag or argument is wrong: exit code 2. A ``ValueError`` too (see DataError)."""
 
     exit_code = 2
 

@@ -250,3 +250,34 @@ def recipe_dict(recipe: Any) -> dict[str, Any]:
 def to_yaml(recipe: Any) -> str:
     """The resolved recipe as YAML, keys in field order (stable bytes for provenance)."""
     return yaml.safe_dump(recipe_dict(recipe), sort_keys=False)
+
+
+def read_recipe_text(recipe: str | Any) -> tuple[str, str]:
+    """(YAML text, where it came from): a file path where one exists, else a recipe shipped
+    with sirst-synth by name (``sirst5k``, ``train``, ``basicirstd``, ``study-cpu``)."""
+    from pathlib import Path
+
+    from sirst_synth.recipes import recipe_path
+
+    path = Path(recipe)
+    if not path.is_file():
+        path = recipe_path(str(recipe))
+    try:
+        return path.read_bytes().decode("utf-8"), str(recipe)
+    except UnicodeDecodeError:
+        raise UsageError(f"--recipe {recipe}: not UTF-8 text; save it as UTF-8") from None
+    except OSError:
+        raise UsageError(f"--recipe {recipe}: cannot read the file; check the path") from None
+
+
+def resolve_recipe(cls: type[T], recipe: Any, overrides: dict[str, Any]) -> T:
+    """A recipe object, a shipped name or file, or None (the defaults), with the overrides
+    that are not None on top: how the API and the CLI both build a recipe."""
+    if isinstance(recipe, cls):
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if not values:
+            return recipe
+        base = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+        return from_mapping(cls, {**base, **values}, "recipe")
+    text, source = read_recipe_text(recipe) if recipe is not None else (None, "defaults")
+    return load_recipe(cls, text, source, overrides)

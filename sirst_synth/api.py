@@ -1,0 +1,216 @@
+"""The Python API: every command as a call with keyword arguments (sqlite-utils' pattern: the
+command line is a thin wrapper over these).
+
+Each function takes a recipe object, a shipped recipe name or a YAML file (or nothing: the
+defaults) plus keyword overrides of single recipe keys, returns the summary the command prints,
+and raises the project's errors (``sirst_synth.errors``: ``UsageError`` and ``DataError`` are
+``ValueError``s too); none of them exits the process. Importing this module imports neither
+torch nor matplotlib: the torch parts load when ``train``, ``evaluate`` with a checkpoint or
+``study`` run. See docs/api.md for examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sirst_synth.recipe import SynthRecipe, TrainRecipe, resolve_recipe
+
+__all__ = [
+    "VerifySummary",
+    "build_noise_bank",
+    "demo_dataset",
+    "evaluate",
+    "generate",
+    "study",
+    "train",
+    "verify",
+]
+
+
+def demo_dataset(out: str | Path, *, images: int = 64, seed: int = 0) -> Path:
+    """Write the built-in procedural dataset (DNA-Net layout, NUDT-SIRST-like) to ``out``."""
+    from sirst_synth.io.demo_writer import write_demo_dataset
+
+    write_demo_dataset(Path(out), images=images, seed=seed)
+    return Path(out)
+
+
+def build_noise_bank(
+    source: str | Path,
+    *,
+    out: str | Path,
+    recipe: Any = None,
+    train_split: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    skip_errors: bool = False,
+    workers: int = 1,
+    progress=None,
+    **overrides: Any,
+):
+    """Scan ``source``'s training images into the noise bank ``out`` (HDF5); overrides:
+    ``grid``, ``sigma``, ``mu``. Returns ``bank_build.BankSummary``."""
+    from sirst_synth.bank_build import build_noise_bank as build
+
+    r = resolve_recipe(SynthRecipe, recipe, overrides)
+    return build(
+        Path(source), Path(out), grid=r.grid, sigma=r.sigma, mu=r.mu,
+        train_split=_path(train_split), overwrite=overwrite, resume=resume,
+        skip_errors=skip_errors, workers=workers, progress=progress,
+    )  # fmt: skip
+
+
+def generate(
+    source: str | Path,
+    *,
+    bank: str | Path,
+    out: str | Path,
+    recipe: Any = None,
+    workers: int = 1,
+    layout: str = "both",
+    name: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    skip_errors: bool = False,
+    train_split: str | Path | None = None,
+    test_split: str | Path | None = None,
+    test_gray: bool = False,
+    no_test: bool = False,
+    allow_foreign_bank: bool = False,
+    progress=None,
+    **overrides: Any,
+):
+    """Write the SIRST-5K set (or the recipe's ``mode``: n2n, paste) of ``source`` into
+    ``out``; overrides: any ``SynthRecipe`` key (``alpha``, ``s``, ``count``, ``seed``, ...).
+    Returns ``generate.GenerateSummary``."""
+    from sirst_synth.generate import generate as run
+
+    r = resolve_recipe(SynthRecipe, recipe, overrides)
+    return run(
+        Path(source), Path(bank), Path(out), r, workers=workers, layout=layout, name=name,
+        overwrite=overwrite, resume=resume, skip_errors=skip_errors,
+        train_split=_path(train_split), test_split=_path(test_split),
+        allow_foreign_bank=allow_foreign_bank, progress=progress, test_gray=test_gray,
+        no_test=no_test,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VerifySummary:
+    folder: Path
+    rows: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(folder: str | Path) -> VerifySummary:
+    """Check a generate output against its manifest (files, hashes, sizes, strays)."""
+    from sirst_synth.io.verify import verify_dataset
+
+    rows, problems = verify_dataset(Path(folder))
+    return VerifySummary(Path(folder), rows, problems)
+
+
+def evaluate(
+    dataset: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    pred_dir: str | Path | None = None,
+    split: str = "test",
+    split_file: str | Path | None = None,
+    threshold: float = 0.5,
+    fa_compat: str = "identity",
+    resize: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    skip_errors: bool = False,
+    save_pred: str | Path | None = None,
+    curve: str | Path | None = None,
+    json_out: str | Path | None = None,
+    overwrite: bool = False,
+    tile: int | None = None,
+) -> dict:
+    """IoU, nIoU, Pd, Fa (and counts) of a checkpoint or a folder of predictions on one
+    split, as DNA-Net / BasicIRSTD define them: the dict ``evaluate --json`` prints."""
+    from sirst_synth.evaluation import evaluate as run
+
+    return run(
+        Path(dataset), checkpoint=_path(checkpoint), pred_dir=_path(pred_dir), split=split,
+        threshold=threshold, fa_mode=fa_compat, save_pred=_path(save_pred), curve=_path(curve),
+        json_out=_path(json_out), device=device, skip_errors=skip_errors, precision=precision,
+        resize=resize, overwrite=overwrite, tile=tile, split_file=_path(split_file),
+    )  # fmt: skip
+
+
+def train(
+    data: str | Path,
+    *,
+    out: str | Path,
+    recipe: Any = None,
+    device: str = "auto",
+    precision: str = "auto",
+    loader_workers: int = 0,
+    resume: bool = False,
+    compile: bool = False,
+    stop_after: int | None = None,
+    skip_errors: bool = False,
+    synth: str = "offline",
+    bank: str | Path | None = None,
+    synth_recipe: Any = None,
+    progress=None,
+    log=None,
+    **overrides: Any,
+):
+    """Train a detector on ``data`` into ``out``; overrides: any ``TrainRecipe`` key
+    (``model``, ``steps``, ``lr``, ``optimizer``, ``pos_prob``, ``augment``, ...).
+    Returns ``train.loop.TrainResult``."""
+    from sirst_synth.train.loop import train as run
+
+    r = resolve_recipe(TrainRecipe, recipe, overrides)
+    sr = resolve_recipe(SynthRecipe, synth_recipe, {}) if synth == "online" else None
+    if synth != "online" and synth_recipe is not None:
+        from sirst_synth.errors import UsageError
+
+        raise UsageError("synth_recipe goes with synth='online' (a folder has its samples)")
+    return run(
+        Path(data), Path(out), r, device, precision, loader_workers, resume, compile,
+        stop_after, skip_errors, progress, log or (lambda m: None), synth=synth,
+        bank=_path(bank), synth_recipe=sr,
+    )  # fmt: skip
+
+
+def study(
+    data: str | Path,
+    *,
+    out: str | Path,
+    recipe: Any = "study-cpu",
+    seeds: int | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    extra_tests: tuple = (),
+    publish: str | Path | None = None,
+    bank: str | Path | None = None,
+    log=None,
+):
+    """Train every arm of a study recipe over seeds and compare each with the reference
+    (``study.StudySummary``). ``recipe``: a ``StudyRecipe``, a shipped name or a file;
+    ``extra_tests``: ``"NAME=DIR[:SPLITFILE]"`` strings or ``study.ExtraTest``s."""
+    from sirst_synth.recipe import read_recipe_text
+    from sirst_synth.study import ExtraTest, StudyRecipe, load_study_recipe, run_study
+
+    if not isinstance(recipe, StudyRecipe):
+        recipe = load_study_recipe(*read_recipe_text(recipe), seeds)
+    extras = tuple(t if isinstance(t, ExtraTest) else ExtraTest.parse(t) for t in extra_tests)
+    return run_study(
+        Path(data), _path(bank), Path(out), recipe, resume=resume, device=device,
+        log=log or (lambda m: None), extra_tests=extras, publish=_path(publish),
+    )  # fmt: skip
+
+
+def _path(p: str | Path | None) -> Path | None:
+    return None if p is None else Path(p)
