@@ -96,7 +96,7 @@ def demo_dataset(
     """Write the built-in procedural dataset (DNA-Net layout, NUDT-SIRST-like)."""
     from sirst_synth.io.demo_writer import write_demo_dataset
 
-    check_json_out(json_out, False, [out])
+    check_json_out(json_out, False, [], [("OUT", out)])
     res = write_demo_dataset(out, images, seed, progress_for(quiet, as_json))
     data = {"out": str(out), **res}
     emit(f"demo dataset in {out}", list(res.items()), data, quiet, as_json, json_out)
@@ -133,7 +133,7 @@ def build_noise_bank_cmd(
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.api import build_noise_bank
 
-    check_json_out(json_out, overwrite, [dataset])
+    check_json_out(json_out, overwrite, [dataset], [("--out", out)])
     res = build_noise_bank(
         dataset,
         out=out,
@@ -231,7 +231,7 @@ def generate_cmd(
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
     from sirst_synth.api import generate
 
-    check_json_out(json_out, overwrite, [dataset])
+    check_json_out(json_out, overwrite, [dataset, bank], [("--out", out)])
     res = generate(
         dataset,
         bank=bank,
@@ -290,10 +290,11 @@ def verify_cmd(
     json_out: JsonOut = None,
 ) -> None:
     """Check every manifest file: exists, decodes, sha256 matches, shapes agree, no strays."""
-    from sirst_synth.io.verify import verify_dataset
+    from sirst_synth.api import verify
 
     check_json_out(json_out, False, [out])
-    rows, problems = verify_dataset(out)
+    summary = verify(out)
+    rows, problems = summary.rows, summary.problems
     if not as_json:
         for p in problems:
             err_console.print(f"[red]problem[/] {escape(p)}", highlight=False)

@@ -103,9 +103,15 @@ def print_skipped(skipped: list[tuple[str, str]]) -> None:
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
 
 
-def check_json_out(json_out: Path | None, overwrite: bool, inputs: list[Path | None]) -> None:
-    """``--json-out`` is checked with the other outputs, before any work."""
+def check_json_out(
+    json_out: Path | None,
+    overwrite: bool,
+    inputs: list[Path | None],
+    outputs: list[tuple[str, Path | None]] = (),
+) -> None:
+    """``--json-out`` is checked with the other outputs, before any work: never a file the
+    command reads or writes anyway (``outputs``: (flag, file or folder))."""
     from sirst_synth.io.files import check_output_file
 
     if json_out is not None:
-        check_output_file(json_out, "--json-out", overwrite, inputs)
+        check_output_file(json_out, "--json-out", overwrite, inputs, outputs)

@@ -15,7 +15,6 @@ from sirst_synth.cli.options import (
     Quiet,
     app,
     check_json_out,
-    read_recipe_text,
 )
 from sirst_synth.cli.ui import StackedBars, console, emit
 
@@ -67,27 +66,23 @@ def study_cmd(
     """Train every arm at equal steps over seeds (validation split to watch), score the final
     models once on the test split, compare each arm with the reference seed by seed; write
     results, verdicts and plots."""
-    from sirst_synth.study import ExtraTest, load_study_recipe, run_study
+    from sirst_synth.api import study
 
-    check_json_out(json_out, False, [data])
-    text, source = read_recipe_text(recipe)
-    r = load_study_recipe(text, source, seeds)
-    extras = tuple(ExtraTest.parse(t) for t in extra_test or ())
+    check_json_out(json_out, False, [data, bank], [("--out", out), ("--publish", publish)])
     bars = None if quiet or as_json else StackedBars()
-    res = run_study(
+    res = study(
         data,
-        bank,
-        out,
-        r,
-        resume,
-        device.value,
-        bars.overall if bars else Progress(),
-        bars.current if bars else Progress(),
-        log=(lambda m: None)
-        if quiet or as_json
-        else (lambda m: console.print(escape(m), highlight=False)),
-        extra_tests=extras,
+        out=out,
+        recipe=recipe,
+        seeds=seeds,
+        resume=resume,
+        device=device.value,
+        extra_tests=tuple(extra_test or ()),
         publish=publish,
+        bank=bank,
+        overall=bars.overall if bars else Progress(),
+        progress=bars.current if bars else Progress(),
+        log=None if quiet or as_json else (lambda m: console.print(escape(m), highlight=False)),
     )
     if bars:
         bars.close()

@@ -28,7 +28,7 @@ from sirst_synth.cli.ui import console, emit, emit_summary, progress_for
 
 from sirst_synth.errors import UsageError
 from sirst_synth.names import AUGMENTS, OPTIMIZERS, SCHEDULES
-from sirst_synth.recipe import SynthRecipe, TrainRecipe
+from sirst_synth.recipe import SynthRecipe
 
 
 class Synth(str, Enum):
@@ -186,53 +186,49 @@ def train_cmd(
     default, BasicIRSTD's regime with --recipe basicirstd)."""
     import os
 
-    check_json_out(json_out, False, [data, bank])
+    check_json_out(json_out, False, [data, bank], [("--out", out)])
 
-    from sirst_synth.train.loop import train
+    from sirst_synth.api import train
 
-    r = recipe_from(
-        TrainRecipe,
-        recipe,
-        {
-            "model": model and model.value,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "neg_loss": neg_loss and neg_loss.value,
-            "crop": crop,
-            "eval_every": eval_every,
-            "steps": steps,
-            "eval_every_steps": eval_every_steps,
-            "optimizer": optimizer and optimizer.value,
-            "scheduler": scheduler and scheduler.value,
-            "warmup": warmup,
-            "pos_prob": pos_prob,
-            "augment": augment and augment.value,
-        },
-    )
-    sr = recipe_from(SynthRecipe, synth_recipe, {"alpha": alpha, "s": s, "count": synth_count})
     if synth == Synth.offline and any(v is not None for v in (alpha, s, synth_count, synth_recipe)):
         raise UsageError("--alpha, --s, --synth-count and --synth-recipe go with --synth online")
+    sr = None
+    if synth == Synth.online:
+        sr = recipe_from(SynthRecipe, synth_recipe, {"alpha": alpha, "s": s, "count": synth_count})
     rank0 = int(os.environ.get("RANK", 0)) == 0
     res = train(
         data,
-        out,
-        r,
-        device.value,
-        precision.value,
-        loader_workers,
-        resume,
-        compile_model,
-        stop_after,
-        on_error == OnError.skip,
-        progress_for(quiet or not rank0, as_json),
-        log=(lambda m: console.print(escape(m), highlight=False))
-        if rank0 and not (quiet or as_json)
-        else (lambda m: None),
+        out=out,
+        recipe=recipe,
+        device=device.value,
+        precision=precision.value,
+        loader_workers=loader_workers,
+        resume=resume,
+        compile=compile_model,
+        stop_after=stop_after,
+        skip_errors=on_error == OnError.skip,
         synth=synth.value,
         bank=bank,
         synth_recipe=sr,
+        progress=progress_for(quiet or not rank0, as_json),
+        log=(lambda m: console.print(escape(m), highlight=False))
+        if rank0 and not (quiet or as_json)
+        else None,
+        model=model and model.value,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        neg_loss=neg_loss and neg_loss.value,
+        crop=crop,
+        eval_every=eval_every,
+        steps=steps,
+        eval_every_steps=eval_every_steps,
+        optimizer=optimizer and optimizer.value,
+        scheduler=scheduler and scheduler.value,
+        warmup=warmup,
+        pos_prob=pos_prob,
+        augment=augment and augment.value,
     )
     if not rank0:
         return
@@ -338,25 +334,25 @@ def evaluate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """IoU, nIoU, Pd and Fa as DNA-Net / BasicIRSTD define them."""
-    from sirst_synth.evaluation import evaluate
+    from sirst_synth.api import evaluate
 
     m = evaluate(
         dataset,
-        checkpoint,
-        pred_dir,
-        split.value,
-        threshold,
-        fa_compat,
-        save_pred,
-        curve,
-        json_out,
-        device.value,
-        on_error == OnError.skip,
-        precision.value,
+        checkpoint=checkpoint,
+        pred_dir=pred_dir,
+        split=split.value,
+        split_file=split_file,
+        threshold=threshold,
+        fa_compat=fa_compat,
         resize=resize,
+        device=device.value,
+        precision=precision.value,
+        skip_errors=on_error == OnError.skip,
+        save_pred=save_pred,
+        curve=curve,
+        json_out=json_out,
         overwrite=overwrite,
         tile=tile,
-        split_file=split_file,
     )
     print_skipped(m["skipped"])
     rows = [

@@ -172,11 +172,11 @@ def train(
     from sirst_synth.train.loop import train as run
 
     r = resolve_recipe(TrainRecipe, recipe, overrides)
-    sr = resolve_recipe(SynthRecipe, synth_recipe, {}) if synth == "online" else None
     if synth != "online" and synth_recipe is not None:
         from sirst_synth.errors import UsageError
 
         raise UsageError("synth_recipe goes with synth='online' (a folder has its samples)")
+    sr = resolve_recipe(SynthRecipe, synth_recipe, {}) if synth == "online" else None
     return run(
         Path(data), Path(out), r, device, precision, loader_workers, resume, compile,
         stop_after, skip_errors, progress, log or (lambda m: None), synth=synth,
@@ -195,6 +195,8 @@ def study(
     extra_tests: tuple = (),
     publish: str | Path | None = None,
     bank: str | Path | None = None,
+    overall=None,
+    progress=None,
     log=None,
 ):
     """Train every arm of a study recipe over seeds and compare each with the reference
@@ -208,7 +210,8 @@ def study(
     extras = tuple(t if isinstance(t, ExtraTest) else ExtraTest.parse(t) for t in extra_tests)
     return run_study(
         Path(data), _path(bank), Path(out), recipe, resume=resume, device=device,
-        log=log or (lambda m: None), extra_tests=extras, publish=_path(publish),
+        overall=overall, progress=progress, log=log or (lambda m: None), extra_tests=extras,
+        publish=_path(publish),
     )  # fmt: skip
 
 

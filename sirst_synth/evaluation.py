@@ -69,9 +69,11 @@ def evaluate(
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
     reads = [root, pred_dir, checkpoint]  # a run folder beside the checkpoint may take the files
-    for flag, path in (("--curve", curve), ("--json-out", json_out)):
+    outputs = [("--curve", curve), ("--json-out", json_out)]
+    for flag, path in outputs:
         if path is not None:
-            check_output_file(path, flag, overwrite, reads)
+            others = [o for o in outputs if o[0] != flag] + [("--save-pred", save_pred)]
+            check_output_file(path, flag, overwrite, reads, others)
     if save_pred is not None:
         for r in reads:
             if r is not None and inside(save_pred, r):

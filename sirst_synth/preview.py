@@ -73,15 +73,14 @@ def contact_sheet(
 
 def paste_sheet(rows: list[tuple]) -> np.ndarray:
     """One row per paste sample: for each pasted target (at most 4), the source image and the
-    pasted sample around it (mask outlined in red). ``rows``: (source, source mask, sample,
-    sample mask, [top-left of each pasted target])."""
+    pasted sample around it (mask outlined in red, the pasted box in green). ``rows``:
+    (source, source mask, sample, sample mask, [box of each pasted target])."""
     pad, head = 4, 20
     labels = ("source", "pasted") * 4
     lines = []
-    for src, src_mask, img, mask, ats in rows:
+    for src, src_mask, img, mask, boxes in rows:
         tiles = []
-        for y, x in ats[:4]:
-            win = (y, x, y + 4, x + 4)
+        for win in boxes[:4]:
             tiles += [_tile(src, src_mask, win, 32), _tile(img, mask, win, 32)]
         tiles += [np.zeros((TILE, TILE, 3), np.uint8)] * (8 - len(tiles))
         lines.append(np.hstack([np.pad(t, ((pad, pad), (pad, pad), (0, 0))) for t in tiles]))
@@ -91,3 +90,15 @@ def paste_sheet(rows: list[tuple]) -> np.ndarray:
         cv2.putText(header, text, (i * (TILE + 2 * pad) + pad, 15), cv2.FONT_HERSHEY_SIMPLEX,
                     0.45, (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
     return np.vstack([header, *lines]) if lines else header
+
+
+def pasted_boxes(added: np.ndarray, ats: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """The box (row0, col0, row1, col1) of each pasted footprint: the component of the added
+    pixels whose box starts at the recorded top-left corner."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(added.astype(np.uint8), connectivity=8)
+    boxes = [(int(y), int(x), int(y + h), int(x + w)) for x, y, w, h, _ in stats[1:n]]
+    out = []
+    for y, x in ats:
+        near = min(boxes, key=lambda b: abs(b[0] - y) + abs(b[1] - x), default=(y, x, y + 4, x + 4))
+        out.append(near)
+    return out

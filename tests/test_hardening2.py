@@ -72,3 +72,54 @@ def test_json_output_never_holds_nan():
         _finite({"a": float("nan"), "b": [1.0, float("inf")], "c": 2}), allow_nan=False
     )
     assert json.loads(text) == {"a": None, "b": [1.0, None], "c": 2}
+
+
+def test_train_refuses_a_folder_holding_run_files(demo, tmp_path, cli):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"mine")
+    (out / "metrics.jsonl").write_text("mine\n")
+    r = cli("train", demo / "data", "--out", out, "--epochs", "1", *TINY)
+    assert r.code == 2 and "best.pt, metrics.jsonl" in _one_line(r.err)
+    assert (out / "best.pt").read_bytes() == b"mine" and (
+        out / "metrics.jsonl"
+    ).read_text() == "mine\n"
+
+
+def test_a_second_train_into_a_locked_folder_stops(demo, tmp_path, cli):
+    from sirst_synth.io.outdir import locked
+
+    out = tmp_path / "run"
+    with locked(out, "train"):
+        r = cli("train", demo / "data", "--out", out, "--epochs", "1", *TINY)
+    assert r.code == 1 and "another sirst-synth train" in _one_line(r.err)
+    assert not (out / "last.pt").exists()
+
+
+def test_a_refused_train_leaves_no_empty_folder(demo, tmp_path, cli):
+    out = tmp_path / "new-run"
+    r = cli("train", demo / "data", "--out", out, "--resume", "--epochs", "1", *TINY)
+    assert r.code == 2 and not out.exists()
+
+
+def test_json_out_is_never_another_output_or_a_link(demo, tmp_path, cli):
+    run = tmp_path / "run"
+    r = cli("train", demo / "data", "--out", run, "--epochs", "1", *TINY,
+            "--json-out", run / "last.pt")  # fmt: skip
+    assert r.code == 2 and "also written by --out" in _one_line(r.err) and not run.exists()
+    gen = tmp_path / "gen"
+    r = cli("generate", demo / "data", "--bank", demo / "bank.h5", "--out", gen, "-q",
+            "--json-out", gen / "manifest.jsonl")  # fmt: skip
+    assert r.code == 2 and "also written by --out" in _one_line(r.err) and not gen.exists()
+    same = tmp_path / "x.png"
+    r = cli("evaluate", demo / "data", "--pred-dir", demo / "data" / "masks", "--curve", same,
+            "--json-out", same, "-q")  # fmt: skip
+    assert r.code == 2 and "also written by" in _one_line(r.err) and not same.exists()
+    target = tmp_path / "real.json"
+    target.write_text("mine")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    r = cli("evaluate", demo / "data", "--pred-dir", demo / "data" / "masks", "--json-out", link,
+            "--overwrite", "-q")  # fmt: skip
+    assert r.code == 2 and "symbolic link" in _one_line(r.err)
+    assert link.is_symlink() and target.read_text() == "mine"

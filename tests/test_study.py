@@ -242,15 +242,26 @@ def test_an_arm_added_on_resume_runs_alone(demo, tmp_path, cli):
     more.write_text(
         recipe_path("study-smoke").read_text()
         + "  online: {data: online, train: {neg_loss: sum}}\n"
+        + "  paste: {data: paste, synth: {alpha: 0.0, where: any}, train: {neg_loss: 'off'}}\n"
     )
     r = _study(cli, demo, out, "--resume", recipe=more)
     assert r.code == 0, r.err
     now = tree_hashes(out / "runs")
     assert {k: v for k, v in now.items() if k in kept} == kept
     res = json.loads((out / "results.json").read_text())
-    assert [x["arm"] for x in res["runs"]] == ["baseline", "sirst5k", "baseline-half", "online"]
+    arms = ["baseline", "sirst5k", "baseline-half", "online", "paste"]
+    assert [x["arm"] for x in res["runs"]] == arms
     online = [x for x in res["runs"] if x["arm"] == "online"][0]
-    assert online["steps"] == 8 and not (out / "data" / "online").exists()
+    assert online["steps"] == 8 and not any(
+        p.name.startswith("online") for p in (out / "data").iterdir()
+    )
+    # the paste arm: as many samples as the sirst5k set of the same view and seed
+    ref = read_jsonl(out / "data" / "sirst5k-a0.1-s3-full-seed0" / "manifest.jsonl")
+    (paste,) = [p for p in (out / "data").iterdir() if p.name.startswith("paste-")]
+    rows = read_jsonl(paste / "manifest.jsonl")
+    dev = [r for r in rows if r["split"] == "development"]
+    assert len(dev) == sum(r["split"] == "development" for r in ref)
+    assert all(r["image"].endswith("_paste.png") for r in dev)
     # what ran before may not change
     more.write_text(recipe_path("study-smoke").read_text().replace("steps: 8", "steps: 12"))
     r = _study(cli, demo, out, "--resume", recipe=more)

@@ -207,16 +207,31 @@ def inside(child: Path, parent: Path) -> bool:
 
 
 def check_output_file(
-    path: Path, flag: str, overwrite: bool, inputs: list[Path | None] = ()
+    path: Path,
+    flag: str,
+    overwrite: bool,
+    inputs: list[Path | None] = (),
+    outputs: list[tuple[str, Path | None]] = (),
 ) -> None:
-    """An output file the user named: never inside something the command reads, never over an
-    existing file unless ``--overwrite``, and its folder must exist. Checked before any work."""
+    """An output file the user named: never inside something the command reads, never one of
+    the command's other outputs (or inside its output folder), never a symbolic link (it would
+    be replaced, not written through), never over an existing file unless ``--overwrite``, and
+    its folder must exist. Checked before any work."""
     path = Path(path)
     for root in inputs:
         if root is not None and inside(path, root):
             raise UsageError(
                 f"{flag} {path} lies inside {root}, which this command reads; write elsewhere"
             )
+    for other_flag, other in outputs:
+        if other is not None and (inside(path, other) or path.resolve() == Path(other).resolve()):
+            raise UsageError(
+                f"{flag} {path} is also written by {other_flag} {other}; choose another file"
+            )
+    if path.is_symlink():
+        raise UsageError(
+            f"{flag} {path} is a symbolic link; give the file it points to, or a new name"
+        )
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a folder; give a file name")
     if path.exists() and not overwrite:

@@ -53,6 +53,8 @@ class ManifestRow:
                 raise ValueError
             for rel in (row.image, row.mask):
                 check_relative(rel)
+        except DataError:
+            raise  # it says what is wrong (a DataError is a ValueError too)
         except (TypeError, ValueError, AttributeError):
             raise DataError("not a valid manifest row") from None
         return row

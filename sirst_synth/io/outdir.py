@@ -170,9 +170,10 @@ def check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], 
 
 
 @contextlib.contextmanager
-def locked(out: Path):
-    """One writer per OUT: a second generate into the same folder stops with the other's pid."""
-    out.mkdir(exist_ok=True)
+def locked(out: Path, command: str = "generate"):
+    """One writer per OUT: a second generate (or train) into the same folder stops with the
+    other's pid."""
+    out.mkdir(parents=True, exist_ok=True)
     fh = open(out / LOCK, "a+")  # noqa: SIM115 - held across the yield, closed in finally
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -181,7 +182,7 @@ def locked(out: Path):
         other = fh.read().strip() or "unknown"
         fh.close()
         raise DataError(
-            f"--out {out}: another sirst-synth generate (pid {other}) is writing it; wait for "
+            f"--out {out}: another sirst-synth {command} (pid {other}) is writing it; wait for "
             "it to finish or choose another --out"
         ) from None
     fh.seek(0)

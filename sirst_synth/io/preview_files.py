@@ -51,7 +51,7 @@ def write_preview(
 def _write_paste_preview(out, sheet, originals, pasted, n, seed) -> int:
     """Paste samples beside their source image: a zoom on each pasted target, before and
     after (at most 4 targets a row)."""
-    from sirst_synth.preview import paste_sheet
+    from sirst_synth.preview import paste_sheet, pasted_boxes
 
     pick = sorted(rng_for(seed, "preview").permutation(len(pasted))[:n])
     lines = []
@@ -60,6 +60,7 @@ def _write_paste_preview(out, sheet, originals, pasted, n, seed) -> int:
         orig = originals[r.source]
         before, before_mask = read_gray(Path(out) / orig.image), read_mask(Path(out) / orig.mask)
         after, after_mask = read_gray(Path(out) / r.image), read_mask(Path(out) / r.mask)
-        lines.append((before, before_mask, after, after_mask, [tuple(p["at"]) for p in r.paste]))
+        boxes = pasted_boxes(after_mask & ~before_mask, [tuple(p["at"]) for p in r.paste])
+        lines.append((before, before_mask, after, after_mask, boxes))
     write_bytes_atomic(Path(sheet), encode_png(paste_sheet(lines)))
     return len(lines)

@@ -88,6 +88,8 @@ def _data_key(arm: Arm, seed: int, view: str) -> str:
     parts = [arm.data, f"a{s.alpha:g}"]
     if arm.data == "sirst5k":
         parts.append(f"s{s.s}")
+    if arm.data == "paste":
+        parts.append(f"{s.where}-k{s.k[0]}-{s.k[1]}-x{s.scale[0]:g}-{s.scale[1]:g}-d{s.distance}")
     if s.count is not None:
         parts.append(f"n{s.count}")
     return "-".join(parts + [view, f"seed{seed}"])
@@ -234,7 +236,7 @@ def _run_one(data, bank, out, arm, seed, splits: Splits, precision, device, extr
     if arm.data in ("original", "online"):
         train_data = view
     else:
-        if arm.data == "n2n" and synth.count is None:
+        if arm.data in ("n2n", "paste") and synth.count is None:
             # As many development samples as the SIRST-5K set of the same seed and view.
             paper = dataclasses.replace(synth, mode="sirst5k")
             ref = _ensure_data(view, view_bank, out, Arm("ref", "sirst5k", paper, arm.train), seed)

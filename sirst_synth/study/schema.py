@@ -11,7 +11,7 @@ from sirst_synth.errors import UsageError
 from sirst_synth.names import PRECISIONS
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, from_mapping, parse_yaml, recipe_dict
 
-DATA_KINDS = ("original", "sirst5k", "n2n", "online")
+DATA_KINDS = ("original", "sirst5k", "n2n", "paste", "online")
 METRICS = ("IoU", "nIoU", "Pd", "Fa")
 STUDY_FILE = "study.yaml"
 PAPER_KEYS = ("paper_iou", "paper_row")
@@ -25,7 +25,7 @@ class Arm:
     """One arm: which data (and how it is synthesised) and how the detector trains on it."""
 
     name: str
-    data: str  # original | sirst5k | n2n (generated once) | online (fresh every epoch)
+    data: str  # original | sirst5k | n2n | paste (generated once) | online (fresh every epoch)
     synth: SynthRecipe
     train: TrainRecipe
     paper_iou: float | None = None  # the paper's NUDT-SIRST IoU of the matching row, if any
@@ -139,8 +139,8 @@ def _arm(name: str, spec: Any, base_synth: dict, base_train: dict, source: str) 
     if kind not in DATA_KINDS:
         raise UsageError(f"{where}: data must be one of {', '.join(DATA_KINDS)}, got {kind!r}")
     synth = from_mapping(SynthRecipe, {**base_synth, **_section(spec, "synth", where)}, where)
-    if kind == "n2n":
-        synth = dataclasses.replace(synth, mode="n2n")
+    if kind in ("n2n", "paste"):
+        synth = dataclasses.replace(synth, mode=kind)
     train = from_mapping(TrainRecipe, {**base_train, **_section(spec, "train", where)}, where)
     if train.steps is None:
         raise UsageError(f"{where}: train.steps is required (arms are compared at equal steps)")

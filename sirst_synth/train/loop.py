@@ -7,6 +7,7 @@ Run under torchrun it uses DistributedDataParallel (gloo on CPU, NCCL on CUDA); 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -91,9 +92,11 @@ def _resume_state(out: Path, recipe: TrainRecipe, resume: bool) -> dict | None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the run")
     if not resume:
-        if last.exists():
+        held = [n for n in ("last.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
+        if held:
             raise UsageError(
-                f"--out {out} already holds a run; pass --resume or choose a new folder"
+                f"--out {out} already holds a run ({', '.join(held)}); pass --resume or choose "
+                "a new folder"
             )
         return None
     if not last.is_file():
@@ -200,7 +203,31 @@ class _Run:
         return self.recipe.steps if self.steps_mode else self.recipe.epochs
 
 
-def train(
+def train(*args, **kwargs) -> TrainResult:
+    """Train a detector (see ``_train``); rank 0 holds OUT's lock while it writes, so a second
+    train into the same folder stops at once with the other's pid."""
+    import inspect
+
+    from sirst_synth.io.outdir import locked
+
+    given = inspect.signature(_train).bind(*args, **kwargs).arguments
+    out = Path(given["out"])
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run")
+    for what, root in (("DATA", given["data"]), ("--bank", given.get("bank"))):
+        if root is not None and inside(out, root):  # before the lock creates OUT
+            raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
+    rank, created = _dist_env()[0], not out.exists()
+    try:
+        with locked(out, "train") if rank == 0 else contextlib.nullcontext():
+            return _train(*args, **kwargs)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before writing anything: leave no empty folder behind
+        raise
+
+
+def _train(
     data: Path,
     out: Path,
     recipe: TrainRecipe,
