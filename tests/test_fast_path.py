@@ -180,7 +180,9 @@ def test_precision_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):
         calls.append(precision)
         return "bf16", "auto: faked for the test"
 
-    monkeypatch.setattr(loop, "resolve_precision", fake)
+    from sirst_synth.train import device
+
+    monkeypatch.setattr(device, "resolve_precision", fake)
     run = tmp_path / "run"
     loop.train(root / "data", run, recipe, "cpu", "auto", stop_after=1)
     assert calls == ["auto"]

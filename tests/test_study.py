@@ -273,8 +273,7 @@ def test_shuffled_batches_need_neg_loss_off_and_mix_groups():
     targets; with L_Neg on it is refused (L_Neg compares a target's rotations in one batch)."""
     from sirst_synth.errors import UsageError
     from sirst_synth.recipe import TrainRecipe
-    from sirst_synth.train.data import GroupBatchSampler
-    from sirst_synth.train.loop import batch_groups
+    from sirst_synth.train.data import GroupBatchSampler, batch_groups
 
     with pytest.raises(UsageError, match="group_batches"):
         TrainRecipe(group_batches=False)  # neg_loss defaults to sum

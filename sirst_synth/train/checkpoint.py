@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
 import torch
 
 from sirst_synth import __version__
-from sirst_synth.errors import DataError
+from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import write_bytes_atomic
 
 REQUIRED = ("model", "optimizer", "scheduler", "epoch", "recipe", "norm", "version")
@@ -75,3 +76,46 @@ def model_from_checkpoint(state: dict, path: Path) -> torch.nn.Module:
     except Exception:
         raise DataError(f"{path}: declares an unknown model {name!r}; retrain it") from None
     return load_weights(model, state, path)
+
+
+def resume_state(out: Path, recipe, resume: bool) -> dict | None:
+    """The state of ``out/last.pt`` to continue from, after checking it is the same run.
+
+    Lengths (epochs, steps) and validation frequencies may change on resume: the learning
+    rate is a pure function of progress and length, so the run continues on the new curve.
+    """
+    last = out / "last.pt"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run")
+    if not resume:
+        held = [n for n in ("last.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
+        if held:
+            raise UsageError(
+                f"--out {out} already holds a run ({', '.join(held)}); pass --resume or choose "
+                "a new folder"
+            )
+        return None
+    if not last.is_file():
+        raise UsageError(f"--resume: {last} not found; start without --resume")
+    from sirst_synth.recipe import TrainRecipe
+
+    state = load_checkpoint(last)
+    try:
+        old = TrainRecipe(**state["recipe"])
+    except (TypeError, UsageError):
+        raise DataError(
+            f"{last}: its recipe is not one this version reads; use a new --out"
+        ) from None
+    free = ("epochs", "steps", "eval_every", "eval_every_steps")
+    diff = [
+        f.name
+        for f in dataclasses.fields(TrainRecipe)
+        if getattr(old, f.name) != getattr(recipe, f.name) and f.name not in free
+    ]
+    if (old.steps is None) != (recipe.steps is None):
+        diff.append("steps (a run counts epochs or steps, not both)")
+    if diff:
+        raise UsageError(
+            f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
+        )
+    return state

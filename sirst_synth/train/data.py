@@ -7,6 +7,7 @@ the same batch order as an uninterrupted one, and the 4 rotations of a target sh
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -287,3 +288,38 @@ class OnlineSynthSet(Dataset):
 def hash_group(group: str) -> int:
     """A group id that is the same in every process (a loss only compares ids in one batch)."""
     return key_int(group) & 0x7FFFFFFFFFFFFFFF
+
+
+def online_setup(data: Path, bank_path: Path, synth_recipe) -> dict:
+    """The bank and recipe of online synthesis, checked against DATA before any training."""
+    from sirst_synth.errors import DataError, UsageError
+    from sirst_synth.io.bank import read_bank_index
+    from sirst_synth.io.files import fingerprint
+    from sirst_synth.io.layouts import open_dataset, source_files
+    from sirst_synth.io.manifest import MANIFEST
+    from sirst_synth.recipe import recipe_dict
+
+    if (Path(data) / MANIFEST).is_file():
+        raise UsageError(
+            f"{data} is a generate output; --synth online synthesises from the source dataset: "
+            "pass that instead"
+        )
+    bank = read_bank_index(bank_path)
+    ds = open_dataset(data)
+    if bank.attrs.get("fingerprint") != fingerprint(ds.root, source_files(ds, ds.train)):
+        raise DataError(
+            f"{bank_path}: bank was built from other training files than {data}; rebuild it "
+            "with build-noise-bank from this dataset"
+        )
+    identity = {
+        "mode": "online",
+        "recipe": recipe_dict(synth_recipe),
+        "bank_fingerprint": bank.attrs.get("fingerprint"),
+    }
+    return {"bank": bank, "recipe": synth_recipe, "identity": identity}
+
+
+def batch_groups(groups: list[str], keep: bool) -> list[str]:
+    """What the sampler keeps together: the samples' groups, or (``keep`` false) each sample
+    alone, so batches mix targets and images freely."""
+    return list(groups) if keep else [str(i) for i in range(len(groups))]

@@ -127,3 +127,21 @@ def runtime(
     dev = pick_device(device, local_rank)
     chosen, _ = resolve_precision(precision, dev)
     return Runtime(dev, chosen == "bf16", channels_last)
+
+
+def runtime_for(
+    device: str, precision: str, local_rank: int, state: dict | None, out: Path
+) -> tuple[Runtime, str]:
+    """The run's device and precision; a resumed run keeps the precision it recorded (an
+    ``auto`` choice probed under other load could differ, and so would the numbers)."""
+    dev = pick_device(device, local_rank)
+    recorded = (state or {}).get("precision")
+    if recorded is not None:
+        if precision not in ("auto", recorded):
+            raise UsageError(
+                f"--resume: {out / 'last.pt'} was trained in {recorded}; pass --precision "
+                f"{recorded} or auto, or use a new --out"
+            )
+        return Runtime(dev, recorded == "bf16"), "recorded by the run being resumed"
+    chosen, why = resolve_precision(precision, dev)
+    return Runtime(dev, chosen == "bf16"), why

@@ -8,7 +8,6 @@ Run under torchrun it uses DistributedDataParallel (gloo on CPU, NCCL on CUDA); 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import time
@@ -26,9 +25,21 @@ from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, recipe_dict
 from sirst_synth.targets import components
-from sirst_synth.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from sirst_synth.train.data import GroupBatchSampler, OnlineSynthSet, SegmentationSet, normalisation
-from sirst_synth.train.device import Runtime, pick_device, resolve_precision
+from sirst_synth.train.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    resume_state,
+    save_checkpoint,
+)
+from sirst_synth.train.data import (
+    GroupBatchSampler,
+    OnlineSynthSet,
+    SegmentationSet,
+    batch_groups,
+    normalisation,
+    online_setup,
+)
+from sirst_synth.train.device import Runtime, runtime_for
 from sirst_synth.train.infer import evaluate_items
 from sirst_synth.train.losses import deep_supervision_loss, group_loss
 from sirst_synth.train.model import build_model, parameter_count
@@ -80,92 +91,6 @@ def train_step(
     loss.backward()
     opt.step()
     return loss.detach()
-
-
-def _resume_state(out: Path, recipe: TrainRecipe, resume: bool) -> dict | None:
-    """The state of ``out/last.pt`` to continue from, after checking it is the same run.
-
-    Lengths (epochs, steps) and validation frequencies may change on resume: the learning
-    rate is a pure function of progress and length, so the run continues on the new curve.
-    """
-    last = out / "last.pt"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the run")
-    if not resume:
-        held = [n for n in ("last.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
-        if held:
-            raise UsageError(
-                f"--out {out} already holds a run ({', '.join(held)}); pass --resume or choose "
-                "a new folder"
-            )
-        return None
-    if not last.is_file():
-        raise UsageError(f"--resume: {last} not found; start without --resume")
-    state = load_checkpoint(last)
-    try:
-        old = TrainRecipe(**state["recipe"])
-    except (TypeError, UsageError):
-        raise DataError(
-            f"{last}: its recipe is not one this version reads; use a new --out"
-        ) from None
-    free = ("epochs", "steps", "eval_every", "eval_every_steps")
-    diff = [
-        f.name
-        for f in dataclasses.fields(TrainRecipe)
-        if getattr(old, f.name) != getattr(recipe, f.name) and f.name not in free
-    ]
-    if (old.steps is None) != (recipe.steps is None):
-        diff.append("steps (a run counts epochs or steps, not both)")
-    if diff:
-        raise UsageError(
-            f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
-        )
-    return state
-
-
-def _runtime_for(
-    device: str, precision: str, local_rank: int, state: dict | None, out: Path
-) -> tuple[Runtime, str]:
-    """The run's device and precision; a resumed run keeps the precision it recorded (an
-    ``auto`` choice probed under other load could differ, and so would the numbers)."""
-    dev = pick_device(device, local_rank)
-    recorded = (state or {}).get("precision")
-    if recorded is not None:
-        if precision not in ("auto", recorded):
-            raise UsageError(
-                f"--resume: {out / 'last.pt'} was trained in {recorded}; pass --precision "
-                f"{recorded} or auto, or use a new --out"
-            )
-        return Runtime(dev, recorded == "bf16"), "recorded by the run being resumed"
-    chosen, why = resolve_precision(precision, dev)
-    return Runtime(dev, chosen == "bf16"), why
-
-
-def _online_setup(data: Path, bank_path: Path, synth_recipe: SynthRecipe) -> dict:
-    """The bank and recipe of online synthesis, checked against DATA before any training."""
-    from sirst_synth.io.bank import read_bank_index
-    from sirst_synth.io.files import fingerprint
-    from sirst_synth.io.layouts import open_dataset, source_files
-    from sirst_synth.io.manifest import MANIFEST
-
-    if (Path(data) / MANIFEST).is_file():
-        raise UsageError(
-            f"{data} is a generate output; --synth online synthesises from the source dataset: "
-            "pass that instead"
-        )
-    bank = read_bank_index(bank_path)
-    ds = open_dataset(data)
-    if bank.attrs.get("fingerprint") != fingerprint(ds.root, source_files(ds, ds.train)):
-        raise DataError(
-            f"{bank_path}: bank was built from other training files than {data}; rebuild it "
-            "with build-noise-bank from this dataset"
-        )
-    identity = {
-        "mode": "online",
-        "recipe": recipe_dict(synth_recipe),
-        "bank_fingerprint": bank.attrs.get("fingerprint"),
-    }
-    return {"bank": bank, "recipe": synth_recipe, "identity": identity}
 
 
 @dataclass
@@ -275,9 +200,9 @@ def _train(
             raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
     online = None
     if synth == "online":
-        online = _online_setup(data, Path(bank), synth_recipe or SynthRecipe())
-    state = _resume_state(out, recipe, resume)
-    rt, why = _runtime_for(device, precision, local_rank, state, out)
+        online = online_setup(data, Path(bank), synth_recipe or SynthRecipe())
+    state = resume_state(out, recipe, resume)
+    rt, why = runtime_for(device, precision, local_rank, state, out)
     if rt.device.type == "cuda":
         torch.cuda.set_device(rt.device)
     log(f"precision {rt.precision} ({why})")
@@ -310,10 +235,7 @@ def _train(
         if rank == 0:
             if not run.steps_mode:
                 _epoch_best(run, row)
-            snapshot = _snapshot(run)
-            save_checkpoint(out / "last.pt", snapshot)
-            if row.get("best"):
-                save_checkpoint(out / "best.pt", snapshot)
+            _save(run, last=True, best=bool(row.get("best")))
             _write_row(run, row)
         history.append(row)
         progress.advance()
@@ -427,12 +349,6 @@ def make_optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.O
     return torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
 
 
-def batch_groups(groups: list[str], keep: bool) -> list[str]:
-    """What the sampler keeps together: the samples' groups, or (``keep`` false) each sample
-    alone, so batches mix targets and images freely."""
-    return list(groups) if keep else [str(i) for i in range(len(groups))]
-
-
 def _open_metrics(run: _Run, resumed: bool) -> None:
     """metrics.jsonl: a resumed run keeps the rows up to its checkpoint (a killed run may have
     logged past it), a new run starts it empty."""
@@ -482,8 +398,7 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
             _check_finite(run, bad, loss_sum)
             row = {"epoch": epoch + 1, "step": run.step}
             _validate(run, row)
-            if row.get("best"):  # these weights, not the epoch's end
-                save_checkpoint(run.out / "best.pt", _snapshot(run))
+            _save(run, last=False, best=bool(row.get("best")))  # these weights, not the epoch's end
             _write_row(run, row)
             history.append(row)
     if run.world > 1:
@@ -574,6 +489,18 @@ def _snapshot(run: _Run) -> dict:
         "parameters": run.n_params,
         "precision": run.rt.precision,
     }
+
+
+def _save(run: _Run, last: bool, best: bool) -> None:
+    """The one place checkpoints are written: last.pt at an epoch's end, best.pt when the
+    validation just done is the best (both from one snapshot)."""
+    if not (last or best):
+        return
+    snapshot = _snapshot(run)
+    if last:
+        save_checkpoint(run.out / "last.pt", snapshot)
+    if best:
+        save_checkpoint(run.out / "best.pt", snapshot)
 
 
 def _write_row(run: _Run, row: dict) -> None:
