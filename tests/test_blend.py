@@ -31,6 +31,15 @@ def test_displace_resizes_patch_to_image_size():
     assert np.all(displace(image, patch, 0.1) == 110)
 
 
+def test_the_patch_is_resized_bilinearly_not_by_nearest():
+    # 1 x 2 -> 1 x 4 at pixel centres: x = 0.25, 0.75 of the way -> 0, 25, 75, 100
+    # (nearest would give 0, 0, 100, 100)
+    patch = np.array([[0, 100]], np.uint8)
+    assert resize_patch(patch, (1, 4)).tolist() == [[0, 25, 75, 100]]
+    image = np.zeros((1, 4), np.uint8)
+    assert displace(image, patch, 1.0).tolist() == [[0, 25, 75, 100]]
+
+
 @pytest.mark.parametrize("alpha", [-0.1, 1.01, math.nan, math.inf])
 def test_bad_alpha_is_a_usage_error(alpha):
     with pytest.raises(UsageError, match="--alpha"):
