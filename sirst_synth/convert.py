@@ -95,14 +95,21 @@ def to_binary_mask(decoded: np.ndarray) -> np.ndarray:
 
 
 def resize_nearest(array: np.ndarray, size: int) -> np.ndarray:
-    """``size x size`` by nearest neighbour sampled at pixel centres, as PIL's
-    ``Image.NEAREST`` (how DNA-Net resizes labels; OpenCV's ``INTER_NEAREST`` samples corners
-    and picks other pixels). Works on masks, binary predictions and probability maps alike."""
-    h, w = array.shape[:2]
-    sy, sx = h / size, w / size
-    rows = np.minimum(np.floor(sy * (np.arange(size) + 0.5)).astype(np.int64), h - 1)
-    cols = np.minimum(np.floor(sx * (np.arange(size) + 0.5)).astype(np.int64), w - 1)
-    return np.ascontiguousarray(array[rows][:, cols])
+    """``size x size`` by PIL's ``Image.NEAREST``, the resize of DNA-Net's test loader, called
+    directly (PIL steps through the source in floating point; a closed-form sampling differs
+    from it at some sizes). Masks and binary predictions go through mode L, probability maps
+    through mode F."""
+    from PIL import Image
+
+    arr = np.asarray(array)
+    if np.issubdtype(arr.dtype, np.floating):
+        out = Image.fromarray(arr.astype(np.float32), mode="F").resize((size, size), Image.NEAREST)
+        return np.asarray(out, dtype=np.float32).astype(arr.dtype, copy=False)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"resize_nearest takes uint8, bool or float arrays, got {arr.dtype}")
+    return np.asarray(Image.fromarray(arr).resize((size, size), Image.NEAREST)).copy()
 
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:

@@ -123,3 +123,52 @@ def test_json_out_is_never_another_output_or_a_link(demo, tmp_path, cli):
             "--overwrite", "-q")  # fmt: skip
     assert r.code == 2 and "symbolic link" in _one_line(r.err)
     assert link.is_symlink() and target.read_text() == "mine"
+
+
+def test_two_files_for_one_stem_are_refused_with_both_names(tmp_path, cli):
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from sirst_synth.io.demo_writer import write_demo_dataset
+
+    root = tmp_path / "d"
+    write_demo_dataset(root, images=4, seed=1)
+    first = sorted((root / "images").iterdir())[0]
+    cv2.imwrite(str(first.with_suffix(".bmp")), np.zeros((8, 8), np.uint8))
+    r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5")
+    line = _one_line(r.err)
+    assert r.code == 1 and first.name in line and first.with_suffix(".bmp").name in line
+    first.with_suffix(".bmp").unlink()
+    mask = sorted((root / "masks").iterdir())[0]
+    shutil.copy(mask, mask.with_name(mask.stem + "_pixels0.png"))
+    r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5")
+    assert r.code == 1 and "_pixels0.png" in _one_line(r.err) and mask.name in r.err
+
+
+def test_a_checkpoint_with_a_nan_normalisation_is_refused(demo, tmp_path, cli):
+    from sirst_synth.train.checkpoint import save_checkpoint, weights_state
+    from sirst_synth.train.model import build_model
+
+    ckpt = tmp_path / "nan.pt"
+    state = weights_state(
+        "aff-unet-tiny", build_model("aff-unet-tiny").state_dict(), float("nan"), 0.2
+    )
+    save_checkpoint(ckpt, state)
+    r = cli("evaluate", demo / "data", "--checkpoint", ckpt, "--device", "cpu", "-q")
+    assert r.code == 1 and "normalisation" in _one_line(r.err)
+
+
+def test_resume_on_other_training_data_is_refused(demo, tmp_path, cli):
+    from sirst_synth.io.demo_writer import write_demo_dataset
+
+    other = tmp_path / "other"
+    write_demo_dataset(other, images=6, seed=9)
+    out = tmp_path / "run"
+    r = cli("train", demo / "data", "--out", out, "--epochs", "2", "--stop-after", "1", *TINY)
+    assert r.code == 0, r.err
+    r = cli("train", other, "--out", out, "--epochs", "2", "--resume", *TINY)
+    assert r.code == 2 and "other training files" in _one_line(r.err)
+    r = cli("train", demo / "data", "--out", out, "--epochs", "2", "--resume", *TINY)
+    assert r.code == 0, r.err

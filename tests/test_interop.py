@@ -96,6 +96,15 @@ def test_resize_nearest_equals_pil():
         a = rng.integers(0, 256, (h, w), dtype=np.uint8)
         ref = np.asarray(Image.fromarray(a).resize((256, 256), Image.NEAREST))
         assert np.array_equal(resize_nearest(a, 256), ref)
+    # every size from 64 to 255 and several sources, masks (mode L) and probabilities (mode F)
+    for size in range(64, 256):
+        for h, w in ((427, 300), (256, 256), (1000, 17)):
+            m = (rng.random((h, w)) > 0.99).astype(np.uint8)
+            ref = np.asarray(Image.fromarray(m).resize((size, size), Image.NEAREST))
+            assert np.array_equal(resize_nearest(m, size), ref), (size, h, w)
+        p = rng.random((123, 77)).astype(np.float32)
+        ref = np.asarray(Image.fromarray(p, mode="F").resize((size, size), Image.NEAREST))
+        assert np.array_equal(resize_nearest(p, size), ref), size
         ref = np.asarray(Image.fromarray(a).resize((256, 256), Image.BILINEAR))
         assert np.array_equal(resize_bilinear(a, 256), ref)
 

@@ -77,20 +77,24 @@ def read_split(path: Path) -> list[str]:
 
 
 def _index(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    """stem -> file for every image file in a folder (first extension in IMAGE_EXTS wins)."""
+    """stem -> file for every image file in a folder. Two files for one stem (``a.png`` and
+    ``a.bmp``, or ``X.png`` and ``X_pixels0.png``) are ambiguous: a data error naming both."""
     found: dict[str, Path] = {}
-    rank = {ext: i for i, ext in enumerate(IMAGE_EXTS)}
     for p in sorted(folder.iterdir()):
         ext = p.suffix.lower()
-        if ext not in rank or p.name.startswith(".") or not p.is_file():
+        if ext not in IMAGE_EXTS or p.name.startswith(".") or not p.is_file():
             continue
         stem = p.stem
         for suffix in suffixes:
             if suffix and stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break
-        if stem not in found or rank[ext] < rank[found[stem].suffix.lower()]:
-            found[stem] = p
+        if stem in found:
+            raise DataError(
+                f"{folder}: {found[stem].name} and {p.name} are both the file of {stem!r}; "
+                "keep one of them"
+            )
+        found[stem] = p
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -50,6 +51,16 @@ def load_checkpoint(path: Path) -> dict:
         ) from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED):
         raise DataError(f"{path}: not a sirst-synth checkpoint; train one with `sirst-synth train`")
+    norm = state["norm"] if isinstance(state["norm"], dict) else {}
+    try:
+        mean, std = float(norm["mean"]), float(norm["std"])
+    except (KeyError, TypeError, ValueError):
+        mean = std = float("nan")
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise DataError(
+            f"{path}: its normalisation (mean {norm.get('mean')!r}, std {norm.get('std')!r}) is "
+            "not a finite mean and a positive std; the checkpoint is damaged, retrain it"
+        )
     return state
 
 

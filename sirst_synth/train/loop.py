@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.files import inside, read_mask, write_text_atomic
+from sirst_synth.io.files import fingerprint, inside, read_mask, write_text_atomic
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, recipe_dict
@@ -117,6 +117,7 @@ class _Run:
     step: int = 0  # optimiser steps done
     lr: float = 0.0
     best: dict = field(default_factory=dict)
+    data_fingerprint: str = ""  # of the training files: a resume on other data is refused
 
     @property
     def steps_mode(self) -> bool:
@@ -282,7 +283,15 @@ def _setup(
         val_items = []
     val_items, val_skipped = check_items(val_items, skip_errors)
     skipped += val_skipped
+    data_fp = fingerprint(Path(data), [p for it in train_items for p in (it.image, it.mask)])
     if state is not None:
+        recorded = state.get("data_fingerprint")
+        if recorded is not None and recorded != data_fp:
+            raise UsageError(
+                f"--resume: {out / 'last.pt'} was trained on other training files than {data} "
+                "(its normalisation and batches belong to those); resume on the same data or "
+                "use a new --out"
+            )
         mean, std = state["norm"]["mean"], state["norm"]["std"]
     else:
         mean, std = normalisation(train_items)
@@ -337,7 +346,7 @@ def _setup(
     )
     run = _Run(
         recipe, out, rt, rank, world, model, net, opt, ds, sampler, loader, val_items,
-        mean, std, n_params, online, epoch, step, recipe.lr, best,
+        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp,
     )  # fmt: skip
     return run, skipped
 
@@ -415,6 +424,7 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
         "lr": run.lr,
         "images_per_s": rate,
         "precision": run.rt.precision,
+        "data_fingerprint": run.data_fingerprint,
     }
 
 
@@ -488,6 +498,7 @@ def _snapshot(run: _Run) -> dict:
         "best": run.best,
         "parameters": run.n_params,
         "precision": run.rt.precision,
+        "data_fingerprint": run.data_fingerprint,
     }
 
 
