@@ -117,6 +117,7 @@ def study_points(arms: list[str], runs: list[Any]) -> bytes:
             ax.errorbar([i + 0.2], [mean], yerr=[[mean - lo], [hi - mean]], fmt="s", color="k",
                         capsize=4, markersize=4)  # fmt: skip
         ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(arms) - 0.4)
         ax.set_ylim(bottom=0)
         ax.set_title(f"{label}: runs, mean and 95% CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
@@ -142,6 +143,7 @@ def study_differences(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")) -> b
                         color=f"C{i % 10}")  # fmt: skip
             names.append((i, c["arm"]))
         ax.axhline(0, color="k", linewidth=0.8)
+        ax.set_xlim(-0.6, len(comparisons) - 0.4)
         ax.set_xticks(
             [i for i, _ in names], [n for _, n in names], rotation=30, ha="right", fontsize=8
         )

@@ -176,6 +176,7 @@ def run_study(
         f"splits: {len(splits.train)} training, {len(splits.val)} validation ({splits.how}); "
         f"precision {precision}"
     )
+    env = environment(precision)  # the code this process runs: recorded once, at its start
     runs: list[RunResult] = []
     reused = 0
     jobs = [
@@ -196,11 +197,13 @@ def run_study(
             overall.advance()
             continue
         result = _run_one(
-            data, bank, out, arm, seed, splits, precision, device, extra_tests, progress, log
+            data, bank, out, arm, seed, splits, precision, device, extra_tests, progress, log, env
         )
         runs.append(result)
-        if publish is not None:
+        if publish is not None:  # a study spans sessions: its results follow every run
             _publish_run(run_dir, publish / "runs" / arm.name / f"seed{seed}")
+            write_results(publish, recipe, runs, [t.name for t in extra_tests])
+            shutil.copyfile(out / "study.yaml", publish / "study.yaml")
         overall.advance()
     overall.stop()
     table, comparisons = write_results(out, recipe, runs, [t.name for t in extra_tests])
@@ -221,7 +224,9 @@ def _study_precision(out: Path, requested: str, dev, resolve) -> str:
     return chosen
 
 
-def _run_one(data, bank, out, arm, seed, splits: Splits, precision, device, extra, progress, log):
+def _run_one(
+    data, bank, out, arm, seed, splits: Splits, precision, device, extra, progress, log, env
+):
     from sirst_synth.evaluation import evaluate
     from sirst_synth.train.loop import train
 
@@ -285,8 +290,7 @@ def _run_one(data, bank, out, arm, seed, splits: Splits, precision, device, extr
     result = RunResult(
         arm.name, seed, res.steps, str(final.relative_to(out)),
         m["IoU"], m["nIoU"], m["Pd"], m["Fa"], round(time.perf_counter() - t0, 1),
-        best, m.get("curve", []), history, m["detected"], m["fa_pixels"], extras,
-        environment(precision),
+        best, m.get("curve", []), history, m["detected"], m["fa_pixels"], extras, env,
     )  # fmt: skip
     write_text_atomic(run_dir / "eval.json", json.dumps(m, indent=1) + "\n")
     write_text_atomic(run_dir / "done.json", json.dumps(dataclasses.asdict(result)) + "\n")
