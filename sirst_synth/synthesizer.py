@@ -80,33 +80,18 @@ class Synthesizer:
         mask = (np.asarray(mask) != 0).astype(np.uint8)
         if r.mode == "paste":
             from sirst_synth.paste import paste_sample_of
-            from sirst_synth.targets import components as comps
 
             stems = [s for s, _, _ in self.sources]
             by_stem = {s: (i, m) for s, i, m in self.sources}
-            counts = [comps(m).count for _, _, m in self.sources]
+            counts = [components(m).count for _, _, m in self.sources]
             smp = paste_sample_of(
                 image, mask, key, epoch, r, stems, counts, lambda s: by_stem[s], self._noise
             )
-            return [
-                SynthSample(
-                    smp.image,
-                    smp.mask,
-                    sample_group(key, epoch, "paste", None),
-                    sample_name(key, epoch, "paste", None, 0),
-                )
-            ]
+            return [_single(smp.image, smp.mask, key, epoch, "paste")]
         patch, _ = self._noise(key, epoch)
         if r.mode == "n2n":
             smp = noise_only(image, mask, patch, r.alpha)
-            return [
-                SynthSample(
-                    smp.image,
-                    smp.mask,
-                    sample_group(key, epoch, "n2n", None),
-                    sample_name(key, epoch, "n2n", None, 0),
-                )
-            ]
+            return [_single(smp.image, smp.mask, key, epoch, "n2n")]
         picks = tuple((t, a) for t in range(components(mask).count) for a in ANGLES)
         return [
             SynthSample(
@@ -117,3 +102,10 @@ class Synthesizer:
             )
             for s in synthesize(image, mask, patch, r.alpha, r.s, picks)
         ]
+
+
+def _single(image: np.ndarray, mask: np.ndarray, key: str, epoch: int, mode: str) -> SynthSample:
+    """The one sample of an image and pass in n2n and paste modes (its own group)."""
+    return SynthSample(
+        image, mask, sample_group(key, epoch, mode, None), sample_name(key, epoch, mode, None, 0)
+    )
