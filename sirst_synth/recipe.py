@@ -216,14 +216,31 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
         raise UsageError(f"{source}: recipe key {key!r} has a bad value {value!r}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last one
+    silently: in a study recipe a whole arm would vanish)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """YAML text of a recipe, or one usage error naming the file."""
+    """YAML text of a recipe, or one usage error naming the file, the line and the column."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        raise UsageError(
-            f"{source}: not valid YAML ({exc.__class__.__name__}); fix the file"
-        ) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise UsageError(f"{source}: not valid YAML{where} ({what}); fix the file") from None
 
 
 def load_recipe(cls: type[T], text: str | None, source: str, overrides: dict[str, Any]) -> T:

@@ -131,3 +131,17 @@ def test_regime_training_resumes_exactly(tmp_path, cli):
     lrs = [row["lr"] for row in read_jsonl(tmp_path / "a" / "metrics.jsonl") if "lr" in row]
     # epochs 0, 1, 2 of 3: warm-up 1/2, then 2/2 of 1e-3; epoch 2 >= 0.5 * 3: x 0.1
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-4])
+
+
+def test_recipe_yaml_errors_name_line_and_column_and_duplicate_keys():
+    from sirst_synth.recipe import parse_yaml
+
+    with pytest.raises(
+        UsageError, match=r"r.yaml: not valid YAML at line 3, column 1 \(duplicate key 'lr'\)"
+    ):
+        parse_yaml("model: unet\nlr: 0.1\nlr: 0.2\n", "r.yaml")
+    with pytest.raises(UsageError, match="duplicate key 'a'"):
+        parse_yaml("arms:\n  a: {data: original}\n  a: {data: n2n}\n", "s.yaml")
+    with pytest.raises(UsageError, match=r"at line 3, column 1 \(expected .,. or .\]."):
+        parse_yaml("a: 1\nb: [1, 2\n", "x.yaml")
+    assert parse_yaml("a: {b: 1}\nc: [1, 2]\n", "ok") == {"a": {"b": 1}, "c": [1, 2]}
