@@ -172,3 +172,11 @@ def test_resume_on_other_training_data_is_refused(demo, tmp_path, cli):
     assert r.code == 2 and "other training files" in _one_line(r.err)
     r = cli("train", demo / "data", "--out", out, "--epochs", "2", "--resume", *TINY)
     assert r.code == 0, r.err
+
+
+def test_verify_during_or_after_a_stopped_generate_says_so(demo, tmp_path, cli):
+    out = tmp_path / "gen"
+    (out / ".sirst-synth").mkdir(parents=True)
+    (out / ".sirst-synth" / "journal.jsonl").write_text("")
+    r = cli("verify", out, "-q")
+    assert r.code == 1 and "generate is writing it" in _one_line(r.err) and "--resume" in r.err

@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sirst_synth.errors import SirstError
+from sirst_synth.errors import DataError, SirstError
 from sirst_synth.io.files import TMP_MARK, decode_raw, sha256_file
-from sirst_synth.io.manifest import check_relative, read_manifest
-from sirst_synth.io.outdir import DESCRIBED, STATE_DIR
+from sirst_synth.io.manifest import MANIFEST, check_relative, read_manifest
+from sirst_synth.io.outdir import DESCRIBED, JOURNAL, STATE_DIR
 
 
 def verify_dataset(out: Path) -> tuple[int, list[str]]:
     """(rows checked, problems): missing, corrupt or mismatched files, strays, temporaries."""
     out = Path(out)
     problems: list[str] = []
+    if not (out / MANIFEST).is_file() and (out / STATE_DIR / JOURNAL).is_file():
+        raise DataError(
+            f"{out}: a sirst-synth generate is writing it, or was stopped before it finished "
+            "(no manifest yet); wait for it, or run generate again with --resume"
+        )
     rows = read_manifest(out, problems)
     listed: set[str] = set()
     for row in rows:
