@@ -125,6 +125,8 @@ def test_smoke_study_end_to_end(demo, tmp_path, cli):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # training on the carved training split, validating on the held-out share, never the test
     ident = yaml.safe_load((out / "study.yaml").read_text())
+    assert ident["data"]["name"] == "data" and len(ident["data"]["fingerprint"]) == 64
+    assert str(tmp_path) not in (out / "study.yaml").read_text()  # no machine path recorded
     assert ident["splits"] == {"train": 3, "val": 1, "how": "carved: a seeded 0.2 of train.txt"}
     view = out / "views" / "full" / "50_50"
     train, val = ((view / n).read_text().split() for n in ("train.txt", "test.txt"))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sirst_synth.errors import DataError
-from sirst_synth.io.files import write_text_atomic
-from sirst_synth.io.layouts import detect_splits, open_dataset, read_split
+from sirst_synth.io.files import fingerprint, write_text_atomic
+from sirst_synth.io.layouts import detect_splits, open_dataset, read_split, source_files
 from sirst_synth.splits import carve_validation
 
 
@@ -23,6 +23,7 @@ class Splits:
     train: tuple[str, ...]
     val: tuple[str, ...]
     how: str  # where the validation split came from
+    fingerprint: str = ""  # of the dataset's training and test files: where it lies is free
 
 
 def study_splits(root: Path, share: float) -> Splits:
@@ -30,6 +31,7 @@ def study_splits(root: Path, share: float) -> Splits:
     the detected training split (SIRST v1's idx_427), else a seeded ``share`` of the training
     split held out. The test split stays the detected one."""
     ds = open_dataset(root, skip_errors=True)
+    fp = fingerprint(ds.root, source_files(ds, ds.train + ds.test))
     folder = ds.train_split.parent
     train, val = folder / "train.txt", folder / "val.txt"
     if val.is_file() and train.is_file() and train != ds.train_split:
@@ -37,9 +39,9 @@ def study_splits(root: Path, share: float) -> Splits:
         t = tuple(s for s in read_split(train) if s in listed)
         v = tuple(s for s in read_split(val) if s in listed)
         if t and v:
-            return Splits(t, v, f"shipped: {train.name} and {val.name} in {folder.name}/")
+            return Splits(t, v, f"shipped: {train.name} and {val.name} in {folder.name}/", fp)
     t, v = carve_validation(list(ds.train), share)
-    return Splits(tuple(t), tuple(v), f"carved: a seeded {share:g} of {ds.train_split.name}")
+    return Splits(tuple(t), tuple(v), f"carved: a seeded {share:g} of {ds.train_split.name}", fp)
 
 
 def write_view(source: Path, view: Path, train: list[str], val: list[str]) -> Path:

@@ -163,7 +163,8 @@ def run_study(
     identity = {
         "tool": "sirst-synth study",
         "version": __version__,
-        "data": str(data.resolve()),
+        # the dataset by its name and content, not by where it lies on this machine
+        "data": {"name": data.resolve().name, "fingerprint": splits.fingerprint},
         "device": device,
         "splits": {"train": len(splits.train), "val": len(splits.val), "how": splits.how},
         **recipe.to_dict(),
