@@ -96,8 +96,6 @@ def resume_state(out: Path, recipe, resume: bool) -> dict | None:
     rate is a pure function of progress and length, so the run continues on the new curve.
     """
     last = out / "last.pt"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the run")
     if not resume:
         held = [n for n in ("last.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
         if held:

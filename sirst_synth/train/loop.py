@@ -196,10 +196,7 @@ def _train(
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
-    for what, root in (("DATA", data), ("--bank", bank)):
-        if root is not None and inside(out, root):
-            raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
-    online = None
+    online = None  # OUT's place was checked by train() before it took the lock
     if synth == "online":
         online = online_setup(data, Path(bank), synth_recipe or SynthRecipe())
     state = resume_state(out, recipe, resume)
@@ -424,7 +421,6 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
         "lr": run.lr,
         "images_per_s": rate,
         "precision": run.rt.precision,
-        "data_fingerprint": run.data_fingerprint,
     }
 
 
