@@ -81,13 +81,15 @@ class SynthDataset(Dataset):
         return len(self.online)
 
     def __getitem__(self, i: int):
-        image, mask, group = self.online.sample(i)
+        image, mask, group, anchor = self.online._sample(i)
         if self.form == "raw":
             return image, mask, group
         from sirst_synth.train.data import training_pair
 
+        # the source's mask picks the target pixel: a target's rotations share crop and flips
         image, mask = training_pair(
-            image, mask, mask, self.patch_size, (self.pos_prob, True), self.seed, self.epoch, group
-        )
+            image, mask, anchor, self.patch_size, (self.pos_prob, True), self.seed, self.epoch,
+            group,
+        )  # fmt: skip
         x = (image.astype(np.float32) - self.mean) / self.std
         return torch.from_numpy(x)[None], torch.from_numpy(mask.astype(np.float32))[None]

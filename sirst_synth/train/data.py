@@ -236,6 +236,11 @@ class OnlineSynthSet(Dataset):
 
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
         """(image, mask 0/1, group) of sample i of this epoch, before crop and normalisation."""
+        return self._sample(i)[:3]
+
+    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+        """``sample`` and the mask of the source image it was made from (the group's anchor:
+        a group's samples all come from one source)."""
         from sirst_synth.generate import noise_draw
         from sirst_synth.synth import noise_only, synthesize
 
@@ -243,7 +248,7 @@ class OnlineSynthSet(Dataset):
         it = self.items[k]
         image, mask = read_gray(it.image), read_mask(it.mask)
         if pick is None:
-            return image, mask, it.stem
+            return image, mask, it.stem, mask
         if self._reader is None or self._pid != os.getpid():  # h5py handles do not survive fork
             self._reader, self._pid = BankReader(self.bank), os.getpid()
         seed = self.recipe.seed
@@ -257,13 +262,13 @@ class OnlineSynthSet(Dataset):
                 lambda stem: (read_gray(by_stem[stem].image), read_mask(by_stem[stem].mask)),
                 lambda stem, p: noise_draw(self.bank, self._reader, seed, stem, p),
             )  # fmt: skip
-            return pasted.image, pasted.mask, self.groups_of(k, pick)
+            return pasted.image, pasted.mask, self.groups_of(k, pick), mask
         patch, _ = noise_draw(self.bank, self._reader, seed, it.stem, self.epoch)
         if self.recipe.mode == "n2n":
             smp = noise_only(image, mask, patch, self.recipe.alpha)
         else:
             (smp,) = synthesize(image, mask, patch, self.recipe.alpha, self.recipe.s, (pick,))
-        return smp.image, smp.mask, self.groups_of(k, pick)
+        return smp.image, smp.mask, self.groups_of(k, pick), mask
 
     def groups_of(self, k: int, pick: tuple[int, int]) -> str:
         """The group generate writes for this sample (``naming.sample_group``)."""
@@ -275,10 +280,7 @@ class OnlineSynthSet(Dataset):
         return len(self.entries)
 
     def __getitem__(self, i: int):
-        image, mask, group = self.sample(i)
-        # a group's samples are made from one source image: its mask is the group's anchor
-        k, pick = self.entries[i]
-        anchor = mask if pick is None or not self.regime[0] else read_mask(self.items[k].mask)
+        image, mask, group, anchor = self._sample(i)
         image, mask = training_pair(
             image, mask, anchor, self.crop, self.regime, self.seed, self.epoch, group
         )
