@@ -372,3 +372,18 @@ def test_a_boolean_recipe_key_takes_only_true_or_false(tmp_path):
         load_recipe(TrainRecipe, "neg_loss: 'off'\ngroup_batches: 'no'\n", "r.yaml", {})
     with pytest.raises(UsageError, match="'lr' must be a number or a name, got True"):
         load_recipe(TrainRecipe, "lr: true\n", "r.yaml", {})
+
+
+def test_core_arms_run_seed_by_seed_before_exploratory_arms():
+    """Stopped anywhere, a study holds every core arm at equal seeds before any side question."""
+    from sirst_synth.recipes import recipe_path
+
+    from sirst_synth.study import load_study_recipe
+    from sirst_synth.study.runner import run_order
+
+    recipe = load_study_recipe(recipe_path("study-cpu").read_text(), "study-cpu")
+    order = [(arm.name, seed) for arm, seed in run_order(recipe)]
+    core = ["reference", "plain", "sirst5k", "reference-quarter", "paste", "paste-quarter"]
+    assert order[:7] == [(a, 0) for a in core] + [("reference", 1)]
+    assert order[35] == ("paste-quarter", 5) and order[36] == ("n2n", 0)
+    assert len(order) == 6 * 6 + 4 * 3 and len(set(order)) == len(order)

@@ -180,12 +180,7 @@ def run_study(
     env = environment(precision)  # the code this process runs: recorded once, at its start
     runs: list[RunResult] = []
     reused = 0
-    jobs = [
-        (arm, seed)
-        for seed in range(recipe.seeds)
-        for arm in recipe.arms
-        if seed < recipe.seeds_of(arm)
-    ]
+    jobs = run_order(recipe)
     overall.start("study runs", len(jobs))
     for arm, seed in jobs:
         run_dir = out / "runs" / arm.name / f"seed{seed}"
@@ -223,6 +218,23 @@ def _study_precision(out: Path, requested: str, dev, resolve) -> str:
     chosen, why = resolve(requested, dev)
     write_text_atomic(path, json.dumps({"precision": chosen, "why": why}) + "\n")
     return chosen
+
+
+def run_order(recipe: StudyRecipe) -> list[tuple[Arm, int]]:
+    """Core arms seed by seed first, exploratory arms after them.
+
+    A study spans sessions: stopped at any point, the runs it has are the ones a verdict
+    needs (every core arm at the same number of seeds), not extra seeds of side questions.
+    """
+    order = []
+    for exploratory in (False, True):
+        order += [
+            (arm, seed)
+            for seed in range(recipe.seeds)
+            for arm in recipe.arms
+            if arm.exploratory == exploratory and seed < recipe.seeds_of(arm)
+        ]
+    return order
 
 
 def _run_one(
