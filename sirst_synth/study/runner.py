@@ -178,29 +178,31 @@ def run_study(
         f"precision {precision}"
     )
     env = environment(precision)  # the code this process runs: recorded once, at its start
-    runs: list[RunResult] = []
-    reused = 0
+    finished: dict[tuple[str, int], RunResult] = {}
     jobs = run_order(recipe)
     overall.start("study runs", len(jobs))
-    for arm, seed in jobs:
+    for arm, seed in jobs:  # every finished run first, so interim results hold all of them
         run_dir = out / "runs" / arm.name / f"seed{seed}"
-        done = run_dir / "done.json"
-        if not done.is_file() and publish is not None:
+        if not (run_dir / "done.json").is_file() and publish is not None:
             _restore(publish / "runs" / arm.name / f"seed{seed}", run_dir)
-        if done.is_file():
-            runs.append(load_result(done))
-            reused += 1
+        if (run_dir / "done.json").is_file():
+            finished[arm.name, seed] = load_result(run_dir / "done.json")
             overall.advance()
+    reused = len(finished)
+    for arm, seed in jobs:
+        if (arm.name, seed) in finished:
             continue
-        result = _run_one(
+        finished[arm.name, seed] = _run_one(
             data, bank, out, arm, seed, splits, precision, device, extra_tests, progress, log, env
         )
-        runs.append(result)
         if publish is not None:  # a study spans sessions: its results follow every run
-            _publish_run(run_dir, publish / "runs" / arm.name / f"seed{seed}")
-            write_results(publish, recipe, runs, [t.name for t in extra_tests])
+            _publish_run(
+                out / "runs" / arm.name / f"seed{seed}", publish / "runs" / arm.name / f"seed{seed}"
+            )
+            write_results(publish, recipe, _listed(recipe, finished), [t.name for t in extra_tests])
             shutil.copyfile(out / "study.yaml", publish / "study.yaml")
         overall.advance()
+    runs = _listed(recipe, finished)
     overall.stop()
     table, comparisons = write_results(out, recipe, runs, [t.name for t in extra_tests])
     if publish is not None:
@@ -218,6 +220,16 @@ def _study_precision(out: Path, requested: str, dev, resolve) -> str:
     chosen, why = resolve(requested, dev)
     write_text_atomic(path, json.dumps({"precision": chosen, "why": why}) + "\n")
     return chosen
+
+
+def _listed(recipe: StudyRecipe, finished: dict[tuple[str, int], RunResult]) -> list[RunResult]:
+    """Results list runs seed by seed in the recipe's arm order, whatever order they ran in."""
+    return [
+        finished[arm.name, seed]
+        for seed in range(recipe.seeds)
+        for arm in recipe.arms
+        if (arm.name, seed) in finished
+    ]
 
 
 def run_order(recipe: StudyRecipe) -> list[tuple[Arm, int]]:
