@@ -14,7 +14,7 @@ from conftest import write_dataset  # noqa: E402
 
 from sirst_synth.train import infer  # noqa: E402
 from sirst_synth.train.device import runtime  # noqa: E402
-from sirst_synth.train.model import ChannelAttention, build_model  # noqa: E402
+from sirst_synth.train.model import build_model  # noqa: E402
 
 CPU = runtime("cpu", "fp32")
 
@@ -30,57 +30,45 @@ def _model(name: str = "aff-unet-tiny", seed: int = 0) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.slow
-def test_halo_covers_the_local_receptive_field():
-    """With channel attention held fixed, an output pixel depends on inputs at most 122 px
-    away, whatever its position on the 16-px pooling grid: HALO is that radius rounded up to
-    16. All weights positive and a positive input, so no ReLU hides a dependency."""
-    model = build_model("aff-unet-tiny").eval()
-    for p in model.parameters():
-        p.data.abs_()
-    for m in model.modules():
-        if isinstance(m, ChannelAttention):
-            m.register_forward_hook(lambda mod, inputs, out: inputs[0] * 0.5)
-    x = torch.ones(1, 1, 320, 320, requires_grad=True)
-    out = model(x)[0]
-    radius = 0
-    for k in range(16):  # the dependence in y and x is separable: the diagonal covers all
-        x.grad = None
-        out[0, 0, 160 + k, 160 + k].backward(retain_graph=True)
-        ys, xs = np.nonzero(x.grad[0, 0].numpy())
-        radius = max(radius, 160 + k - ys.min(), ys.max() - 160 - k, xs.max() - 160 - k)
-    assert radius == 122
-    assert -(-radius // infer.MULTIPLE) * infer.MULTIPLE == infer.HALO
-
-
 @pytest.mark.parametrize("name", ["aff-unet-tiny", pytest.param("unet", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("shape", [(45, 700), (700, 45)])
 def test_tiles_give_the_whole_image_output(name, shape):
-    """Tiles of 64 px (11 of them, inner ones with their full halo) and whole-image inference
-    agree to float rounding, also where the image is padded to 16 on the right/bottom."""
+    """Tiles of 64 and 32 px and whole-image inference agree to float rounding, also where the
+    image is padded to 16 on the right/bottom."""
     model = _model(name)
     image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     whole = infer.predict(model, image, 0.4, 0.2, CPU, tile=0)
-    tiled = infer.predict(model, image, 0.4, 0.2, CPU, tile=64)
-    assert tiled.shape == whole.shape == shape
-    assert np.abs(tiled - whole).max() < 1e-5
+    for tile in (64, 32):
+        tiled = infer.predict(model, image, 0.4, 0.2, CPU, tile=tile)
+        assert tiled.shape == whole.shape == shape
+        assert np.abs(tiled - whole).max() < 1e-5
     assert np.abs(whole - whole.mean()).max() > 0.01  # the map is not flat: the check has teeth
 
 
-def test_tiling_starts_above_one_tile_and_its_halo(monkeypatch):
-    """An image that fits one tile plus halo is predicted whole (one model call)."""
-    calls = []
+def test_tiling_starts_above_one_tile_and_runs_each_layer_once(monkeypatch):
+    """An image that fits one tile is predicted whole (one model call); a larger one stage by
+    stage, each stage over tiles plus its halo only: here the first encoder block sees
+    66 + 18 = 84 of 80 columns, and the whole model never runs."""
+    calls, first = [], []
     model = _model()
     model.register_forward_pre_hook(lambda m, inputs: calls.append(inputs[0].shape[-2:]))
-    image = np.zeros((48, 64 + 2 * infer.HALO), np.uint8)
-    infer.predict(model, image, 0.4, 0.2, CPU, tile=64)
-    assert calls == [(48, 64 + 2 * infer.HALO)]
-    calls.clear()
-    image = np.zeros((48, 64 + 2 * infer.HALO + 16), np.uint8)
-    infer.predict(model, image, 0.4, 0.2, CPU, tile=64)
-    # 4 attention blocks measured (one short pass each) + one full pass, 6 tiles per pass
-    assert len(calls) == 5 * 6
-    assert max(c[1] for c in calls) == 64 + 2 * infer.HALO
+    model.enc[0].register_forward_pre_hook(lambda m, inputs: first.append(inputs[0].shape[-2:]))
+    infer.predict(model, np.zeros((48, 64), np.uint8), 0.4, 0.2, CPU, tile=64)
+    assert calls == [(48, 64)] and first == [(48, 64)]
+    calls.clear(), first.clear()
+    infer.predict(model, np.zeros((48, 80), np.uint8), 0.4, 0.2, CPU, tile=64)
+    assert calls == [] and first == [(48, 72), (48, 24), (48, 70), (48, 22)]
+
+
+@pytest.mark.parametrize("stage", sorted(infer.HALOS))
+def test_every_stage_needs_its_halo(monkeypatch, stage):
+    """Without its halo, a stage's tiles see their borders as the image's: the output moves
+    (the equality above is not one that any tiling would pass)."""
+    model = _model()
+    image = np.random.default_rng(1).integers(0, 256, (96, 160), dtype=np.uint8)
+    whole = infer.predict(model, image, 0.4, 0.2, CPU, tile=0)
+    monkeypatch.setitem(infer.HALOS, stage, 0)
+    assert np.abs(infer.predict(model, image, 0.4, 0.2, CPU, tile=32) - whole).max() > 1e-4
 
 
 @pytest.mark.slow

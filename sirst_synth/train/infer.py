@@ -1,14 +1,19 @@
 """Inference at the image's own size: pad to a multiple of 16, predict, crop back.
 
-Large images are predicted in overlapping tiles so memory stays bounded, with the output of
-whole-image inference (up to float rounding): each tile carries ``HALO`` pixels of context,
-more than the model's local receptive radius, and the one global operation, channel
-attention's max and mean pooling, is measured over the whole image first. A model with k
-channel-attention blocks therefore takes k short passes (each ends at the block it measures)
-and one full pass; a model without attention takes one.
+Large images are predicted stage by stage in tiles, so memory stays far below whole-image
+inference, with its output (up to float rounding). Each stage (an encoder block, a decoder
+block before its attentions, the spatial attention, the output heads) reads tiles of the
+whole-image result of the stage before it, with a halo of a few pixels (more than that
+stage's own receptive radius), and writes the tiles' cores into a whole-image result at its
+own scale. Channel attention, the one operation that sees the whole image, pools over a whole
+stage result. Every layer runs once per pixel plus the halos (a few percent), except the
+first encoder block, recomputed where it is read so that its full-scale result is never held.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -19,14 +24,16 @@ from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
 from sirst_synth.metrics import MetricTotals, score_probability
 from sirst_synth.train.device import Runtime
-from sirst_synth.train.model import ChannelAttention
+from sirst_synth.train.model import AFFUNet, ChannelAttention
 
 MULTIPLE = 16  # 4 downsampling stages
-#: Context each tile carries: the 4-stage U-Net's local receptive radius is 122 px (measured in
-#: the tests), rounded up to MULTIPLE so tiles stay on the pooling grid.
-HALO = 128
-#: Default tile side (without the halo); an image that fits one tile plus halo is predicted whole.
+#: Default tile side at full resolution (1/2**k of it at scale 1/2**k); an image whose sides
+#: both fit one tile is predicted whole.
 TILE = 1024
+#: Context per stage, in pixels of the stage's output scale: encoder block (two 3x3 convs),
+#: decoder block (upsampling, two 3x3 convs), spatial attention (7x7), output heads (up to
+#: 8x bilinear upsampling, at full scale). Even, so crops stay on the pooling grid.
+HALOS = {"encoder": 2, "decoder": 4, "spatial": 4, "heads": 8}
 
 
 @torch.inference_mode()
@@ -40,83 +47,119 @@ def predict(
 ) -> np.ndarray:
     """Probability map (float32, same shape as ``image``); no resizing of anything.
 
-    ``tile``: predict in tiles of this side (a multiple of 16) when the image is larger than a
-    tile with its halo; 0 predicts the whole image at once."""
+    ``tile``: predict in tiles of this side (a multiple of 16) when a side of the image is
+    larger; 0 predicts the whole image at once."""
     if tile < 0 or tile % MULTIPLE:
         raise ValueError(f"tile must be 0 or a positive multiple of {MULTIPLE}, got {tile}")
     h, w = image.shape
     x = torch.from_numpy((image.astype(np.float32) / 255.0 - mean) / std)[None, None].to(rt.device)
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
     x = F.pad(x, (0, pw, 0, ph))  # zero = the dataset mean after normalisation
-    if tile and max(x.shape[-2:]) > tile + 2 * HALO:
-        logits = _tiled_logits(model, x, rt, tile)
-    else:
-        with rt.autocast():
+    with rt.autocast():
+        if tile and max(x.shape[-2:]) > tile:
+            logits = _tiled_logits(model, x, rt, tile)
+        else:
             logits = model(rt.layout(x))[0]
     return torch.sigmoid(logits.float())[0, 0, :h, :w].cpu().numpy()
 
 
-class _Measured(Exception):
-    """Ends a tile's pass once the channel attention it measures has been reached."""
+def _tiled(
+    fn: Callable[..., torch.Tensor],
+    inputs: list[tuple[torch.Tensor, int]],
+    halo: int,
+    tile: int,
+    rt: Runtime,
+) -> torch.Tensor:
+    """``fn(*inputs)`` computed tile by tile into one whole result.
+
+    ``inputs``: (tensor, k) pairs, the tensor at 2**k times the output's scale (k < 0:
+    coarser). A crop of the output at [a, b) reads [a * 2**k, b * 2**k) of each input, so
+    ``tile`` and ``halo`` are multiples of every coarser input's step."""
+    first, k0 = inputs[0]
+    height, width = (n * 2.0**-k0 for n in first.shape[-2:])
+    height, width = int(height), int(width)
+    out = None
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            a, b = max(y0 - halo, 0), max(x0 - halo, 0)
+            c, d = min(y1 + halo, height), min(x1 + halo, width)
+            crops = [
+                rt.layout(t[..., _at(a, k) : _at(c, k), _at(b, k) : _at(d, k)]) for t, k in inputs
+            ]
+            part = fn(*crops)
+            if out is None:
+                out = torch.empty(
+                    (*part.shape[:2], height, width), dtype=part.dtype, device=part.device
+                )
+            out[..., y0:y1, x0:x1] = part[..., y0 - a : y1 - a, x0 - b : x1 - b]
+    return out
 
 
-def _tiled_logits(model: torch.nn.Module, x: torch.Tensor, rt: Runtime, tile: int) -> torch.Tensor:
-    """The fused logits of padded ``x`` (1 x 1 x H x W), tile by tile (see the module doc)."""
-    height, width = x.shape[-2:]
-    cores = [
-        (y, xx, min(y + tile, height), min(xx + tile, width))
-        for y in range(0, height, tile)
-        for xx in range(0, width, tile)
-    ]
-    fixed: dict[torch.nn.Module, torch.Tensor] = {}  # block -> its whole-image attention weights
-    state: dict = {}  # the block this pass measures and its running max and sum
+def _at(coordinate: int, k: int) -> int:
+    scaled = coordinate * 2.0**k
+    if scaled != int(scaled):
+        raise AssertionError(f"crop bound {coordinate} is off the 2**{k} grid")
+    return int(scaled)
 
-    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        feat = inputs[0]
-        if module in fixed:
-            return feat * fixed[module]
-        if state.get("module", module) is not module:
-            raise RuntimeError("channel attention blocks ran in a different order on a tile")
-        scale = state["tile_h"] // feat.shape[-2]
-        y0, x0, y1, x1 = (v // scale for v in state["core"])
-        core = feat[..., y0:y1, x0:x1]
-        peak = core.amax(dim=(2, 3), keepdim=True)
-        total = core.double().sum(dim=(2, 3), keepdim=True)
-        if "module" in state:
-            peak, total = torch.maximum(peak, state["max"]), total + state["sum"]
-        state.update(module=module, max=peak, sum=total, pixels=height * width // scale**2)
-        raise _Measured
 
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, ChannelAttention)
-    ]
-    try:
-        while True:
-            state.clear()
-            out = None
-            for cy0, cx0, cy1, cx1 in cores:
-                ty0, tx0 = max(cy0 - HALO, 0), max(cx0 - HALO, 0)
-                ty1, tx1 = min(cy1 + HALO, height), min(cx1 + HALO, width)
-                state.update(core=(cy0 - ty0, cx0 - tx0, cy1 - ty0, cx1 - tx0), tile_h=ty1 - ty0)
-                try:
-                    with rt.autocast():
-                        logits = model(rt.layout(x[..., ty0:ty1, tx0:tx1]))[0]
-                except _Measured:
-                    continue
-                if out is None:
-                    out = torch.empty((1, 1, height, width), dtype=logits.dtype, device=x.device)
-                out[..., cy0:cy1, cx0:cx1] = logits[
-                    ..., cy0 - ty0 : cy1 - ty0, cx0 - tx0 : cx1 - tx0
-                ]
-            if "module" not in state:
-                return out
-            module = state["module"]
-            mean = (state["sum"] / state["pixels"]).to(state["max"].dtype)
-            with rt.autocast():
-                fixed[module] = module.weights(state["max"], mean)
-    finally:
-        for h in handles:
-            h.remove()
+def _tiled_logits(model: AFFUNet, x: torch.Tensor, rt: Runtime, tile: int) -> torch.Tensor:
+    """The fused logits of padded ``x`` (1 x 1 x H x W), stage by stage (see the module doc).
+
+    The widest results, the first encoder block's and the last decoder block's at full
+    scale, are never held whole: the first block is recomputed inside the two stages that
+    read it, and the last node's output goes straight into its head."""
+    enc0, halo = model.enc[0], HALOS["encoder"]
+    feats = [x]  # the full-scale skip is recomputed from x where it is read
+    for i in range(1, 5):
+        block, pre = model.enc[i], (enc0 if i == 1 else _identity)
+        step = partial(_encode, block, pre)
+        feats.append(_tiled(step, [(feats[-1], 1)], halo * (2 if i == 1 else 1), tile >> i, rt))
+    deep, sides = feats[4], [None] * 4
+    for i in (3, 2, 1, 0):
+        node = model.dec[i]
+        pre = enc0 if i == 0 else _identity
+        fuse = partial(_fuse, node, pre)
+        reach = HALOS["decoder"] + (halo if i == 0 else 0)
+        fused = _tiled(fuse, [(feats[i], 0), (deep, -1)], reach, tile >> i, rt)
+        feats[i] = deep = None  # free what no later stage reads
+        if isinstance(node.ca, ChannelAttention):
+            weights = node.ca.weights(
+                F.adaptive_max_pool2d(fused, 1), F.adaptive_avg_pool2d(fused, 1)
+            )
+            # in place where no dtype promotion is lost: one buffer less at full scale
+            fused = fused.mul_(weights) if weights.dtype == fused.dtype else fused * weights
+        head = model.heads[i]
+        if i == 0:
+            last = partial(_attend_and_head, node, head)
+            sides[0] = _tiled(last, [(fused, 0)], HALOS["spatial"], tile, rt)
+        else:
+            deep = _tiled(node.sa, [(fused, 0)], HALOS["spatial"], tile >> i, rt)
+            sides[i] = head(deep)
+        del fused
+    return _tiled(
+        lambda *s: model.outputs(list(s))[0],
+        [(side, -i) for i, side in enumerate(sides)],
+        HALOS["heads"],
+        tile,
+        rt,
+    )
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _encode(block: torch.nn.Module, pre: Callable, t: torch.Tensor) -> torch.Tensor:
+    return block(F.max_pool2d(pre(t), 2))
+
+
+def _fuse(node: torch.nn.Module, pre: Callable, skip: torch.Tensor, deep: torch.Tensor):
+    return node.fuse_inputs(pre(skip), deep)
+
+
+def _attend_and_head(node: torch.nn.Module, head: torch.nn.Module, t: torch.Tensor):
+    return head(node.sa(t))
 
 
 def evaluate_items(

@@ -133,11 +133,14 @@ class AttentionFeatureFusion(nn.Module):
         self.reference = reference
 
     def forward(self, skip: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        return self.sa(self.ca(self.fuse_inputs(skip, deep)))
+
+    def fuse_inputs(self, skip: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        """The residual block over skip and upsampled deep feature, before the attentions
+        (tiled inference measures channel attention's pools on it)."""
         if self.reference:
-            fused = self.block(torch.cat([skip, _upsample(deep, skip.shape[-2:])], dim=1))
-        else:
-            fused = self.block.forward_pair(skip, deep)
-        return self.sa(self.ca(fused))
+            return self.block(torch.cat([skip, _upsample(deep, skip.shape[-2:])], dim=1))
+        return self.block.forward_pair(skip, deep)
 
 
 class AFFUNet(nn.Module):
@@ -172,10 +175,13 @@ class AFFUNet(nn.Module):
         for i in (3, 2, 1, 0):
             deep = self.dec[i](feats[i], deep)
             decoded[i] = deep
-        size = x.shape[-2:]
-        sides = [self.heads[0](decoded[0])] + [
-            _upsample(self.heads[i](decoded[i]), size) for i in (1, 2, 3)
-        ]
+        return self.outputs([head(d) for head, d in zip(self.heads, decoded, strict=True)])
+
+    def outputs(self, sides: list[torch.Tensor]) -> list[torch.Tensor]:
+        """[fused, *sides] at full size from the side logits at their own scales (full, 1/2,
+        1/4, 1/8); tiled inference calls it on crops."""
+        size = sides[0].shape[-2:]
+        sides = [sides[0]] + [_upsample(s, size) for s in sides[1:]]
         return [self.fuse(torch.cat(sides, dim=1)), *sides]
 
 
