@@ -309,7 +309,7 @@ def evaluate_cmd(
         int | None,
         typer.Option(
             "--tile",
-            help="With --checkpoint: predict images larger than N (+ context) in N x N tiles, "
+            help="With --checkpoint: predict images with a side larger than N in N x N tiles, "
             "same output, bounded memory (default 1024; 0: whole images).",
         ),
     ] = None,
