@@ -310,7 +310,7 @@ def evaluate_cmd(
         typer.Option(
             "--tile",
             help="With --checkpoint: predict images with a side larger than N in N x N tiles, "
-            "same output, bounded memory (default 1024; 0: whole images).",
+            "same output, less memory (default 1024; 0: whole images).",
         ),
     ] = None,
     save_pred: Annotated[
