@@ -63,7 +63,7 @@ class Synthesizer:
         return state
 
     def _noise(self, key: str, epoch: int):
-        from sirst_synth.generate import noise_draw
+        from sirst_synth.draw import noise_draw
         from sirst_synth.io.bank import BankReader
 
         if self._reader is None or self._pid != os.getpid():

@@ -157,24 +157,25 @@ def test_resume_with_changed_source_is_refused(setup, tmp_path):
 
 def test_journal_is_trimmed_after_its_last_complete_line(tmp_path):
     """A kill may cut the line being written: the jobs before it are done, it is redone."""
-    from sirst_synth.io.outdir import _trim_journal
+    from sirst_synth.io.journal import trim_journal
 
     journal = tmp_path / "journal.jsonl"
     good = b'{"job": "image:a:0", "rows": []}\n{"job": "image:b:0", "rows": []}\n'
     journal.write_bytes(good + b'{"job": "image:c:0", "ro')
-    assert _trim_journal(journal) == 2
+    assert trim_journal(journal) == 2
     assert journal.read_bytes() == good
     journal.write_bytes(good + b'{"job": "image:c:0", "rows": []}')  # cut before its newline
-    assert _trim_journal(journal) == 2 and journal.read_bytes() == good
+    assert trim_journal(journal) == 2 and journal.read_bytes() == good
 
 
 def test_journal_must_hold_the_jobs_in_order(tmp_path):
     """The manifest is streamed from the journal in job order: a journal whose lines are not
     the run's jobs in order (edited by hand) is refused, not written into the manifest."""
     from sirst_synth.errors import DataError
-    from sirst_synth.generate import GenerateSummary, _count_rows, _Job
+    from sirst_synth.io.journal import count_rows
+    from sirst_synth.jobs import Job
 
-    jobs = [_Job("image", "a"), _Job("image", "b"), _Job("test", "c")]
+    keys = [j.key for j in (Job("image", "a"), Job("image", "b"), Job("test", "c"))]
     rows = {
         "image:a:0": ["original", "development"],
         "image:b:0": ["original"],
@@ -190,10 +191,8 @@ def test_journal_must_hold_the_jobs_in_order(tmp_path):
         )
 
     write(["image:a:0", "image:b:0", "test:c:0"])
-    summary = GenerateSummary(tmp_path)
-    _count_rows(journal, iter(jobs), summary)
-    assert (summary.originals, summary.development, summary.test) == (2, 1, 1)
-    for keys in (["image:b:0", "image:a:0", "test:c:0"], ["image:a:0", "image:b:0"]):
-        write(keys)
+    assert count_rows(journal, keys) == {"original": 2, "development": 1, "test": 1}
+    for written in (["image:b:0", "image:a:0", "test:c:0"], ["image:a:0", "image:b:0"]):
+        write(written)
         with pytest.raises(DataError, match="does not list this run's jobs in order"):
-            _count_rows(journal, iter(jobs), GenerateSummary(tmp_path))
+            count_rows(journal, keys)

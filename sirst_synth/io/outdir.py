@@ -16,14 +16,12 @@ from sirst_synth.io.files import (
     inside,
     write_text_atomic,
 )
+from sirst_synth.io.journal import DESCRIBED, JOURNAL, STATE_DIR, trim_journal
 from sirst_synth.io.layouts import Dataset
-from sirst_synth.io.manifest import MANIFEST
+from sirst_synth.io.manifest import MANIFEST, check_relative
 
-STATE_DIR = ".sirst-synth"
 LOCK = ".sirst-synth.lock"  # held while a generate writes OUT
 RUN_FILE = "run.json"
-JOURNAL = "journal.jsonl"
-DESCRIBED = "described.json"  # sha256 of split files, recipe.yaml and README.md
 OWNED = (
     "images",
     "masks",
@@ -89,22 +87,22 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
             )
         for p in out.rglob(f"*{TMP_MARK}*"):
             p.unlink()
-        return _trim_journal(state / JOURNAL)
+        return trim_journal(state / JOURNAL)
     if entries:
         if not overwrite:
             raise UsageError(
                 f"--out {out} is not empty; pass --overwrite, --resume, or an empty folder"
             )
-        if not (state / RUN_FILE).is_file() and not (out / MANIFEST).is_file():
+        if not (state / RUN_FILE).is_file():  # only sirst-synth writes it
             raise UsageError(
                 f"--out {out} holds files not written by sirst-synth; refusing to overwrite"
             )
-        for name in OWNED:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        for path in _files_of_run(out):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(state)
+        for name in OWNED:  # our folders, once the run's own files are gone
+            with contextlib.suppress(OSError):
+                (out / name).rmdir()
     for name in OWNED:  # what a killed first attempt left: only our temporary files
         if (out / name).is_dir():
             for p in (out / name).rglob(f"*{TMP_MARK}*"):
@@ -121,30 +119,61 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
     return 0
 
 
+def _files_of_run(out: Path) -> list[Path]:
+    """What ``--overwrite`` may delete: the files the previous run's manifest, journal and
+    described list name, and our temporary files. Checked whole before anything is deleted:
+    a file in one of our folders that no list names is the user's, and the overwrite is
+    refused. A run stopped before its manifest may leave the files of the one job it was
+    writing unlisted (files go in place before their journal line): there, unlisted PNGs
+    directly in images/ and masks/ count as the run's."""
+    state = out / STATE_DIR
+    listed = {out / MANIFEST, out / "README.md", out / "recipe.yaml"}
+    complete = (out / MANIFEST).is_file()
+    rows: list[dict] = []
+    try:
+        if complete:
+            rows = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+        elif (state / JOURNAL).is_file():
+            for line in (state / JOURNAL).read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):  # a line cut by a kill
+                    rows += json.loads(line).get("rows", [])
+        if (state / DESCRIBED).is_file():
+            listed |= {
+                out / check_relative(rel) for rel in json.loads((state / DESCRIBED).read_text())
+            }
+        for r in rows:
+            listed |= {out / check_relative(r["image"]), out / check_relative(r["mask"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"--out {out}: cannot read what the previous run wrote ({exc}); remove the folder "
+            "yourself or choose another --out"
+        ) from None
+    foreign = []
+    for name in ("images", "masks", "img_idx", "50_50"):
+        for path in sorted((out / name).rglob("*")) if (out / name).is_dir() else []:
+            if path.is_dir() or path in listed or TMP_MARK in path.name:
+                continue
+            ours = not complete and path.parent.name in ("images", "masks")
+            if not (ours and path.parent.parent == out and path.suffix == ".png"):
+                foreign.append(path)
+    if foreign:
+        raise UsageError(
+            f"--out {out}: {foreign[0].relative_to(out)} (and {len(foreign) - 1} more) was not "
+            "written by the previous run; move it out of the folder, or choose another --out"
+        )
+    found = [
+        p
+        for name in ("images", "masks", "img_idx", "50_50")
+        if (out / name).is_dir()
+        for p in (out / name).rglob("*")
+        if not p.is_dir()
+    ]
+    return sorted({p for p in listed if p.is_file()} | set(found))
+
+
 def _only_temporary(folder: Path) -> bool:
     """True when ``folder`` holds no file but our own temporary ones (none at all: True)."""
     return all(TMP_MARK in p.name for p in folder.rglob("*") if not p.is_dir())
-
-
-def _trim_journal(journal: Path) -> int:
-    """Count the journal's complete lines, cutting it after the last one (a kill may have cut
-    the line it was writing: that job and everything after it are redone). Streamed: the
-    journal grows with the run."""
-    if not journal.is_file():
-        journal.write_bytes(b"")
-        return 0
-    done = end = 0
-    with open(journal, "rb") as fh:
-        for line in fh:
-            try:
-                json.loads(line)["job"]
-            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-                break
-            if not line.endswith(b"\n"):
-                break
-            done, end = done + 1, end + len(line)
-    os.truncate(journal, end)
-    return done
 
 
 def check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], dev: int) -> None:

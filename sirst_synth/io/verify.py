@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sirst_synth.errors import DataError, SirstError
 from sirst_synth.io.files import TMP_MARK, decode_raw, sha256_file
+from sirst_synth.io.journal import DESCRIBED, JOURNAL, STATE_DIR
 from sirst_synth.io.manifest import MANIFEST, check_relative, read_manifest
-from sirst_synth.io.outdir import DESCRIBED, JOURNAL, STATE_DIR
 
 
 def verify_dataset(out: Path) -> tuple[int, list[str]]:

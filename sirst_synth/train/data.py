@@ -241,7 +241,7 @@ class OnlineSynthSet(Dataset):
     def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
         """``sample`` and the mask of the source image it was made from (the group's anchor:
         a group's samples all come from one source)."""
-        from sirst_synth.generate import noise_draw
+        from sirst_synth.draw import noise_draw
         from sirst_synth.synth import noise_only, synthesize
 
         k, pick = self.entries[i]
