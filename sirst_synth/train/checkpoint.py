@@ -6,14 +6,19 @@ import dataclasses
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import write_bytes_atomic
+from sirst_synth.recipe import recipe_dict
 
 REQUIRED = ("model", "optimizer", "scheduler", "epoch", "recipe", "norm", "version")
+
+if TYPE_CHECKING:
+    from sirst_synth.train.setup import Run
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -128,3 +133,26 @@ def resume_state(out: Path, recipe, resume: bool) -> dict | None:
             f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
         )
     return state
+
+
+def snapshot(run: Run) -> dict:
+    """A checkpoint of the run as it stands (``run.epoch`` epochs and ``run.step`` steps done)."""
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": {
+            "name": run.recipe.scheduler,
+            "done": run.step if run.steps_mode else run.epoch,
+            "total": run.total,
+        },
+        "epoch": run.epoch,
+        "step": run.step,
+        "recipe": recipe_dict(run.recipe),
+        "synth": run.online and run.online["identity"],
+        "norm": {"mean": run.mean, "std": run.std},
+        "version": __version__,
+        "best": run.best,
+        "parameters": run.n_params,
+        "precision": run.rt.precision,
+        "data_fingerprint": run.data_fingerprint,
+    }

@@ -9,41 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
-from sirst_synth import __version__
-from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.files import fingerprint, inside, read_mask, write_text_atomic
-from sirst_synth.io.samples import Item, check_items, split_items
+from sirst_synth.errors import UsageError
+from sirst_synth.io.files import inside, write_text_atomic
 from sirst_synth.progress import Progress
-from sirst_synth.recipe import SynthRecipe, TrainRecipe, recipe_dict
-from sirst_synth.targets import components
-from sirst_synth.train.checkpoint import (
-    load_checkpoint,
-    load_weights,
-    resume_state,
-    save_checkpoint,
-)
-from sirst_synth.train.data import (
-    GroupBatchSampler,
-    OnlineSynthSet,
-    SegmentationSet,
-    batch_groups,
-    normalisation,
-    online_setup,
-)
+from sirst_synth.recipe import SynthRecipe, TrainRecipe
+from sirst_synth.train.checkpoint import load_checkpoint, resume_state, save_checkpoint, snapshot
+from sirst_synth.train.data import batch_groups, online_setup
 from sirst_synth.train.device import Runtime, runtime_for
-from sirst_synth.train.infer import evaluate_items
 from sirst_synth.train.losses import deep_supervision_loss, group_loss
-from sirst_synth.train.model import build_model, parameter_count
 from sirst_synth.train.schedule import learning_rate
+from sirst_synth.train.setup import Run, dist_env, setup_run
+from sirst_synth.train.validation import check_finite, epoch_best, step_validation_due, validate
 
 
 @dataclass
@@ -59,14 +42,6 @@ class TrainResult:
     state: dict = field(default_factory=dict, repr=False)  # final weights (every rank)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     steps: int = 0  # optimiser steps taken in total (including before a resume)
-
-
-def _dist_env() -> tuple[int, int, int]:
-    return (
-        int(os.environ.get("RANK", 0)),
-        int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
-    )
 
 
 def train_step(
@@ -93,42 +68,6 @@ def train_step(
     return loss.detach()
 
 
-@dataclass
-class _Run:
-    """What a run holds between steps: nanoGPT keeps this in module globals; here it is named."""
-
-    recipe: TrainRecipe
-    out: Path
-    rt: Runtime
-    rank: int
-    world: int
-    model: torch.nn.Module  # the weights (what is saved and validated)
-    net: torch.nn.Module  # what steps: the model, wrapped in DDP and/or compiled
-    opt: torch.optim.Optimizer
-    ds: SegmentationSet | OnlineSynthSet
-    sampler: GroupBatchSampler
-    loader: DataLoader
-    val_items: list[Item]
-    mean: float
-    std: float
-    n_params: int
-    online: dict | None
-    epoch: int = 0  # epochs done
-    step: int = 0  # optimiser steps done
-    lr: float = 0.0
-    best: dict = field(default_factory=dict)
-    data_fingerprint: str = ""  # of the training files: a resume on other data is refused
-
-    @property
-    def steps_mode(self) -> bool:
-        return self.recipe.steps is not None
-
-    @property
-    def total(self) -> int:
-        """The length of the cosine schedule, in steps or epochs."""
-        return self.recipe.steps if self.steps_mode else self.recipe.epochs
-
-
 def train(*args, **kwargs) -> TrainResult:
     """Train a detector (see ``_train``); rank 0 holds OUT's lock while it writes, so a second
     train into the same folder stops at once with the other's pid."""
@@ -143,7 +82,7 @@ def train(*args, **kwargs) -> TrainResult:
     for what, root in (("DATA", given["data"]), ("--bank", given.get("bank"))):
         if root is not None and inside(out, root):  # before the lock creates OUT
             raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
-    rank, created = _dist_env()[0], not out.exists()
+    rank, created = dist_env()[0], not out.exists()
     try:
         with locked(out, "train") if rank == 0 else contextlib.nullcontext():
             return _train(*args, **kwargs)
@@ -192,7 +131,7 @@ def _train(
         raise UsageError("--bank goes with --synth online (a generate output has its samples)")
     progress = progress or Progress()
     out = Path(out)
-    rank, world, local_rank = _dist_env()
+    rank, world, local_rank = dist_env()
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
@@ -211,7 +150,7 @@ def _train(
         )
     if reference:  # the path before the fast model and layout (make bench compares the two)
         rt = Runtime(rt.device, rt.bf16, channels_last=rt.bf16)
-    run, skipped = _setup(
+    run, skipped = setup_run(
         data, out, recipe, rt, rank, world, state, online, workers, skip_errors, reference
     )
     if compile_model:
@@ -232,7 +171,7 @@ def _train(
         run.epoch = epoch + 1
         if rank == 0:
             if not run.steps_mode:
-                _epoch_best(run, row)
+                epoch_best(run, row)
             _save(run, last=True, best=bool(row.get("best")))
             _write_row(run, row)
         history.append(row)
@@ -259,103 +198,7 @@ def _train(
     )
 
 
-def _setup(
-    data: Path,
-    out: Path,
-    recipe: TrainRecipe,
-    rt: Runtime,
-    rank: int,
-    world: int,
-    state: dict | None,
-    online: dict | None,
-    workers: int,
-    skip_errors: bool,
-    reference: bool = False,
-) -> tuple[_Run, list[tuple[str, str]]]:
-    """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
-    train_items, skipped = check_items(split_items(data, "train"), skip_errors)
-    try:
-        val_items = split_items(data, "test")
-    except DataError:
-        val_items = []
-    val_items, val_skipped = check_items(val_items, skip_errors)
-    skipped += val_skipped
-    data_fp = fingerprint(Path(data), [p for it in train_items for p in (it.image, it.mask)])
-    if state is not None:
-        recorded = state.get("data_fingerprint")
-        if recorded is not None and recorded != data_fp:
-            raise UsageError(
-                f"--resume: {out / 'last.pt'} was trained on other training files than {data} "
-                "(its normalisation and batches belong to those); resume on the same data or "
-                "use a new --out"
-            )
-        mean, std = state["norm"]["mean"], state["norm"]["std"]
-    else:
-        mean, std = normalisation(train_items)
-
-    torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model, reference=reference)
-    n_params = parameter_count(model)
-    model = rt.layout(model.to(rt.device))
-    opt = make_optimizer(model, recipe)
-    epoch, step, best = 0, 0, {}
-    if state is not None:
-        load_weights(model, state, out / "last.pt")
-        opt.load_state_dict(state["optimizer"])
-        epoch, step, best = state["epoch"], state.get("step", 0), state.get("best", {})
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
-        )
-
-    regime = (recipe.pos_prob, recipe.augment == "flips")
-    if online is not None:
-        counts = [components(read_mask(it.mask)).count for it in train_items]
-        ds = OnlineSynthSet(
-            train_items,
-            online["bank"],
-            online["recipe"],
-            mean,
-            std,
-            recipe.crop,
-            recipe.seed,
-            counts,
-            regime,
-        )
-        groups = ds.groups()
-    else:
-        ds = SegmentationSet(
-            train_items, mean, std, recipe.crop, recipe.seed, not reference, regime
-        )
-        groups = [it.group for it in train_items]
-    sampler = GroupBatchSampler(
-        batch_groups(groups, recipe.group_batches), recipe.batch_size, recipe.seed, rank, world
-    )
-    # Not persistent: a worker keeps its copy of `ds`, and `ds.epoch` (the crops) changes per
-    # epoch, so workers are started anew each epoch.
-    loader = DataLoader(
-        ds,
-        batch_sampler=sampler,
-        num_workers=workers,
-        pin_memory=rt.device.type == "cuda",
-        persistent_workers=False,
-    )
-    run = _Run(
-        recipe, out, rt, rank, world, model, net, opt, ds, sampler, loader, val_items,
-        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp,
-    )  # fmt: skip
-    return run, skipped
-
-
-def make_optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
-    """Adagrad (the SIRST-5K paper) or Adam with PyTorch's default betas (BasicIRSTD)."""
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    return torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
-
-
-def _open_metrics(run: _Run, resumed: bool) -> None:
+def _open_metrics(run: Run, resumed: bool) -> None:
     """metrics.jsonl: a resumed run keeps the rows up to its checkpoint (a killed run may have
     logged past it), a new run starts it empty."""
     run.out.mkdir(parents=True, exist_ok=True)
@@ -366,7 +209,7 @@ def _open_metrics(run: _Run, resumed: bool) -> None:
     write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
 
-def _end_epoch(run: _Run, stop_after: int | None) -> int:
+def _end_epoch(run: Run, stop_after: int | None) -> int:
     """The epoch to stop before: the recipe's epochs, or enough to reach its steps."""
     if run.steps_mode:
         per_epoch = max(len(run.sampler), 1)
@@ -376,7 +219,7 @@ def _end_epoch(run: _Run, stop_after: int | None) -> int:
     return end if stop_after is None else min(end, run.epoch + stop_after)
 
 
-def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
+def _train_epoch(run: Run, epoch: int, history: list[dict]) -> dict:
     """One pass of the loader (cut at the recipe's steps in steps mode); the epoch's row.
     In steps mode validation happens here, every ``eval_every_steps`` and at the last step."""
     if run.online is not None:
@@ -400,10 +243,10 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
         loss_sum += loss
         bad = torch.where((bad < 0) & ~torch.isfinite(loss), run.step + 1, bad)
         run.step, n, seen = run.step + 1, n + 1, seen + x.shape[0]
-        if run.steps_mode and run.rank == 0 and _step_validation_due(run):
-            _check_finite(run, bad, loss_sum)
+        if run.steps_mode and run.rank == 0 and step_validation_due(run):
+            check_finite(run, bad, loss_sum)
             row = {"epoch": epoch + 1, "step": run.step}
-            _validate(run, row)
+            validate(run, row)
             _save(run, last=False, best=bool(row.get("best")))  # these weights, not the epoch's end
             _write_row(run, row)
             history.append(row)
@@ -411,7 +254,7 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
         # DDP syncs gradients, not BatchNorm statistics: give every rank rank 0's buffers.
         for buf in run.model.buffers():
             dist.broadcast(buf, 0)
-    _check_finite(run, bad, loss_sum)
+    check_finite(run, bad, loss_sum)
     loss = float(loss_sum) / max(n, 1)  # one device sync per epoch, not per step
     rate = seen * run.world / max(time.perf_counter() - t0, 1e-9)
     return {
@@ -424,92 +267,18 @@ def _train_epoch(run: _Run, epoch: int, history: list[dict]) -> dict:
     }
 
 
-class TrainingDiverged(DataError):
-    """The loss stopped being a number: the run stops, and nothing of it is saved as best."""
-
-
-def _check_finite(run: _Run, bad: torch.Tensor, loss_sum: torch.Tensor) -> None:
-    """One host sync, at validation and at the end of an epoch: before anything is saved."""
-    step = int(bad)
-    weights = all(bool(torch.isfinite(p).all()) for p in run.model.parameters())
-    if step >= 0 or not torch.isfinite(loss_sum) or not weights:
-        where = (
-            f"the loss was not finite at step {step}"
-            if step >= 0
-            else (f"the weights were not finite by step {run.step}")
-        )
-        raise TrainingDiverged(
-            f"{run.out}: training diverged: {where} (lr {run.lr:g}); lower --lr, or check the "
-            "training images; nothing was saved after the last finite checkpoint"
-        )
-
-
-def _step_validation_due(run: _Run) -> bool:
-    """Every ``eval_every_steps``, and at 25, 50, 75 and 100% of the steps whatever it is, so
-    every run shows whether it had flattened."""
-    every, steps = run.recipe.eval_every_steps, run.recipe.steps
-    quarter = any(run.step == -(-steps * q // 4) for q in (1, 2, 3, 4))
-    return bool(run.val_items) and (quarter or bool(every and run.step % every == 0))
-
-
-def _epoch_best(run: _Run, row: dict) -> None:
-    """Epoch mode: validate when due; without a validation split the lowest loss is best."""
-    due = (row["epoch"]) % run.recipe.eval_every == 0 or row["epoch"] == run.recipe.epochs
-    if run.val_items and due:
-        _validate(run, row)
-    elif not run.val_items and row["loss"] < run.best.get("loss", float("inf")):
-        run.best = {"epoch": row["epoch"], "step": row["step"], "loss": row["loss"]}
-        row["best"] = True
-
-
-def _validate(run: _Run, row: dict) -> None:
-    """Score the validation split into ``row``; mark it best when its IoU is the highest yet."""
-    totals, _ = evaluate_items(
-        run.model, run.val_items, run.mean, run.std, run.rt, run.recipe.threshold
-    )
-    summary = totals.summary()
-    scores = {k: summary[k] for k in ("IoU", "nIoU", "Pd", "Fa")}
-    row.update(scores)
-    if not run.best or scores["IoU"] > run.best.get("IoU", -1):
-        run.best = {"epoch": row["epoch"], "step": row["step"], **scores}
-        row["best"] = True
-
-
-def _snapshot(run: _Run) -> dict:
-    """A checkpoint of the run as it stands (``run.epoch`` epochs and ``run.step`` steps done)."""
-    return {
-        "model": run.model.state_dict(),
-        "optimizer": run.opt.state_dict(),
-        "scheduler": {
-            "name": run.recipe.scheduler,
-            "done": run.step if run.steps_mode else run.epoch,
-            "total": run.total,
-        },
-        "epoch": run.epoch,
-        "step": run.step,
-        "recipe": recipe_dict(run.recipe),
-        "synth": run.online and run.online["identity"],
-        "norm": {"mean": run.mean, "std": run.std},
-        "version": __version__,
-        "best": run.best,
-        "parameters": run.n_params,
-        "precision": run.rt.precision,
-        "data_fingerprint": run.data_fingerprint,
-    }
-
-
-def _save(run: _Run, last: bool, best: bool) -> None:
+def _save(run: Run, last: bool, best: bool) -> None:
     """The one place checkpoints are written: last.pt at an epoch's end, best.pt when the
     validation just done is the best (both from one snapshot)."""
     if not (last or best):
         return
-    snapshot = _snapshot(run)
+    state = snapshot(run)
     if last:
-        save_checkpoint(run.out / "last.pt", snapshot)
+        save_checkpoint(run.out / "last.pt", state)
     if best:
-        save_checkpoint(run.out / "best.pt", snapshot)
+        save_checkpoint(run.out / "best.pt", state)
 
 
-def _write_row(run: _Run, row: dict) -> None:
+def _write_row(run: Run, row: dict) -> None:
     with open(run.out / "metrics.jsonl", "a") as fh:
         fh.write(json.dumps(row) + "\n")

@@ -1,0 +1,167 @@
+"""Building a run: training and validation items, normalisation, model, optimiser (restored
+from a checkpoint on resume), the group sampler and the loader, held in one ``Run``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.io.files import fingerprint, read_mask
+from sirst_synth.io.samples import Item, check_items, split_items
+from sirst_synth.recipe import TrainRecipe
+from sirst_synth.targets import components
+from sirst_synth.train.checkpoint import load_weights
+from sirst_synth.train.data import (
+    GroupBatchSampler,
+    OnlineSynthSet,
+    SegmentationSet,
+    batch_groups,
+    normalisation,
+)
+from sirst_synth.train.device import Runtime
+from sirst_synth.train.model import build_model, parameter_count
+
+
+def dist_env() -> tuple[int, int, int]:
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+@dataclass
+class Run:
+    """What a run holds between steps: nanoGPT keeps this in module globals; here it is named."""
+
+    recipe: TrainRecipe
+    out: Path
+    rt: Runtime
+    rank: int
+    world: int
+    model: torch.nn.Module  # the weights (what is saved and validated)
+    net: torch.nn.Module  # what steps: the model, wrapped in DDP and/or compiled
+    opt: torch.optim.Optimizer
+    ds: SegmentationSet | OnlineSynthSet
+    sampler: GroupBatchSampler
+    loader: DataLoader
+    val_items: list[Item]
+    mean: float
+    std: float
+    n_params: int
+    online: dict | None
+    epoch: int = 0  # epochs done
+    step: int = 0  # optimiser steps done
+    lr: float = 0.0
+    best: dict = field(default_factory=dict)
+    data_fingerprint: str = ""  # of the training files: a resume on other data is refused
+
+    @property
+    def steps_mode(self) -> bool:
+        return self.recipe.steps is not None
+
+    @property
+    def total(self) -> int:
+        """The length of the cosine schedule, in steps or epochs."""
+        return self.recipe.steps if self.steps_mode else self.recipe.epochs
+
+
+def setup_run(
+    data: Path,
+    out: Path,
+    recipe: TrainRecipe,
+    rt: Runtime,
+    rank: int,
+    world: int,
+    state: dict | None,
+    online: dict | None,
+    workers: int,
+    skip_errors: bool,
+    reference: bool = False,
+) -> tuple[Run, list[tuple[str, str]]]:
+    """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
+    train_items, skipped = check_items(split_items(data, "train"), skip_errors)
+    try:
+        val_items = split_items(data, "test")
+    except DataError:
+        val_items = []
+    val_items, val_skipped = check_items(val_items, skip_errors)
+    skipped += val_skipped
+    data_fp = fingerprint(Path(data), [p for it in train_items for p in (it.image, it.mask)])
+    if state is not None:
+        recorded = state.get("data_fingerprint")
+        if recorded is not None and recorded != data_fp:
+            raise UsageError(
+                f"--resume: {out / 'last.pt'} was trained on other training files than {data} "
+                "(its normalisation and batches belong to those); resume on the same data or "
+                "use a new --out"
+            )
+        mean, std = state["norm"]["mean"], state["norm"]["std"]
+    else:
+        mean, std = normalisation(train_items)
+
+    torch.manual_seed(recipe.seed)
+    model = build_model(recipe.model, reference=reference)
+    n_params = parameter_count(model)
+    model = rt.layout(model.to(rt.device))
+    opt = make_optimizer(model, recipe)
+    epoch, step, best = 0, 0, {}
+    if state is not None:
+        load_weights(model, state, out / "last.pt")
+        opt.load_state_dict(state["optimizer"])
+        epoch, step, best = state["epoch"], state.get("step", 0), state.get("best", {})
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
+
+    regime = (recipe.pos_prob, recipe.augment == "flips")
+    if online is not None:
+        counts = [components(read_mask(it.mask)).count for it in train_items]
+        ds = OnlineSynthSet(
+            train_items,
+            online["bank"],
+            online["recipe"],
+            mean,
+            std,
+            recipe.crop,
+            recipe.seed,
+            counts,
+            regime,
+        )
+        groups = ds.groups()
+    else:
+        ds = SegmentationSet(
+            train_items, mean, std, recipe.crop, recipe.seed, not reference, regime
+        )
+        groups = [it.group for it in train_items]
+    sampler = GroupBatchSampler(
+        batch_groups(groups, recipe.group_batches), recipe.batch_size, recipe.seed, rank, world
+    )
+    # Not persistent: a worker keeps its copy of `ds`, and `ds.epoch` (the crops) changes per
+    # epoch, so workers are started anew each epoch.
+    loader = DataLoader(
+        ds,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=rt.device.type == "cuda",
+        persistent_workers=False,
+    )
+    run = Run(
+        recipe, out, rt, rank, world, model, net, opt, ds, sampler, loader, val_items,
+        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp,
+    )  # fmt: skip
+    return run, skipped
+
+
+def make_optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """Adagrad (the SIRST-5K paper) or Adam with PyTorch's default betas (BasicIRSTD)."""
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    return torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
