@@ -18,7 +18,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.memory import peak_memory  # noqa: E402
+from bench.reference_metrics import reference_iou, reference_pd_fa  # noqa: E402
 from bench.train_speed import bench_train_speed  # noqa: E402
 from sirst_synth.bank_build import build_noise_bank  # noqa: E402
 from sirst_synth.generate import generate  # noqa: E402
@@ -43,42 +44,6 @@ from sirst_synth.recipe import SynthRecipe  # noqa: E402
 SIRST = Path(os.environ.get("SIRST_V1_DIR", REPO.parent / "shared" / "datasets" / "sirst-v1"))
 WORKERS = 2
 RESULTS: dict = {}
-
-
-def _tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of a process and all its descendants, from /proc."""
-    total, todo = 0, [pid]
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    while todo:
-        p = todo.pop()
-        todo += children.get(p, [])
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
-def peak_memory(cmd: list[str]) -> tuple[float, int]:
-    """(seconds, peak resident bytes of the whole process tree) of a command."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss(proc.pid))
-        time.sleep(0.02)
-    if proc.returncode:
-        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
-    return time.perf_counter() - t0, peak
 
 
 _FLOOR: dict = {}
@@ -213,59 +178,6 @@ def _perturb(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         y, x = rng.integers(0, h - 3), rng.integers(0, w - 3)
         pred[y : y + int(rng.integers(1, 4)), x : x + int(rng.integers(1, 4))] = 1
     return pred
-
-
-def reference_iou(pairs):
-    """IoU and nIoU as the usual scripts compute them (BasicIRSTD ``mIoU``, ACM's
-    ``SamplewiseSigmoidMetric``): one-bin histograms of prediction, label and intersection."""
-    inter = union = 0
-    niou = []
-    for pred, label in pairs:
-        predict = (pred > 0).astype("float32")
-        target = (label > 0).astype("float32")
-        intersection = predict * (predict == target)
-        area_inter, _ = np.histogram(intersection, bins=1, range=(1, 1))
-        area_pred, _ = np.histogram(predict, bins=1, range=(1, 1))
-        area_lab, _ = np.histogram(target, bins=1, range=(1, 1))
-        area_union = area_pred + area_lab - area_inter
-        inter, union = inter + int(area_inter[0]), union + int(area_union[0])
-        niou.append(int(area_inter[0]) / int(area_union[0]) if area_union[0] else 0.0)
-    return {"IoU": inter / union, "nIoU": float(np.mean(niou))}
-
-
-def reference_pd_fa(pairs):
-    """Pd and Fa as the usual ``PD_FA`` does: int64 arrays, skimage ``label`` + ``regionprops``,
-    a Python loop over regions, greedy first match below 3 px; Fa by identity and by area value."""
-    from skimage import measure
-
-    targets = detected = fa_id = fa_compat = pixels = 0
-    for pred, label in pairs:
-        predits, labelss = np.array(pred > 0).astype("int64"), np.array(label > 0).astype("int64")
-        coord_image = measure.regionprops(measure.label(predits, connectivity=2))
-        coord_label = measure.regionprops(measure.label(labelss, connectivity=2))
-        targets += len(coord_label)
-        image_area_total = [np.array(r.area) for r in coord_image]
-        image_area_match, matched_ids = [], []
-        free = list(coord_image)
-        for rg in coord_label:
-            centroid_label = np.array(list(rg.centroid))
-            for m in range(len(free)):
-                centroid_image = np.array(list(free[m].centroid))
-                distance = np.linalg.norm(centroid_image - centroid_label)
-                area_image = np.array(free[m].area)
-                if distance < 3:
-                    image_area_match.append(area_image)
-                    matched_ids.append(free[m].label)
-                    del free[m]
-                    break
-        detected += len(image_area_match)
-        fa_id += sum(int(r.area) for r in coord_image if r.label not in matched_ids)
-        fa_compat += int(np.sum([x for x in image_area_total if x not in image_area_match]))
-        pixels += predits.shape[0] * predits.shape[1]
-    return {"Pd": detected / targets, "Fa": fa_id / pixels}, {
-        "Pd": detected / targets,
-        "Fa": fa_compat / pixels,
-    }
 
 
 def bench_metrics() -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from skimage.measure import label as sk_label
 from skimage.measure import regionprops
 
+from bench.reference_metrics import reference_counts
 from sirst_synth.blend import blend, displace
 from sirst_synth.convert import to_binary_mask, to_gray_u8
 from sirst_synth.errors import DataError, UsageError
@@ -155,23 +156,6 @@ def test_components_equal_skimage(shape, density, seed):
     ]
 
 
-def _reference(pred, label):
-    """Pd/Fa by the definition with skimage (label order = raster order, as OpenCV's)."""
-    rp = regionprops(sk_label(pred > 0, connectivity=2))
-    rl = regionprops(sk_label(label > 0, connectivity=2))
-    free, matched_areas, matched = list(rp), [], []
-    for g in rl:
-        for m, p in enumerate(free):
-            if np.linalg.norm(np.array(p.centroid) - np.array(g.centroid)) < 3:
-                matched_areas.append(p.area)
-                matched.append(p.label)
-                del free[m]
-                break
-    fa_id = sum(p.area for p in rp if p.label not in matched)
-    fa_compat = sum(p.area for p in rp if p.area not in matched_areas)
-    return len(rl), len(matched), fa_id, fa_compat
-
-
 @pytest.mark.slow
 @FUZZ
 @given(shapes, st.floats(0, 0.3), st.floats(0, 0.3), seeds)
@@ -184,7 +168,7 @@ def test_metrics_equal_the_reference(shape, dp, dl, seed):
         else np.roll(label, rng.integers(-3, 4, 2), (0, 1))
     )
     s = score_image(pred, label)
-    assert (s.targets, s.detected, s.fa_pixels, s.fa_pixels_dnanet) == _reference(pred, label)
+    assert (s.targets, s.detected, s.fa_pixels, s.fa_pixels_dnanet) == reference_counts(pred, label)
     assert s.inter == int((pred & label).sum()) and s.union == int((pred | label).sum())
     t = MetricTotals()
     t.add(s)
