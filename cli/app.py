@@ -1,16 +1,13 @@
-"""The Typer app. Commands parse flags, call one library function, and print the result.
-
-Errors: the library raises `SirstError` subclasses; `main` turns them into one line on stderr
-and the exit code (1 data, 2 usage). `--debug` shows the traceback.
+"""The Typer app and its data commands (recipes, demo-dataset, build-noise-bank, generate,
+verify, preview); train, evaluate and study register from their own modules. Commands parse
+flags, call one library function, and print the result. The entry point and the mapping of
+errors to exit codes are in ``main.py``.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
-import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -31,7 +28,6 @@ from sirst_synth.cli.options import (
 from sirst_synth.cli.ui import console, emit, emit_summary, err_console, progress_for, table
 
 from sirst_synth import __version__
-from sirst_synth.errors import Interrupted, SirstError
 
 
 def _print_version(value: bool) -> None:
@@ -338,63 +334,4 @@ def _register_train_commands() -> None:
 _register_train_commands()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and map errors to one line and an exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    # --debug is accepted anywhere (every error line suggests it), not only before the command.
-    debug = "--debug" in args
-    args = [a for a in args if a != "--debug"]
-    previous = signal.signal(signal.SIGINT, _on_sigint)
-    if hasattr(signal, "SIGXFSZ"):
-        # Past a file-size limit a write fails with EFBIG (one error line) instead of the
-        # signal killing the process.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        rv = app(args=args, prog_name="sirst-synth", standalone_mode=False)
-    except SirstError as exc:
-        if debug:
-            traceback.print_exc()
-        _fail(exc.exit_code, str(exc), None if isinstance(exc, Interrupted) else "error")
-    except KeyboardInterrupt:
-        _fail(130, INTERRUPT_MESSAGE)
-    except Exception as exc:
-        # Typer (vendored click) or click: usage errors carry `format_message` and `exit_code`.
-        name = type(exc).__name__
-        if name == "Exit":
-            sys.exit(getattr(exc, "exit_code", 0))
-        if name == "Abort":
-            _fail(130, INTERRUPT_MESSAGE)
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            # One line instead of click's usage block: what is wrong, and where help is.
-            # An empty message: Typer already printed the help (a bare `sirst-synth`).
-            ctx, message = getattr(exc, "ctx", None), exc.format_message()
-            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            usage = "Usage" in name or "Parameter" in name or "Option" in name
-            _fail(2 if usage else exc.exit_code, message and message + hint, "error")
-        if debug:
-            raise
-        _fail(1, f"{exc!r} (rerun with --debug for the traceback)", "internal error")
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    sys.exit(rv if isinstance(rv, int) else 0)
-
-
-INTERRUPT_MESSAGE = (
-    "interrupted: finished files are kept; run the same command with --resume to continue"
-)
-
-
-def _on_sigint(signum, frame) -> None:
-    # Raised as our own error: Typer would turn a KeyboardInterrupt into a silent exit 130.
-    raise Interrupted(INTERRUPT_MESSAGE)
-
-
-def _fail(code: int, text: str, label: str | None = None) -> NoReturn:
-    """Every way out with an error: one line on stderr (user text escaped for rich), the code."""
-    if text:
-        prefix = f"[bold red]{label}:[/] " if label else ""
-        err_console.print(prefix + escape(text), highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-__all__ = ["app", "main"]
+__all__ = ["app"]

@@ -37,7 +37,7 @@ def demo_root(tmp_path_factory) -> Path:
 
 def run_cli(*args) -> None:
     """Run the command line in-process for a fixture; it must succeed."""
-    from sirst_synth.cli.app import main
+    from sirst_synth.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])
@@ -75,7 +75,7 @@ class CliResult:
 @pytest.fixture
 def cli(capsys):
     """Run the command line in-process: (exit code, stdout, stderr)."""
-    from sirst_synth.cli.app import main
+    from sirst_synth.cli.main import main
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()

@@ -368,7 +368,7 @@ def test_pred_dir_scoring_needs_no_torch(demo_root, tmp_path):
         (pred / f"{s}.png").write_bytes(ds.mask_path(s).read_bytes())
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
-        "from sirst_synth.cli.app import main\n"
+        "from sirst_synth.cli.main import main\n"
         f"main(['evaluate', {str(demo_root)!r}, '--pred-dir', {str(pred)!r}, '--json'])\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

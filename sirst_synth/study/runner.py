@@ -1,4 +1,4 @@
-"""The study's run loop: views, banks and data per arm, one training per (arm, seed), scoring.
+"""The study's run loop: one training per (arm, seed) on its arm's data, then scoring.
 
 Every run trains on the training split (or its seeded fraction), validates on the validation
 split, and its final model is read once on the test split and on every extra test set.
@@ -17,11 +17,12 @@ from pathlib import Path
 from sirst_synth import __version__
 from sirst_synth.errors import UsageError
 from sirst_synth.io.files import write_text_atomic
-from sirst_synth.io.manifest import MANIFEST, read_manifest
+from sirst_synth.io.manifest import read_manifest
 from sirst_synth.io.views import Splits, has_test_split, study_splits, write_view
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import to_yaml
 from sirst_synth.splits import fraction_subset
+from sirst_synth.study.arm_data import bank_for, ensure_data, view_key
 from sirst_synth.study.identity import check_study_out
 from sirst_synth.study.schema import METRICS, VAL_SHARE, Arm, StudyRecipe
 
@@ -81,22 +82,6 @@ class StudySummary:
     reused: int
     table: list[dict]  # per arm: mean/std of each metric
     comparisons: list[dict] = field(default_factory=list)
-
-
-def _data_key(arm: Arm, seed: int, view: str) -> str:
-    s = arm.synth
-    parts = [arm.data, f"a{s.alpha:g}"]
-    if arm.data == "sirst5k":
-        parts.append(f"s{s.s}")
-    if arm.data == "paste":
-        parts.append(f"{s.where}-k{s.k[0]}-{s.k[1]}-x{s.scale[0]:g}-{s.scale[1]:g}-d{s.distance}")
-    if s.count is not None:
-        parts.append(f"n{s.count}")
-    return "-".join(parts + [view, f"seed{seed}"])
-
-
-def _view_key(arm: Arm, seed: int) -> str:
-    return "full" if arm.train_fraction == 1 else f"f{arm.train_fraction:g}-seed{seed}"
 
 
 def environment(precision: str) -> dict:
@@ -258,10 +243,10 @@ def _run_one(
     t0 = time.perf_counter()
     run_dir = out / "runs" / arm.name / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    view_key = _view_key(arm, seed)
+    key = view_key(arm, seed)
     train_stems = fraction_subset(list(splits.train), arm.train_fraction, seed)
-    view = write_view(data, out / "views" / view_key, train_stems, list(splits.val))
-    view_bank = _bank_for(view, bank, out / "banks" / f"{view_key}.h5", log)
+    view = write_view(data, out / "views" / key, train_stems, list(splits.val))
+    view_bank = bank_for(view, bank, out / "banks" / f"{key}.h5", log)
     synth = dataclasses.replace(arm.synth, seed=seed)
     if arm.data in ("original", "online"):
         train_data = view
@@ -269,10 +254,10 @@ def _run_one(
         if arm.data in ("n2n", "paste") and synth.count is None:
             # As many development samples as the SIRST-5K set of the same seed and view.
             paper = dataclasses.replace(synth, mode="sirst5k")
-            ref = _ensure_data(view, view_bank, out, Arm("ref", "sirst5k", paper, arm.train), seed)
+            ref = ensure_data(view, view_bank, out, Arm("ref", "sirst5k", paper, arm.train), seed)
             dev = sum(r.split == "development" for r in read_manifest(ref))
             synth = dataclasses.replace(synth, count=dev)
-        train_data = _ensure_data(view, view_bank, out, dataclasses.replace(arm, synth=synth), seed)
+        train_data = ensure_data(view, view_bank, out, dataclasses.replace(arm, synth=synth), seed)
     recipe = dataclasses.replace(arm.train, seed=seed)
     write_text_atomic(run_dir / "recipe.yaml", to_yaml(recipe))
     write_text_atomic(
@@ -328,48 +313,6 @@ def _scores(m: dict) -> dict:
     if "images_with_false_alarm" in m:
         out["images_with_false_alarm"] = m["images_with_false_alarm"]
     return out
-
-
-def _bank_for(view: Path, bank: Path | None, path: Path, log) -> Path:
-    """The noise bank of a view's training images: the user's when it was built from exactly
-    those files, else one built here (synthesis draws only from the run's training images)."""
-    from sirst_synth.bank_build import build_noise_bank
-    from sirst_synth.io.bank import read_bank_index
-    from sirst_synth.io.files import fingerprint
-    from sirst_synth.io.layouts import open_dataset, source_files
-
-    if path.is_file():
-        return path
-    ds = open_dataset(view, skip_errors=True)
-    if bank is not None:
-        mine = fingerprint(ds.root, source_files(ds, ds.train))
-        if read_bank_index(bank).attrs.get("fingerprint") == mine:
-            return bank
-    log(f"noise bank of {view.name}'s {len(ds.train)} training images")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    build_noise_bank(view, path, skip_errors=True, resume=True)
-    return path
-
-
-def _ensure_data(view: Path, bank: Path, out: Path, arm: Arm, seed: int) -> Path:
-    """The generated folder of this data choice, view and seed, shared by the arms using it."""
-    from sirst_synth.generate import generate
-
-    target = out / "data" / _data_key(arm, seed, view.name)
-    if (target / MANIFEST).is_file():
-        return target
-    synth = dataclasses.replace(arm.synth, seed=seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    generate(
-        view,
-        bank,
-        target,
-        synth,
-        workers=1,
-        resume=target.is_dir() and any(target.iterdir()),
-        skip_errors=True,
-    )
-    return target
 
 
 def _publish_run(run_dir: Path, dest: Path) -> None:
