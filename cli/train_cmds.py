@@ -273,8 +273,21 @@ def evaluate_cmd(
     ] = None,
     pred_dir: Annotated[
         Path | None,
-        typer.Option("--pred-dir", help="Predictions of any model, named like the images."),
+        typer.Option(
+            "--pred-dir",
+            help="Predictions of any model, named like the images (PNG, BMP, JPEG, TIFF or "
+            ".npy; extensions in any case).",
+        ),
     ] = None,
+    pred_kind: Annotated[
+        str,
+        typer.Option(
+            "--pred-kind",
+            help="With --pred-dir: auto (masks, probability maps; flat-region label maps are "
+            "refused as ambiguous), probability (/255, /65535 or floats in [0, 1]), labels "
+            "(non-zero is target).",
+        ),
+    ] = "auto",
     split: Annotated[
         Split,
         typer.Option("--split", help="all: every image/mask pair (no split files needed)."),
@@ -353,6 +366,7 @@ def evaluate_cmd(
         json_out=json_out,
         overwrite=overwrite,
         tile=tile,
+        pred_kind=pred_kind,
     )
     print_skipped(m["skipped"])
     rows = [

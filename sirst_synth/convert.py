@@ -120,17 +120,41 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-def to_probability(decoded: np.ndarray) -> np.ndarray:
+#: How a prediction file is read: ``auto`` (the rules below), ``probability`` (the same, but a
+#: map of a few small integer levels is taken as probabilities), ``labels`` (non-zero is
+#: target: binary masks and instance-label maps).
+PRED_KINDS = ("auto", "probability", "labels")
+
+
+def _looks_like_labels(arr: np.ndarray) -> bool:
+    """Two or more non-zero levels, each region flat: no two 4-adjacent non-zero pixels differ.
+    Instance-label maps look so; probability maps vary inside every blob."""
+    nz = arr != 0
+    values = arr[nz]
+    if values.size == 0 or (values == values[0]).all():
+        return False
+    across = nz[:, 1:] & nz[:, :-1] & (arr[:, 1:] != arr[:, :-1])
+    down = nz[1:] & nz[:-1] & (arr[1:] != arr[:-1])
+    return not (across.any() or down.any())
+
+
+def to_probability(decoded: np.ndarray, kind: str = "auto") -> np.ndarray:
     """A prediction as float32 probabilities in [0, 1], by one rule for every format.
 
     - Channels: a colour file whose colour channels are equal is that one channel (alpha
       ignored); differing channels are ambiguous.
+    - ``kind="labels"``: non-zero is target (1.0), whatever the dtype.
     - A two-level file holding 0 and one of 1, 255 or 65535 (any bit depth) is a binary mask,
       read as masks are: non-zero is target.
+    - An integer file with two or more non-zero levels, each region flat (no two adjacent
+      non-zero pixels differ), is ambiguous: instance labels 0, 1, 2, ... would score Pd 0
+      when read as probabilities /255. ``kind`` decides it (``labels`` or ``probability``).
     - Otherwise 8-bit is /255, 16-bit /65535 (but a 16-bit map that never exceeds 255 is
       ambiguous: an 8-bit map saved in 16 bits reads as near zero), floats as they are (in
       [0, 1], else ambiguous).
     """
+    if kind not in PRED_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(PRED_KINDS)}, got {kind!r}")
     arr = np.asarray(decoded)
     if arr.ndim == 3:
         colour = arr[:, :, : min(arr.shape[2], 3)]
@@ -141,10 +165,20 @@ def to_probability(decoded: np.ndarray) -> np.ndarray:
         arr = colour[:, :, 0]
     if arr.ndim != 2:
         raise DataError(f"unsupported prediction shape {arr.shape}")
+    if kind == "labels":
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError("label map holds NaN or infinity; save finite labels")
+        return (arr != 0).astype(np.float32)
     if np.issubdtype(arr.dtype, np.integer):
         top = int(arr.max())
         if top in (0, 1, 255, 65535) and ((arr == 0) | (arr == top)).all():
             return (arr != 0).astype(np.float32)  # a binary mask, read as masks are
+        if kind == "auto" and _looks_like_labels(arr):
+            raise DataError(
+                "integer prediction made of flat regions of different values is ambiguous "
+                "(an instance-label map, or a quantised probability map?); pass --pred-kind "
+                "labels (non-zero is target) or --pred-kind probability"
+            )
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     if arr.dtype == np.uint16:
@@ -156,6 +190,9 @@ def to_probability(decoded: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32) / 65535.0
     if np.issubdtype(arr.dtype, np.floating):
         if not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
-            raise DataError("float prediction outside [0, 1] is ambiguous; save probabilities")
+            raise DataError(
+                "float prediction outside [0, 1] is ambiguous; save probabilities, or pass "
+                "--pred-kind labels for a label map"
+            )
         return arr.astype(np.float32)
     raise DataError(f"unsupported prediction dtype {arr.dtype}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth.convert import quantise_u8, resize_nearest
+from sirst_synth.convert import PRED_KINDS, quantise_u8, resize_nearest
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import (
     check_output_file,
@@ -21,7 +21,7 @@ from sirst_synth.io.files import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from sirst_synth.io.predictions import find_prediction, read_probability
+from sirst_synth.io.predictions import find_prediction, prediction_index, read_probability
 from sirst_synth.io.samples import Item, check_items, split_items
 from sirst_synth.metrics import FA_MODES, MetricTotals, pd_fa_curve, score_probability
 
@@ -47,6 +47,7 @@ def evaluate(
     overwrite: bool = False,
     tile: int | None = None,
     split_file: Path | None = None,
+    pred_kind: str = "auto",
 ) -> dict:
     """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
     if (checkpoint is None) == (pred_dir is None):
@@ -66,6 +67,10 @@ def evaluate(
         raise UsageError(f"--tile must be 0 (whole images) or a multiple of 16, got {tile}")
     if tile is not None and pred_dir is not None:
         raise UsageError("--tile goes with --checkpoint: --pred-dir predictions are only read")
+    if pred_kind not in PRED_KINDS:
+        raise UsageError(f"--pred-kind must be one of {', '.join(PRED_KINDS)}, got {pred_kind!r}")
+    if pred_kind != "auto" and pred_dir is None:
+        raise UsageError("--pred-kind goes with --pred-dir: it says how prediction files read")
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
     reads = [root, pred_dir, checkpoint]  # a run folder beside the checkpoint may take the files
@@ -89,8 +94,9 @@ def evaluate(
     thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None
     if pred_dir is not None:
         totals, points, _, skipped = score_predictions(
-            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize, split_file
-        )
+            root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize, split_file,
+            pred_kind,
+        )  # fmt: skip
     else:
         from sirst_synth.train.evaluate import evaluate_checkpoint
         from sirst_synth.train.infer import TILE
@@ -145,6 +151,7 @@ def score_predictions(
     skip_errors: bool = False,
     resize: int | None = None,
     split_file: Path | None = None,
+    pred_kind: str = "auto",
 ) -> tuple[MetricTotals, list[dict] | None, list[Item], list[tuple[str, str]]]:
     """Metric totals (and optionally a Pd-Fa curve) of a folder of predictions; with ``resize``
     labels and predictions are brought to N x N first (DNA-Net's protocol)."""
@@ -152,13 +159,14 @@ def score_predictions(
     if not pred_dir.is_dir():
         raise DataError(f"--pred-dir {pred_dir}: folder not found")
     items, skipped = check_items(split_items(root, split, split_file), skip_errors)
+    index = prediction_index(pred_dir)
     totals = MetricTotals()
     pairs = []
     scored = []
     for it in items:
         try:  # --on-error skip: a missing, unreadable or wrong-size prediction is listed
-            path = find_prediction(pred_dir, it.stem)
-            prob, label = read_probability(path), read_mask(it.mask)
+            path = find_prediction(index, pred_dir, it.stem)
+            prob, label = read_probability(path, pred_kind), read_mask(it.mask)
             if resize:
                 prob, label = resize_nearest(prob, resize), resize_nearest(label, resize)
             score = score_probability(prob, label, threshold, str(path))

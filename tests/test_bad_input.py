@@ -352,7 +352,7 @@ def test_prediction_of_another_size(demo_root, tmp_path, cli):
     (pred / f"{ds.test[1]}.png").unlink()
     cv2.imwrite(str(pred / f"{ds.test[0]}.png"), np.zeros((256, 256), np.uint8))
     r = cli("evaluate", demo_root, "--pred-dir", pred)
-    _check_error(r, 1, f"no prediction named {ds.test[1]}.png")
+    _check_error(r, 1, f"no prediction for image '{ds.test[1]}'")
 
 
 def test_pred_dir_scoring_needs_no_torch(demo_root, tmp_path):

@@ -2,9 +2,14 @@
 and the messages that must tell the truth."""
 
 import json
+import unicodedata
 
+import cv2
+import numpy as np
 import pytest
-from conftest import demo_with_bank, tree_hashes
+from conftest import demo_with_bank, tree_hashes, write_dataset
+
+from sirst_synth.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +77,117 @@ def test_overwrite_of_a_stopped_run_takes_its_unlisted_job_files(demo, tmp_path,
     r = _generate(cli, demo, out, "--overwrite")
     assert r.code == 0, r.err
     assert json.loads(r.out)["development"] == 4
+
+
+def _pair(rng, targets=((5, 5), (20, 24))):
+    """A 32x32 image with 2x2 targets at the given corners, and its 0/255 mask."""
+    image = rng.integers(20, 60, (32, 32)).astype(np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    for y, x in targets:
+        image[y : y + 2, x : x + 2], mask[y : y + 2, x : x + 2] = 250, 255
+    return image, mask
+
+
+@pytest.fixture
+def scored(tmp_path):
+    """Three test images (two targets each) and their perfect predictions as 0/255 masks."""
+    rng = np.random.default_rng(0)
+    pairs = {f"s{i}": _pair(rng) for i in range(3)}
+    root = write_dataset(tmp_path / "ds", pairs, ["s0"], ["s1", "s2"])
+    return root, pairs
+
+
+def _labels(mask: np.ndarray) -> np.ndarray:
+    """The instance-label map of a mask (0 background, 1..k targets), as OpenCV numbers them."""
+    return cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[1]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_label_map_is_refused_under_auto_and_read_as_labels_when_asked(
+    scored, tmp_path, cli, dtype
+):
+    root, pairs = scored
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for stem in ("s1", "s2"):
+        labels = _labels(pairs[stem][1])
+        assert sorted(np.unique(labels)) == [0, 1, 2]  # the case of the issue: levels 0, 1, 2
+        cv2.imwrite(str(pred / f"{stem}.png"), labels.astype(dtype))
+    r = cli("evaluate", root, "--pred-dir", pred, "--json")
+    line = _one_line(r.err)
+    assert r.code == 1 and "s1.png" in line and "--pred-kind labels" in line
+    r = cli("evaluate", root, "--pred-dir", pred, "--pred-kind", "labels", "--json")
+    m = json.loads(r.out)
+    assert r.code == 0 and (m["IoU"], m["Pd"], m["targets"], m["detected"]) == (1.0, 1.0, 4, 4)
+    r = cli("evaluate", root, "--pred-dir", pred, "--pred-kind", "probability", "--json")
+    if dtype == np.uint8:  # read /255, every level is below 0.5: nothing detected
+        assert r.code == 0 and json.loads(r.out)["Pd"] == 0.0
+    else:  # 16 bits that never exceed 255 stay ambiguous as probabilities
+        assert r.code == 1 and "never exceed 255" in _one_line(r.err)
+
+
+def test_a_probability_map_is_not_taken_for_labels(tmp_path):
+    """A smooth map varies inside its blobs: read /255 under auto, whatever its top level."""
+    from sirst_synth.convert import to_probability
+
+    prob = np.zeros((8, 8), np.uint8)
+    prob[2:5, 2:5] = [[10, 20, 10], [20, 40, 20], [10, 20, 10]]
+    assert to_probability(prob)[3, 3] == pytest.approx(40 / 255)
+    flat = np.zeros((8, 8), np.uint8)
+    flat[1:3, 1:3], flat[5:7, 5:7] = 1, 2
+    with pytest.raises(DataError, match="flat regions"):
+        to_probability(flat)
+    assert to_probability(flat, "labels").sum() == 8.0
+    single = (flat > 0).astype(np.uint8) * 7  # one non-zero level: not a label map
+    assert to_probability(single)[1, 1] == pytest.approx(7 / 255)
+
+
+def test_npy_predictions_and_upper_case_extensions_are_found(scored, tmp_path, cli):
+    root, pairs = scored
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    np.save(pred / "s1.npy", (pairs["s1"][1] > 0).astype(np.float32))
+    cv2.imwrite(str(pred / "s2.PNG"), pairs["s2"][1])
+    r = cli("evaluate", root, "--pred-dir", pred, "--json")
+    m = json.loads(r.out)
+    assert r.code == 0 and (m["IoU"], m["Pd"], m["detected"]) == (1.0, 1.0, 4)
+    (pred / "s2.PNG").unlink()
+    r = cli("evaluate", root, "--pred-dir", pred, "--json")
+    line = _one_line(r.err)
+    assert r.code == 1 and "no prediction for image 's2'" in line and ".npy" in line
+    np.save(pred / "s2.npy", np.full((32, 32), 3.0, np.float32))  # kelvin, say: not [0, 1]
+    r = cli("evaluate", root, "--pred-dir", pred, "--json")
+    assert r.code == 1 and "s2.npy: float prediction outside [0, 1]" in _one_line(r.err)
+
+
+def test_split_all_reports_an_image_without_mask(scored, tmp_path, cli):
+    root, pairs = scored
+    cv2.imwrite(str(root / "images" / "lonely.png"), pairs["s1"][0])
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--split", "all", "--json")
+    assert r.code == 1 and "lonely" in _one_line(r.err)
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--split", "all", "--json",
+            "--on-error", "skip")  # fmt: skip
+    m = json.loads(r.out)
+    assert r.code == 0 and m["images"] == 3 and [s for s, _ in m["skipped"]] == ["lonely"]
+
+
+def test_a_stem_ending_in_pixels0_finds_its_mask(tmp_path, cli):
+    """images/X_pixels0.png with masks/X_pixels0.png: the mask is there (not 'no mask')."""
+    rng = np.random.default_rng(1)
+    pairs = {"a_pixels0": _pair(rng), "b": _pair(rng)}
+    root = write_dataset(tmp_path / "ds", pairs, ["b"], ["a_pixels0"])
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["Pd"] == 1.0
+
+
+def test_a_decomposed_file_name_matches_its_composed_split_line(tmp_path, cli):
+    """macOS writes 'é' as e + U+0301 (NFD); a split file typed elsewhere holds U+00E9 (NFC)."""
+    rng = np.random.default_rng(2)
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    pairs = {nfd: _pair(rng), "b": _pair(rng)}
+    root = write_dataset(tmp_path / "ds", pairs, ["b"], [nfc])
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["images"] == 1 and json.loads(r.out)["Pd"] == 1.0

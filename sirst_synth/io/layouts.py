@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def read_split(path: Path) -> list[str]:
     stems: list[str] = []
     seen: set[str] = set()
     for n, line in enumerate(text.splitlines(), 1):
-        stem = line.strip()
+        stem = unicodedata.normalize("NFC", line.strip())
         if not stem:
             continue
         if "/" in stem or "\\" in stem or stem in (".", ".."):
@@ -76,26 +77,34 @@ def read_split(path: Path) -> list[str]:
     return stems
 
 
-def _index(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    """stem -> file for every image file in a folder. Two files for one stem (``a.png`` and
-    ``a.bmp``, or ``X.png`` and ``X_pixels0.png``) are ambiguous: a data error naming both."""
+def index_files(
+    folder: Path, suffixes: tuple[str, ...] = ("",), exts: tuple[str, ...] = IMAGE_EXTS
+) -> dict[str, Path]:
+    """stem -> file for every file of ``exts`` (any case: ``a.PNG``) in a folder. A file whose
+    stem ends in one of ``suffixes`` is also the file of the stem without it (``X_pixels0.png``
+    is the mask of ``X``, and of ``X_pixels0``). Stems are NFC-normalised, so a name written in
+    decomposed form (macOS) matches the same name in a split file. Two files for one stem
+    (``a.png`` and ``a.bmp``, or ``X.png`` and ``X_pixels0.png``) are ambiguous: a data error
+    naming both."""
     found: dict[str, Path] = {}
+    derived: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         ext = p.suffix.lower()
-        if ext not in IMAGE_EXTS or p.name.startswith(".") or not p.is_file():
+        if ext not in exts or p.name.startswith(".") or not p.is_file():
             continue
-        stem = p.stem
-        for suffix in suffixes:
-            if suffix and stem.endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        if stem in found:
-            raise DataError(
-                f"{folder}: {found[stem].name} and {p.name} are both the file of {stem!r}; "
-                "keep one of them"
-            )
-        found[stem] = p
-    return found
+        stem = unicodedata.normalize("NFC", p.stem)
+        keys = [(found, stem)] + [
+            (derived, stem[: -len(x)]) for x in suffixes if x and stem.endswith(x)
+        ]
+        for table, key in keys:
+            other = found.get(key) or derived.get(key)
+            if other is not None:
+                raise DataError(
+                    f"{folder}: {other.name} and {p.name} are both the file of {key!r}; "
+                    "keep one of them"
+                )
+            table[key] = p
+    return {**derived, **found}
 
 
 def split_paths(layout: str, name: str) -> tuple[str, str]:
@@ -157,7 +166,7 @@ def _detect_splits(root: Path) -> tuple[str, str, Path, Path | None]:
 
 def pair_index(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """(stem -> image, stem -> mask) of a dataset folder's images/ and masks/."""
-    return _index(root / "images", ("",)), _index(root / "masks", MASK_SUFFIXES)
+    return index_files(root / "images"), index_files(root / "masks", MASK_SUFFIXES)
 
 
 def open_dataset(

@@ -48,8 +48,8 @@ def split_items(root: Path, split: str, split_file: Path | None = None) -> list[
         images, masks = pair_index(root)
         if split_file is not None:
             stems = read_split(Path(split_file))
-        elif split == "all":
-            stems = sorted(set(images) & set(masks))
+        elif split == "all":  # an image without a mask is reported (or skipped and listed)
+            stems = sorted(images)
         else:
             _, _, train, test = detect_splits(root)
             path = train if split == "train" else test
