@@ -14,6 +14,8 @@ import typer
 from rich.markup import escape
 from sirst_synth.cli.ui import err_console
 
+from sirst_synth.errors import SKIP_HINT
+
 R = TypeVar("R")
 
 app = typer.Typer(
@@ -99,7 +101,8 @@ def recipe_from(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
 
 
 def print_skipped(skipped: list[tuple[str, str]]) -> None:
-    for stem, why in skipped:
+    for stem, why in skipped:  # --on-error skip was passed: its hint is no news
+        why = why.removesuffix(SKIP_HINT)
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
 
 

@@ -160,9 +160,18 @@ def build_noise_bank(
     progress.stop()
     summary.accepted = len(patches)
     if not patches:
+        r = summary.rejected
+        fix = (
+            "every region touches a target: use a finer --grid"
+            if r.get("touches a target", 0) == summary.regions
+            else "try a larger --sigma"
+            if r.get("variance", 0)
+            else "try a larger --mu"
+        )
+        why = ", ".join(f"{n} for {name}" for name, n in r.items() if n)
         raise DataError(
-            f"{ds.root}: no noise-prone region among {summary.regions} (sigma={sigma}, mu={mu}); "
-            "try a larger --sigma"
+            f"{ds.root}: no noise-prone region among {summary.regions} (sigma={sigma}, mu={mu}; "
+            f"rejected: {why}); {fix}"
         )
     write_bank(
         out,

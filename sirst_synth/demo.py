@@ -88,3 +88,10 @@ def demo_image(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np.n
         mask |= region.astype(np.uint8)
     img += rng.normal(0, 2.0, img.shape)  # sensor noise
     return quantise_u8(img), mask, kind
+
+
+def demo_split(stems: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """The demo dataset's 50/50 split: a seeded half of the stems for training, sorted."""
+    order = rng_for(seed, "demo-split").permutation(len(stems))
+    n_train = len(stems) // 2
+    return sorted(stems[j] for j in order[:n_train]), sorted(stems[j] for j in order[n_train:])

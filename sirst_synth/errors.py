@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: Ends the message of a per-image problem that ``--on-error skip`` would leave out; a skip
+#: listing drops it (the flag was passed).
+SKIP_HINT = " (or pass --on-error skip)"
+
 
 class SirstError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""

@@ -40,9 +40,7 @@ class SynthDataset(Dataset):
         **overrides: Any,
     ):
         from sirst_synth.io.bank import read_bank_index
-        from sirst_synth.io.files import read_mask
-        from sirst_synth.io.samples import check_items, split_items
-        from sirst_synth.targets import components
+        from sirst_synth.io.samples import check_items, split_items, target_counts
         from sirst_synth.train.data import OnlineSynthSet, normalisation
 
         if form not in FORMS:
@@ -53,7 +51,7 @@ class SynthDataset(Dataset):
         a = index.attrs
         r = dataclasses.replace(r, sigma=float(a["sigma"]), mu=float(a["mu"]), grid=int(a["grid"]))
         items, _ = check_items(split_items(Path(dataset_dir), "train"))
-        counts = [components(read_mask(it.mask)).count for it in items]
+        counts = target_counts(items)
         self.online = OnlineSynthSet(items, index, r, 0.0, 1.0, None, seed, counts)
         self.recipe = r
         mean, std = normalisation(items) if form == "basicirstd" else (0.0, 1.0)

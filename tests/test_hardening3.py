@@ -2,6 +2,11 @@
 and the messages that must tell the truth."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import unicodedata
 
 import cv2
@@ -191,3 +196,97 @@ def test_a_decomposed_file_name_matches_its_composed_split_line(tmp_path, cli):
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["images"] == 1 and json.loads(r.out)["Pd"] == 1.0
+
+
+def _run(*args, **kw):
+    """The installed command in a subprocess (what a shell user runs)."""
+    cmd = [sys.executable, "-m", "sirst_synth", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def test_demo_dataset_onto_a_file_is_a_usage_error(tmp_path, cli):
+    (tmp_path / "afile").write_text("mine")
+    r = cli("demo-dataset", tmp_path / "afile", "--images", "2", "-q")
+    assert r.code == 2 and "is a file" in _one_line(r.err)
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_full_or_closed_stdout_is_one_line():
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "sirst_synth", "recipes", "--json"],
+                           stdout=full, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert r.returncode == 1 and "cannot write to standard output" in _one_line(r.stderr)
+    shell = f"'{sys.executable}' -m sirst_synth recipes --json >&-"
+    r = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
+    assert r.returncode == 1 and "standard output is closed" in _one_line(r.stderr)
+    r = subprocess.run(["bash", "-c", shell.replace(" --json", "")], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""  # without --json nothing needed stdout
+
+
+def test_a_tilde_after_equals_is_the_home_folder(tmp_path):
+    """The shell leaves `--json-out=~/x.json` alone; the command expands it (no folder `~`)."""
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    r = _run("demo-dataset", tmp_path / "d", "--images", "2", "-q", "--json-out=~/x.json",
+             env=env, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "home" / "x.json").read_text())["images"] == 2
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_says_how_to_resume(demo, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sirst_synth", "train", str(demo / "data"), "--out", str(out),
+         "--epochs", "50", "--model", "aff-unet-tiny", "--crop", "32", "--device", "cpu",
+         "--precision", "fp32", "-q"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while not (out / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143
+    assert "terminated (SIGTERM)" in _one_line(err) and "--resume" in err
+
+
+def test_no_noise_prone_region_says_what_rejected_them(tmp_path, cli):
+    rng = np.random.default_rng(3)
+    pairs = {}
+    for i in range(2):  # strong noise everywhere: every region fails the variance test
+        image = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[30:32, 30:32] = 255
+        pairs[f"n{i}"] = (image, mask)
+    root = write_dataset(tmp_path / "ds", pairs, ["n0", "n1"], [])
+    r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5", "-q")
+    line = _one_line(r.err)
+    # 2 images x 64 regions of 8x8; each 2x2 target (rows and columns 30-31) lies in one region
+    assert r.code == 1 and "no noise-prone region among 128" in line
+    assert "rejected: 2 for touches a target, 126 for variance" in line
+    assert line.endswith("try a larger --sigma")
+
+
+def test_sizes_are_shown_in_a_unit_that_shows_them():
+    from sirst_synth.io.outdir import byte_size
+
+    assert [byte_size(n) for n in (512, 2_500, 3_200_000, 4.56e9)] == [
+        "512 B", "2.5 kB", "3.2 MB", "4.6 GB"
+    ]  # fmt: skip
+
+
+def test_a_too_long_name_says_so(demo, tmp_path, cli):
+    r = _generate(cli, demo, tmp_path / ("x" * 300))
+    line = _one_line(r.err)
+    assert r.code in (1, 2) and "file name too long (a name of 300 bytes" in line
+
+
+def test_a_skip_listing_does_not_suggest_the_flag_that_was_passed(scored, tmp_path, cli):
+    root, pairs = scored
+    cv2.imwrite(str(root / "masks" / "s2.png"), np.zeros((16, 16), np.uint8))
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--json")
+    assert r.code == 1 and _one_line(r.err).endswith("fix the mask (or pass --on-error skip)")
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--json", "--on-error", "skip")
+    assert r.code == 0 and "skipped s2" in r.err and "--on-error" not in r.err

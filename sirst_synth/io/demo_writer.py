@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sirst_synth.demo import demo_image
+from sirst_synth.demo import demo_image, demo_split
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import encode_png, write_bytes_atomic, write_text_atomic
+from sirst_synth.io.files import encode_png, make_folders, write_bytes_atomic, write_text_atomic
 from sirst_synth.progress import Progress
-from sirst_synth.seeding import rng_for
 from sirst_synth.targets import components
 
 
@@ -20,10 +19,11 @@ def write_demo_dataset(
     if images < 2:
         raise UsageError(f"--images must be at least 2 (one train, one test), got {images}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a new folder for the demo dataset")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; choose a new folder for the demo dataset")
-    for sub in ("images", "masks", "50_50"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    make_folders(out, ("images", "masks", "50_50"), "a new folder for the demo dataset")
     stems = [f"{i + 1:06d}" for i in range(images)]
     targets = 0
     progress.start("drawing demo scenes", images)
@@ -34,10 +34,7 @@ def write_demo_dataset(
         write_bytes_atomic(out / "masks" / f"{stem}.png", encode_png(mask * 255))
         progress.advance()
     progress.stop()
-    order = rng_for(seed, "demo-split").permutation(images)
-    n_train = images // 2
-    train = sorted(stems[j] for j in order[:n_train])
-    test = sorted(stems[j] for j in order[n_train:])
+    train, test = demo_split(stems, seed)
     write_text_atomic(out / "50_50" / "train.txt", "\n".join(train) + "\n")
     write_text_atomic(out / "50_50" / "test.txt", "\n".join(test) + "\n")
     write_text_atomic(

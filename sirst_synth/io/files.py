@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from sirst_synth.convert import to_binary_mask, to_gray_u8
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import SKIP_HINT, DataError, UsageError
 
 #: One PNG compression level for every file the project writes (speed vs size; stable bytes).
 PNG_LEVEL = 3
@@ -32,15 +32,38 @@ def tmp_name(path: Path) -> Path:
 NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-def _write_error(path: Path, exc: OSError) -> DataError:
+def write_problem(path: Path, exc: OSError) -> str:
+    """One line on why ``path`` could not be written, with the fix that fits the errno."""
     if exc.errno in NO_SPACE:
-        return DataError(
+        return (
             f"{path}: cannot write, no space left ({exc.strerror}); free space on the disk "
             "or write to another folder (finished files are kept: generate --resume continues)"
         )
-    return DataError(
-        f"{path}: cannot write ({exc.strerror}); check the folder exists and is writable"
-    )
+    if exc.errno == errno.ENAMETOOLONG:
+        longest = max((len(part.encode()) for part in Path(path).parts), default=0)
+        return (
+            f"{path}: file name too long (a name of {longest} bytes; most file systems allow "
+            "255); use shorter file names or a shorter output folder"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path}: not writable ({exc.strerror}); choose a folder you can write to"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return f"{path}: its folder does not exist ({exc.strerror}); create it or choose another"
+    return f"{path}: cannot write ({exc.strerror}); check the folder exists and is writable"
+
+
+def _write_error(path: Path, exc: OSError) -> DataError:
+    return DataError(write_problem(path, exc))
+
+
+def make_folders(root: Path, subs: tuple[str, ...], what: str) -> None:
+    """``root`` and its ``subs``, or one line saying why not (a usage error: the fix is the
+    path the user gave)."""
+    for sub in subs:
+        try:
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{write_problem(root / sub, exc)} ({what})") from None
 
 
 class AtomicWriter:
@@ -193,7 +216,7 @@ def check_same_size(mask_path: Path, mask_hw: tuple[int, int], image_hw: tuple[i
     if tuple(mask_hw) != tuple(image_hw):
         raise DataError(
             f"{mask_path}: mask is {mask_hw[1]}x{mask_hw[0]} but the image is "
-            f"{image_hw[1]}x{image_hw[0]}; fix the mask or pass --on-error skip"
+            f"{image_hw[1]}x{image_hw[0]}; fix the mask{SKIP_HINT}"
         )
 
 

@@ -14,6 +14,8 @@ from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import (
     TMP_MARK,
     inside,
+    make_folders,
+    write_problem,
     write_text_atomic,
 )
 from sirst_synth.io.journal import DESCRIBED, JOURNAL, STATE_DIR, trim_journal
@@ -107,15 +109,12 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
         if (out / name).is_dir():
             for p in (out / name).rglob(f"*{TMP_MARK}*"):
                 p.unlink()
+    make_folders(out, ("images", "masks", STATE_DIR), "--out")
+    write_text_atomic(state / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True) + "\n")
     try:
-        for sub in ("images", "masks", STATE_DIR):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(state / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True) + "\n")
         (state / JOURNAL).write_bytes(b"")
     except OSError as exc:
-        raise UsageError(
-            f"--out {out} is not writable ({exc.strerror}); choose a folder you can write to"
-        ) from None
+        raise DataError(write_problem(state / JOURNAL, exc)) from None
     return 0
 
 
@@ -176,6 +175,14 @@ def _only_temporary(folder: Path) -> bool:
     return all(TMP_MARK in p.name for p in folder.rglob("*") if not p.is_dir())
 
 
+def byte_size(n: float) -> str:
+    """A size in the unit that shows it (``0.0 GB`` says nothing): B, kB, MB or GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
 def check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], dev: int) -> None:
     """Refuse, before any file is written, a run whose estimated size exceeds the free space:
     every development sample is costed as its source's image and mask files."""
@@ -192,8 +199,8 @@ def check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], 
     free = shutil.disk_usage(where).free
     if need > free:
         raise DataError(
-            f"--out {out}: the run needs about {need / 1e9:.1f} GB ({len(train) + dev + len(test)} "
-            f"images with masks) but {where} has {free / 1e9:.1f} GB free; free space, write "
+            f"--out {out}: the run needs about {byte_size(need)} ({len(train) + dev + len(test)} "
+            f"images with masks) but {where} has {byte_size(free)} free; free space, write "
             "elsewhere or lower --count"
         )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.files import check_same_size, image_size
+from sirst_synth.io.files import check_same_size, image_size, read_mask
 from sirst_synth.io.layouts import detect_splits, pair_index, read_split
 from sirst_synth.io.manifest import MANIFEST, SPLITS, read_manifest
 from sirst_synth.names import SPLIT_CHOICES
@@ -89,3 +89,11 @@ def check_items(
             continue
         kept.append(it)
     return kept, skipped
+
+
+def target_counts(items: list[Item]) -> list[int]:
+    """Targets (8-connected components) in each item's mask: what the synthesis planner and
+    the group sampler size their draws by."""
+    from sirst_synth.targets import components
+
+    return [components(read_mask(it.mask)).count for it in items]

@@ -11,10 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.files import fingerprint, read_mask
-from sirst_synth.io.samples import Item, check_items, split_items
+from sirst_synth.io.files import fingerprint
+from sirst_synth.io.samples import Item, check_items, split_items, target_counts
 from sirst_synth.recipe import TrainRecipe
-from sirst_synth.targets import components
 from sirst_synth.train.checkpoint import load_weights
 from sirst_synth.train.data import (
     GroupBatchSampler,
@@ -123,7 +122,7 @@ def setup_run(
 
     regime = (recipe.pos_prob, recipe.augment == "flips")
     if online is not None:
-        counts = [components(read_mask(it.mask)).count for it in train_items]
+        counts = target_counts(train_items)
         ds = OnlineSynthSet(
             train_items,
             online["bank"],
