@@ -210,21 +210,35 @@ def generate(
         progress.advance(done)
         todo = itertools.islice(job_order(train, test, sizes, recipe, group), done, None)
         with open(journal, "ab") as jf:
-            for key, rows in ordered_map(
+            for key, rows, problem in ordered_map(
                 gen_job,
                 todo,
                 workers,
                 gen_init,
-                (ds, out, recipe, bank, test_gray, (train, [counts[s] for s in train])),
+                (
+                    ds,
+                    out,
+                    recipe,
+                    bank,
+                    test_gray,
+                    (train, [counts[s] for s in train]),
+                    skip_errors,
+                ),
             ):
                 # Files are in place before their journal line: a kill loses at most this job.
-                jf.write((json.dumps({"job": key, "rows": rows}) + "\n").encode())
+                entry = {"job": key, "rows": rows, **({"skipped": problem} if problem else {})}
+                jf.write((json.dumps(entry) + "\n").encode())
                 jf.flush()
                 progress.advance()
         progress.stop()
         keys = (job.key for job in job_order(train, test, sizes, recipe, group))
-        counts = count_rows(journal, keys)
+        counts, skips = count_rows(journal, keys)
         summary.originals, summary.development, summary.test = (counts[k] for k in SPLITS)
+        listed = {stem for stem, _ in summary.skipped}
+        for stem, problem in skips:  # a source that failed in several jobs is listed once
+            if stem not in listed:
+                summary.skipped.append((stem, problem))
+                listed.add(stem)
         finish_run(out, journal, ds, recipe, identity, summary)
         journal.unlink()
         return summary

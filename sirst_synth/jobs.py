@@ -16,6 +16,7 @@ from sirst_synth.errors import DataError
 from sirst_synth.io.bank import BankIndex, BankReader
 from sirst_synth.io.files import (
     check_same_size,
+    decode_bytes,
     encode_png,
     image_size,
     read_mask,
@@ -72,8 +73,11 @@ def gen_init(
     bank: BankIndex | None,
     test_gray: bool = False,
     sources: tuple[list[str], list[int]] = ([], []),
+    skip_errors: bool = False,
 ) -> None:
     _GEN_CTX.update(
+        skip_errors=skip_errors,
+        written=[],
         ds=ds,
         out=out,
         recipe=recipe,
@@ -86,12 +90,23 @@ def gen_init(
 
 def _put(out: Path, rel: str, data: bytes) -> str:
     write_bytes_atomic(out / rel, data)
+    _GEN_CTX["written"].append(out / rel)
     return sha256_bytes(data)
 
 
-def gen_job(job: Job) -> tuple[str, list[dict]]:
-    """Write one job's files; its key and manifest rows (for the journal)."""
-    return job.key, _job_rows(job)
+def gen_job(job: Job) -> tuple[str, list[dict], str | None]:
+    """Write one job's files; its key, manifest rows (for the journal) and, where
+    ``--on-error skip`` left it out (an image that does not decode), why. Every file the job
+    decodes is decoded here, in the worker that uses it: never in a second pass."""
+    _GEN_CTX["written"] = []
+    try:
+        return job.key, _job_rows(job), None
+    except DataError as exc:
+        if not _GEN_CTX["skip_errors"]:
+            raise
+        for path in _GEN_CTX["written"]:  # nothing of a skipped job stays behind
+            path.unlink(missing_ok=True)
+        return job.key, [], str(exc)
 
 
 def _job_rows(job: Job) -> list[dict]:
@@ -106,14 +121,14 @@ def _job_rows(job: Job) -> list[dict]:
             "mask": _put(out, mask_rel, encode_png(mask * 255)),
         }
         return [ManifestRow(img_rel, mask_rel, "test", job.stem, sha).to_json()]
-    if job.kind == "test":  # copied byte for byte
+    if job.kind == "test":  # copied byte for byte, once they are known to decode
         img_src, mask_src = ds.image_path(job.stem), ds.mask_path(job.stem)
         img_rel = f"images/{job.stem}{img_src.suffix.lower()}"
         mask_rel = f"masks/{job.stem}{mask_src.suffix.lower()}"
-        sha = {
-            "image": _put(out, img_rel, img_src.read_bytes()),
-            "mask": _put(out, mask_rel, mask_src.read_bytes()),
-        }
+        image_bytes, mask_bytes = img_src.read_bytes(), mask_src.read_bytes()
+        decode_bytes(image_bytes, img_src)
+        decode_bytes(mask_bytes, mask_src)
+        sha = {"image": _put(out, img_rel, image_bytes), "mask": _put(out, mask_rel, mask_bytes)}
         return [ManifestRow(img_rel, mask_rel, "test", job.stem, sha).to_json()]
     image, mask = load_pair(ds, job.stem)  # decoded once for the original and its samples
     rows: list[ManifestRow] = []

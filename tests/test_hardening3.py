@@ -3,6 +3,7 @@ and the messages that must tell the truth."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -290,3 +291,62 @@ def test_a_skip_listing_does_not_suggest_the_flag_that_was_passed(scored, tmp_pa
     assert r.code == 1 and _one_line(r.err).endswith("fix the mask (or pass --on-error skip)")
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--json", "--on-error", "skip")
     assert r.code == 0 and "skipped s2" in r.err and "--on-error" not in r.err
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_a_truncated_file_is_refused_before_the_decoder_speaks(tmp_path, ext):
+    """Cut files whose headers are whole: OpenCV would print the decoder's complaint first;
+    both are refused in one line that names the file, before the decoder runs."""
+    from sirst_synth.io.files import decode_bytes
+
+    image = np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8)
+    data = cv2.imencode(ext, image)[1].tobytes()
+    assert decode_bytes(data, tmp_path / f"a{ext}").shape == (64, 64)
+    cut = data[: int(len(data) * 0.7)]
+    with pytest.raises(DataError, match=rf"a{ext}: not a decodable image \(truncated"):
+        decode_bytes(cut, tmp_path / f"a{ext}")
+
+
+def test_generate_skips_a_truncated_training_image_in_its_worker(demo, tmp_path, cli):
+    data = tmp_path / "data"
+    shutil.copytree(demo / "data", data)
+    stem = (data / "50_50" / "train.txt").read_text().split()[0]
+    path = data / "images" / f"{stem}.png"
+    path.write_bytes(path.read_bytes()[:-200])  # the header reads, the pixels are cut
+    bank = tmp_path / "bank.h5"
+    assert cli("build-noise-bank", data, "--out", bank, "-q", "--on-error", "skip").code == 0
+    r = cli("generate", data, "--bank", bank, "--out", tmp_path / "o", "--json", "-q")
+    assert r.code == 1 and f"{stem}.png: not a decodable image" in _one_line(r.err)
+    r = cli("generate", data, "--bank", bank, "--out", tmp_path / "o2", "--json", "-q",
+            "--on-error", "skip", "--workers", "2")  # fmt: skip
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert [s for s, _ in summary["skipped"]] == [stem]
+    rows = [json.loads(x) for x in (tmp_path / "o2" / "manifest.jsonl").read_text().splitlines()]
+    assert stem not in {x["source"] for x in rows}
+    assert cli("verify", tmp_path / "o2", "-q").code == 0  # nothing of the skipped jobs left
+
+
+@pytest.mark.slow
+def test_sigterm_stops_generate_and_its_workers(tmp_path):
+    """The pool's workers die of SIGTERM (the parent's handler, inherited by fork, would keep
+    them alive and the run hanging)."""
+    data = tmp_path / "data"
+    assert _run("demo-dataset", data, "--images", "120", "-q").returncode == 0
+    assert _run("build-noise-bank", data, "--out", tmp_path / "b.h5", "-q").returncode == 0
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sirst_synth", "generate", str(data), "--bank",
+         str(tmp_path / "b.h5"), "--out", str(out), "-q", "--workers", "2"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journal = out / ".sirst-synth" / "journal.jsonl"
+    while proc.poll() is None and not (journal.is_file() and journal.stat().st_size):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=20)[1]  # a bound on a hang, not a speed test
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 143 and "--resume" in _one_line(err)
+    assert _run("generate", data, "--bank", tmp_path / "b.h5", "--out", out, "--resume",
+                "-q").returncode == 0  # fmt: skip

@@ -191,7 +191,7 @@ def test_journal_must_hold_the_jobs_in_order(tmp_path):
         )
 
     write(["image:a:0", "image:b:0", "test:c:0"])
-    assert count_rows(journal, keys) == {"original": 2, "development": 1, "test": 1}
+    assert count_rows(journal, keys) == ({"original": 2, "development": 1, "test": 1}, [])
     for written in (["image:b:0", "image:a:0", "test:c:0"], ["image:a:0", "image:b:0"]):
         write(written)
         with pytest.raises(DataError, match="does not list this run's jobs in order"):

@@ -155,7 +155,19 @@ def decode_raw(path: Path) -> np.ndarray:
         raise DataError(f"{path}: file not found; check the dataset folder") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror}); check permissions") from None
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return decode_bytes(data, path)
+
+
+def decode_bytes(data: np.ndarray | bytes, path: Path) -> np.ndarray:
+    """Decode a file's bytes (``path`` names it in errors). A PNG without its end chunk or a
+    JPEG without its end marker is truncated: refused before the decoder, which would print
+    its own warning and (JPEG) fill the missing rows with gray."""
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    head, tail = data[:8].tobytes(), data[-64:].tobytes()
+    truncated = (head.startswith(b"\x89PNG") and b"IEND" not in tail) or (
+        head.startswith(b"\xff\xd8") and not tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+    )
+    arr = None if truncated or not data.size else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         raise DataError(
             f"{path}: not a decodable image (truncated or not an image); replace the file"

@@ -55,9 +55,11 @@ def journal_rows(journal: Path, split: str) -> Iterator[dict]:
                     yield r
 
 
-def count_rows(journal: Path, keys: Iterable[str]) -> dict[str, int]:
-    """Rows per split, checking the journal holds the run's jobs (``keys``, in order)."""
+def count_rows(journal: Path, keys: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Rows per split, and the (stem, why) of every job ``--on-error skip`` left out,
+    checking the journal holds the run's jobs (``keys``, in order)."""
     counts = dict.fromkeys(SPLITS, 0)
+    skipped: list[tuple[str, str]] = []
     with open(journal, "rb") as fh:
         for line, key in itertools.zip_longest(fh, keys):
             entry = json.loads(line) if line is not None else None
@@ -68,7 +70,9 @@ def count_rows(journal: Path, keys: Iterable[str]) -> dict[str, int]:
                 )
             for r in entry["rows"]:
                 counts[r["split"]] += 1
-    return counts
+            if "skipped" in entry:
+                skipped.append((key.split(":", 1)[1].rsplit(":", 1)[0], entry["skipped"]))
+    return counts, skipped
 
 
 def finish_run(
