@@ -350,3 +350,23 @@ def test_sigterm_stops_generate_and_its_workers(tmp_path):
     assert proc.returncode == 143 and "--resume" in _one_line(err)
     assert _run("generate", data, "--bank", tmp_path / "b.h5", "--out", out, "--resume",
                 "-q").returncode == 0  # fmt: skip
+
+
+def test_outputs_inside_a_symlinked_source_folder_are_refused(demo, tmp_path, cli):
+    """images/ a link to another folder: OUT inside that folder would write into the source."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copytree(demo / "data" / "masks", data / "masks")
+    shutil.copytree(demo / "data" / "50_50", data / "50_50")
+    shutil.copytree(demo / "data" / "images", tmp_path / "real")
+    (data / "images").symlink_to(tmp_path / "real")
+    before = tree_hashes(tmp_path / "real")
+    bank = demo / "bank.h5"
+    r = cli("generate", data, "--bank", bank, "--out", tmp_path / "real" / "o", "-q",
+            "--allow-foreign-bank")  # fmt: skip
+    assert r.code == 2 and f"its files lie in {tmp_path / 'real'}" in _one_line(r.err)
+    r = cli("train", data, "--out", tmp_path / "real" / "run", "--epochs", "1", "-q")
+    assert r.code == 2 and "lies inside DATA" in _one_line(r.err)
+    r = cli("build-noise-bank", data, "--out", tmp_path / "real" / "b.h5", "-q")
+    assert r.code == 2 and "inside the source dataset" in _one_line(r.err)
+    assert tree_hashes(tmp_path / "real") == before

@@ -196,3 +196,29 @@ def test_journal_must_hold_the_jobs_in_order(tmp_path):
         write(written)
         with pytest.raises(DataError, match="does not list this run's jobs in order"):
             count_rows(journal, keys)
+
+
+@pytest.mark.slow
+def test_resume_redoes_jobs_whose_files_were_deleted(setup, tmp_path):
+    """A resume reuses only the finished jobs whose files it finds: delete one written by the
+    fifth job, and the run from that job on is redone, to the same bytes as an unbroken run."""
+    root, ref = setup
+    out = tmp_path / "x"
+    proc = subprocess.Popen(
+        _args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    journal = out / ".sirst-synth" / "journal.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if journal.is_file() and journal.read_bytes().count(b"\n") >= 20:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (out / "manifest.jsonl").exists()
+    fifth = json.loads(journal.read_text().splitlines()[4])
+    gone = out / fifth["rows"][-1]["image"]
+    gone.unlink()
+    r = subprocess.run(_args(root, out, "--resume"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert gone.is_file() and tree_hashes(out) == ref

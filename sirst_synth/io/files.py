@@ -241,6 +241,20 @@ def inside(child: Path, parent: Path) -> bool:
         return False
 
 
+def source_folders(root: Path) -> list[Path]:
+    """Every folder a dataset's files really lie in (symlinks followed): its root, its images/
+    and masks/ (a link to another folder is that folder), and the folder of each file that is
+    itself a link. An output must lie in none of them, or it would write into the source."""
+    root = Path(root)
+    folders = {root.resolve()}
+    for sub in ("images", "masks"):
+        d = root / sub
+        if d.is_dir():
+            folders.add(d.resolve())
+            folders.update(f.resolve().parent for f in d.iterdir() if f.is_symlink())
+    return sorted(folders)
+
+
 def check_output_file(
     path: Path,
     flag: str,

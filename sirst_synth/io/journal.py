@@ -24,10 +24,12 @@ JOURNAL = "journal.jsonl"
 DESCRIBED = "described.json"  # sha256 of split files, recipe.yaml and README.md
 
 
-def trim_journal(journal: Path) -> int:
+def trim_journal(journal: Path, out: Path | None = None) -> int:
     """Count the journal's complete lines, cutting it after the last one (a kill may have cut
-    the line it was writing: that job and everything after it are redone). Streamed: the
-    journal grows with the run."""
+    the line it was writing: that job and everything after it are redone). With ``out``, a
+    job whose files are no longer all there (deleted since) ends the count too: a resume
+    reuses only what it finds, and redoes the rest to the same bytes. Streamed: the journal
+    grows with the run."""
     if not journal.is_file():
         journal.write_bytes(b"")
         return 0
@@ -35,10 +37,13 @@ def trim_journal(journal: Path) -> int:
     with open(journal, "rb") as fh:
         for line in fh:
             try:
-                json.loads(line)["job"]
+                rows = json.loads(line)["rows"]
+                files = [r[k] for r in rows for k in ("image", "mask")]
             except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
                 break
             if not line.endswith(b"\n"):
+                break
+            if out is not None and not all((out / f).is_file() for f in files):
                 break
             done, end = done + 1, end + len(line)
     os.truncate(journal, end)

@@ -15,6 +15,7 @@ from sirst_synth.io.files import (
     TMP_MARK,
     inside,
     make_folders,
+    source_folders,
     write_problem,
     write_text_atomic,
 )
@@ -37,11 +38,14 @@ OWNED = (
 
 
 def check_out_path(out: Path, source_root: Path) -> None:
-    """OUT may not be the source dataset, lie inside it, or contain it."""
-    if inside(out, source_root):
-        raise UsageError(
-            f"--out {out} is inside the source dataset {source_root}; write somewhere else"
-        )
+    """OUT may not be the source dataset, lie inside it (or inside a folder its files lie in
+    through a symlink), or contain it."""
+    for folder in source_folders(source_root):
+        if inside(out, folder):
+            where = "" if folder == Path(source_root).resolve() else f" (its files lie in {folder})"
+            raise UsageError(
+                f"--out {out} is inside the source dataset {source_root}{where}; write somewhere else"
+            )
     if inside(source_root, out):
         raise UsageError(
             f"--out {out} contains the source dataset {source_root}; write somewhere else"
@@ -89,7 +93,7 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
             )
         for p in out.rglob(f"*{TMP_MARK}*"):
             p.unlink()
-        return trim_journal(state / JOURNAL)
+        return trim_journal(state / JOURNAL, out)
     if entries:
         if not overwrite:
             raise UsageError(

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import inside, write_text_atomic
+from sirst_synth.io.files import inside, source_folders, write_text_atomic
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe
 from sirst_synth.train.checkpoint import load_checkpoint, resume_state, save_checkpoint, snapshot
@@ -79,8 +79,11 @@ def train(*args, **kwargs) -> TrainResult:
     out = Path(given["out"])
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the run")
-    for what, root in (("DATA", given["data"]), ("--bank", given.get("bank"))):
-        if root is not None and inside(out, root):  # before the lock creates OUT
+    reads = [("DATA", f) for f in source_folders(given["data"])]
+    if given.get("bank") is not None:
+        reads.append(("--bank", Path(given["bank"])))
+    for what, root in reads:
+        if inside(out, root):  # before the lock creates OUT
             raise UsageError(f"--out {out} lies inside {what} {root}; write the run elsewhere")
     rank, created = dist_env()[0], not out.exists()
     try:
