@@ -290,14 +290,16 @@ def verify_cmd(
 
     check_json_out(json_out, False, [out])
     summary = verify(out)
-    rows, problems = summary.rows, summary.problems
+    rows, problems, warnings = summary.rows, summary.problems, summary.warnings
     if not as_json:
         for p in problems:
             err_console.print(f"[red]problem[/] {escape(p)}", highlight=False)
+    for w in warnings:  # on stderr in every mode: a warning is not a result
+        err_console.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
     emit(
         f"verify {out}",
-        [("manifest rows", rows), ("problems", len(problems))],
-        {"rows": rows, "problems": problems},
+        [("manifest rows", rows), ("problems", len(problems)), ("warnings", len(warnings))],
+        {"rows": rows, "problems": problems, "warnings": warnings},
         quiet,
         as_json,
         json_out,

@@ -11,7 +11,7 @@ torch nor matplotlib: the torch parts load when ``train``, ``evaluate`` with a c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ class VerifySummary:
     folder: Path
     rows: int
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)  # whole, but will not load as expected
 
     @property
     def ok(self) -> bool:
@@ -112,8 +113,8 @@ def verify(folder: str | Path) -> VerifySummary:
     """Check a generate output against its manifest (files, hashes, sizes, strays)."""
     from sirst_synth.io.verify import verify_dataset
 
-    rows, problems = verify_dataset(Path(folder))
-    return VerifySummary(Path(folder), rows, problems)
+    rows, problems, warnings = verify_dataset(Path(folder))
+    return VerifySummary(Path(folder), rows, problems, warnings)
 
 
 def evaluate(

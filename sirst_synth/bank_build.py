@@ -64,6 +64,24 @@ def _bank_job(stem: str):
     return stem, (scan, keep, patches), None
 
 
+def _check_replaceable(out: Path) -> None:
+    """--overwrite replaces a bank of ours, or an HDF5 file that no longer opens (a bank cut
+    short by a copy or a full disk: nothing in it can be read back); anything else is kept."""
+    try:
+        read_bank_index(out)
+        return
+    except DataError as exc:
+        with open(out, "rb") as fh:
+            hdf5 = fh.read(8) == b"\x89HDF\r\n\x1a\n"
+        if not hdf5:
+            raise UsageError(
+                f"--out {out} is not an HDF5 file (so not a noise bank): refusing to replace "
+                "it; choose another --out"
+            ) from None
+        if "truncated" not in str(exc):  # another tool's HDF5, whole: the user's
+            raise UsageError(f"{exc}; refusing to replace it, choose another --out") from None
+
+
 def build_noise_bank(
     root: Path,
     out: Path,
@@ -129,7 +147,7 @@ def build_noise_bank(
             return BankSummary(out, images=len(old.sources), accepted=old.size, reused=True)
         if not overwrite:
             raise UsageError(f"{out} exists; pass --overwrite to replace it or --resume to keep it")
-        read_bank_index(out)  # refuses to replace a file that is not a bank of ours
+        _check_replaceable(out)
     summary = BankSummary(out, skipped=list(ds.skipped) + too_small)
     patches: list[np.ndarray] = []
     cols: dict[str, list] = {k: [] for k in ("source", "row", "col", "mean", "var")}

@@ -89,6 +89,8 @@ def evaluate(
             raise UsageError(
                 "--save-pred goes with --checkpoint: --pred-dir already holds predictions"
             )
+        if save_pred.exists() and not save_pred.is_dir():
+            raise UsageError(f"--save-pred {save_pred} is a file; give a new or empty folder")
         if save_pred.exists() and any(save_pred.iterdir()):
             raise UsageError(f"--save-pred {save_pred} is not empty; choose a new folder")
     thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None

@@ -59,5 +59,5 @@ def test_bank_resume_overwrite_and_refusals(demo_root, tmp_path, cli):
     mine = tmp_path / "mine.h5"
     mine.write_text("not a bank")
     r = cli("build-noise-bank", demo_root, "--out", mine, "--overwrite")
-    assert r.code == 1 and mine.read_text() == "not a bank"
+    assert r.code == 2 and mine.read_text() == "not a bank"
     assert not list(tmp_path.glob("*sirst-tmp*"))

@@ -370,3 +370,48 @@ def test_outputs_inside_a_symlinked_source_folder_are_refused(demo, tmp_path, cl
     r = cli("build-noise-bank", data, "--out", tmp_path / "real" / "b.h5", "-q")
     assert r.code == 2 and "inside the source dataset" in _one_line(r.err)
     assert tree_hashes(tmp_path / "real") == before
+
+
+def test_overwrite_replaces_a_cut_bank_and_keeps_other_files(demo, tmp_path, cli):
+    import h5py
+
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes((demo / "bank.h5").read_bytes()[:3000])
+    r = cli("build-noise-bank", demo / "data", "--out", cut, "-q", "--overwrite")
+    assert r.code == 0, r.err
+    assert cut.read_bytes() == (demo / "bank.h5").read_bytes()  # rebuilt whole, same bytes
+    text = tmp_path / "notes.h5"
+    text.write_text("my notes")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = [1, 2]
+    before = other.read_bytes()
+    for path, words in ((text, "not an HDF5 file"), (other, "not a sirst-synth noise bank")):
+        r = cli("build-noise-bank", demo / "data", "--out", path, "-q", "--overwrite")
+        assert r.code == 2 and words in _one_line(r.err) and "refusing to replace" in r.err
+    assert text.read_text() == "my notes" and other.read_bytes() == before
+
+
+def test_verify_warns_when_a_rename_hides_the_split_files_from_basicirstd(demo, tmp_path, cli):
+    out = tmp_path / "sirst5k"
+    assert _generate(cli, demo, out).code == 0
+    r = cli("verify", out, "--json")
+    assert r.code == 0 and json.loads(r.out)["warnings"] == []
+    moved = out.rename(tmp_path / "Mine")
+    r = cli("verify", moved, "--json")
+    assert r.code == 0  # the files are whole: a warning, not a problem
+    (warning,) = json.loads(r.out)["warnings"]
+    assert "renamed from 'sirst5k' to 'Mine'" in warning
+    assert "img_idx/train_Mine.txt and img_idx/test_Mine.txt" in warning
+    assert r.err.startswith("warning")
+
+
+def test_save_pred_onto_a_file_is_a_usage_error(demo, tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli("train", demo / "data", "--out", run, "--epochs", "1", "--model", "aff-unet-tiny",
+               "--crop", "32", "--device", "cpu", "--precision", "fp32", "-q").code == 0  # fmt: skip
+    (tmp_path / "sp").write_text("mine")
+    r = cli("evaluate", demo / "data", "--checkpoint", run / "last.pt", "--save-pred",
+            tmp_path / "sp", "-q")  # fmt: skip
+    assert r.code == 2 and "--save-pred" in _one_line(r.err) and "is a file" in r.err
+    assert (tmp_path / "sp").read_text() == "mine"

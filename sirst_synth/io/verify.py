@@ -11,8 +11,10 @@ from sirst_synth.io.journal import DESCRIBED, JOURNAL, STATE_DIR
 from sirst_synth.io.manifest import MANIFEST, check_relative, read_manifest
 
 
-def verify_dataset(out: Path) -> tuple[int, list[str]]:
-    """(rows checked, problems): missing, corrupt or mismatched files, strays, temporaries."""
+def verify_dataset(out: Path) -> tuple[int, list[str], list[str]]:
+    """(rows checked, problems, warnings). Problems: missing, corrupt or mismatched files,
+    strays, temporaries. Warnings: what is whole but will not load as the user expects (a
+    renamed folder whose split files BasicIRSTD will not find)."""
     out = Path(out)
     problems: list[str] = []
     if not (out / MANIFEST).is_file() and (out / STATE_DIR / JOURNAL).is_file():
@@ -65,7 +67,32 @@ def verify_dataset(out: Path) -> tuple[int, list[str]]:
         problems.append(
             f"{p.name}: stray temporary file from an interrupted run (resume or delete it)"
         )
-    return len(rows), problems
+    return len(rows), problems, _rename_warnings(out)
+
+
+def _rename_warnings(out: Path) -> list[str]:
+    """BasicIRSTD finds img_idx/{train,test}_NAME.txt by the dataset folder's name."""
+    run_file = out / STATE_DIR / "run.json"
+    if not run_file.is_file():
+        return []
+    run = json.loads(run_file.read_text())
+    old, new = run.get("name"), out.resolve().name
+    if not old or old == new or run.get("layout") not in ("both", "basicirstd"):
+        return []
+    missing = [
+        f"img_idx/{kind}_{new}.txt"
+        for kind in ("train", "test")
+        if (out / f"img_idx/{kind}_{old}.txt").is_file()
+        and not (out / f"img_idx/{kind}_{new}.txt").is_file()
+    ]
+    if not missing:
+        return []
+    return [
+        f"the folder was renamed from {old!r} to {new!r}: BasicIRSTD looks for "
+        f"{' and '.join(missing)} (its test loader fails without it, its training loader "
+        f"falls back to img_idx/train.txt); rename the folder back to {old!r}, or copy "
+        f"img_idx/*_{old}.txt to those names"
+    ]
 
 
 PASTE_KEYS = {"source", "target", "at", "scale", "flip", "angle"}
