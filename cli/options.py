@@ -51,6 +51,17 @@ TestSplit = Annotated[
 ]
 
 
+RangeOpt = Annotated[
+    str,
+    typer.Option(
+        "--range",
+        help="How 16-bit and float images become 8-bit: full (16-bit /257, floats in [0, 1] "
+        "x255, ambiguous files refused) or train (the training images' own min..max -> 0..255, "
+        "recorded in the output and reused by generate, train and evaluate).",
+    ),
+]
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"

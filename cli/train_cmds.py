@@ -18,6 +18,7 @@ from sirst_synth.cli.options import (
     OnError,
     OnErrorOpt,
     Quiet,
+    RangeOpt,
     Split,
     app,
     check_json_out,
@@ -178,6 +179,7 @@ def train_cmd(
             "--stop-after", min=1, help="Stop after N epochs of this invocation (resume later)."
         ),
     ] = None,
+    value_range: RangeOpt = "full",
     quiet: Quiet = False,
     as_json: AsJson = False,
     json_out: JsonOut = None,
@@ -210,6 +212,7 @@ def train_cmd(
         synth=synth.value,
         bank=bank,
         synth_recipe=sr,
+        value_range=value_range,
         progress=progress_for(quiet or not rank0, as_json),
         log=(lambda m: console.print(escape(m), highlight=False))
         if rank0 and not (quiet or as_json)

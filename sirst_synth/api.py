@@ -48,17 +48,19 @@ def build_noise_bank(
     skip_errors: bool = False,
     workers: int = 1,
     progress=None,
+    value_range: str = "full",
     **overrides: Any,
 ):
     """Scan ``source``'s training images into the noise bank ``out`` (HDF5); overrides:
-    ``grid``, ``sigma``, ``mu``. Returns ``bank_build.BankSummary``."""
+    ``grid``, ``sigma``, ``mu``; ``value_range="train"`` maps 16-bit and float images by the
+    training split's range. Returns ``bank_build.BankSummary``."""
     from sirst_synth.bank_build import build_noise_bank as build
 
     r = resolve_recipe(SynthRecipe, recipe, overrides)
     return build(
         Path(source), Path(out), grid=r.grid, sigma=r.sigma, mu=r.mu,
         train_split=_path(train_split), overwrite=overwrite, resume=resume,
-        skip_errors=skip_errors, workers=workers, progress=progress,
+        skip_errors=skip_errors, workers=workers, progress=progress, value_range=value_range,
     )  # fmt: skip
 
 
@@ -167,6 +169,7 @@ def train(
     synth_recipe: Any = None,
     progress=None,
     log=None,
+    value_range: str = "full",
     **overrides: Any,
 ):
     """Train a detector on ``data`` into ``out``; overrides: any ``TrainRecipe`` key
@@ -183,7 +186,7 @@ def train(
     return run(
         Path(data), Path(out), r, device, precision, loader_workers, resume, compile,
         stop_after, skip_errors, progress, log or (lambda m: None), synth=synth,
-        bank=_path(bank), synth_recipe=sr,
+        bank=_path(bank), synth_recipe=sr, value_range=value_range,
     )  # fmt: skip
 
 

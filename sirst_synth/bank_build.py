@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sirst_synth.io.bank import read_bank_index, write_bank
 from sirst_synth.io.files import (
     fingerprint,
     image_size,
+    value_range_of,
 )
 from sirst_synth.io.layouts import (
     Dataset,
@@ -23,6 +25,7 @@ from sirst_synth.io.layouts import (
 from sirst_synth.io.outdir import (
     check_out_path,
 )
+from sirst_synth.names import RANGE_MODES
 from sirst_synth.noise import ACCEPTED, REJECT_NAMES, region_pixels, scan_regions
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
@@ -94,8 +97,13 @@ def build_noise_bank(
     skip_errors: bool = False,
     workers: int = 1,
     progress: Progress | None = None,
+    value_range: str = "full",
 ) -> BankSummary:
-    """Scan every training image and keep its noise-prone regions in an HDF5 bank."""
+    """Scan every training image and keep its noise-prone regions in an HDF5 bank.
+
+    ``value_range="train"``: 16-bit and float training images are mapped to 8 bits by the
+    range of the training split (computed here, recorded in the bank as ``range_lo`` and
+    ``range_hi``); generate and online synthesis read their images the bank's way."""
     progress = progress or Progress()
     if grid < 1:
         raise UsageError(f"--grid must be at least 1, got {grid}")
@@ -125,7 +133,12 @@ def build_noise_bank(
             too_small.append((stem, problem))
             continue
         scannable.append(stem)
+    if value_range not in RANGE_MODES:
+        raise UsageError(f"--range must be one of {', '.join(RANGE_MODES)}, got {value_range!r}")
     fp = fingerprint(ds.root, source_files(ds, ds.train))
+    if value_range == "train":
+        vr = value_range_of([ds.image_path(s) for s in scannable])
+        ds = dataclasses.replace(ds, value_range=vr)
     attrs = {
         "sigma": float(sigma),
         "mu": float(mu),
@@ -134,11 +147,15 @@ def build_noise_bank(
         "dataset": ds.name,
         "train_split": ds.train_split.name,
     }
+    if ds.value_range is not None:
+        attrs["range_lo"], attrs["range_hi"] = ds.value_range
     if out.exists():
         if resume:
             old = read_bank_index(out)
             diff = [
-                k for k in ("sigma", "mu", "grid", "fingerprint") if old.attrs.get(k) != attrs[k]
+                k
+                for k in ("sigma", "mu", "grid", "fingerprint", "range_lo", "range_hi")
+                if old.attrs.get(k) != attrs.get(k)
             ]
             if diff:
                 raise UsageError(

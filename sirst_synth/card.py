@@ -58,7 +58,7 @@ Command:
 
 Recipe: `recipe.yaml` (alpha {recipe.alpha}, s {recipe.s}, seed {recipe.seed}); noise bank
 sigma {identity["bank_params"]["sigma"]}, mu {identity["bank_params"]["mu"]}, grid {identity["bank_params"]["grid"]}.
-Source fingerprint `{identity["source_fingerprint"]}`.
+Source fingerprint `{identity["source_fingerprint"]}`.{_range_note(identity)}
 
 Files: `images/`, `masks/` (0/255), split files {split_files} (BasicIRSTD finds
 `img_idx/*_{name}.txt` by this folder's name, DNA-Net reads `50_50/`), `manifest.jsonl` (one
@@ -66,3 +66,15 @@ JSON object per sample: paths, split, source, noise patch, target, centre, windo
 [row0, col0, row1, col1), angle, sha256 of both files). Check it with `sirst-synth verify OUT`.
 
 Skipped inputs: {skipped}"""
+
+
+def _range_note(identity: dict) -> str:
+    """How 16-bit and float images became 8-bit, when the bank recorded a range."""
+    if not identity.get("value_range"):
+        return ""
+    lo, hi = identity["value_range"]
+    return (
+        f"\n16-bit and float images were read as {lo:g}..{hi:g} -> 0..255 (the training "
+        "split's range, `build-noise-bank --range train`); `train` and `evaluate` read the "
+        "test images the same way."
+    )

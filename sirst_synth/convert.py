@@ -20,8 +20,9 @@ def quantise_u8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(np.asarray(values, dtype=np.float64) + 0.5), 0, 255).astype(np.uint8)
 
 
-def to_gray_u8(decoded: np.ndarray) -> np.ndarray:
-    """One 8-bit channel from an OpenCV-decoded array (channels in BGR(A) order)."""
+def gray_values(decoded: np.ndarray) -> np.ndarray:
+    """The one gray channel of an OpenCV-decoded array, in its own dtype (colour by the
+    BT.601 luma weights, alpha dropped): what ``to_gray_u8`` maps to 8 bits."""
     arr = np.asarray(decoded)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -39,6 +40,19 @@ def to_gray_u8(decoded: np.ndarray) -> np.ndarray:
                 arr = np.rint(arr).astype(np.int64)
     if arr.ndim != 2:
         raise DataError(f"unsupported image shape {arr.shape}")
+    return arr
+
+
+def to_gray_u8(decoded: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """One 8-bit channel from an OpenCV-decoded array (channels in BGR(A) order).
+
+    ``value_range`` (lo, hi): an image that is not 8-bit is mapped linearly from [lo, hi] to
+    0..255 (rounded, clipped): real 16-bit or float data (14-bit sensor counts, kelvin) keeps
+    its levels. 8-bit images are read as they are. Without it, the fixed rules below apply."""
+    arr = gray_values(decoded)
+    if value_range is not None and arr.dtype not in (np.uint8, np.bool_):
+        lo, hi = value_range
+        return quantise_u8((arr.astype(np.float64) - lo) * (255.0 / (hi - lo)))
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype == np.uint16:

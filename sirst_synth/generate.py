@@ -16,7 +16,7 @@ from pathlib import Path
 from sirst_synth import __version__
 from sirst_synth.blend import check_alpha
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.bank import BankIndex, read_bank_index
+from sirst_synth.io.bank import BankIndex, bank_range, read_bank_index
 from sirst_synth.io.files import fingerprint
 from sirst_synth.io.journal import JOURNAL, STATE_DIR, count_rows, finish_run
 from sirst_synth.io.layouts import LAYOUTS, Dataset, open_dataset, source_files
@@ -66,6 +66,8 @@ def _run_identity(
         "source_fingerprint": fingerprint(ds.root, files, hashes),
         "bank_fingerprint": bank.attrs.get("fingerprint"),
         "bank_params": {k: bank.attrs.get(k) for k in ("sigma", "mu", "grid")},
+        # written only when set, so outputs made before --range resume unchanged
+        **({"value_range": list(ds.value_range)} if ds.value_range is not None else {}),
     }
 
 
@@ -158,6 +160,7 @@ def generate(
             "rebuild it from this dataset (or pass --allow-foreign-bank)"
         )
     name = folder
+    ds = replace(ds, value_range=bank_range(bank))  # images are read the bank's way
     identity = _run_identity(ds, bank, recipe, layout, name, hashes, test_gray)
     summary = GenerateSummary(out, skipped=list(ds.skipped), replaced_by_bank=replaced)
 

@@ -23,3 +23,7 @@ WHERE = ("flat", "any")
 PRECISIONS = ("auto", "bf16", "fp32")
 #: ``--split`` of evaluate.
 SPLIT_CHOICES = ("train", "test", "all")
+
+#: How images that are not 8-bit are read: ``full`` (16-bit /257, floats in [0, 1] x255,
+#: ambiguous files refused) or ``train`` (the training split's own range mapped to 0..255).
+RANGE_MODES = ("full", "train")

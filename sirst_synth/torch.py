@@ -39,7 +39,7 @@ class SynthDataset(Dataset):
         pos_prob: float = 0.5,
         **overrides: Any,
     ):
-        from sirst_synth.io.bank import read_bank_index
+        from sirst_synth.io.bank import bank_range, read_bank_index
         from sirst_synth.io.samples import check_items, split_items, target_counts
         from sirst_synth.train.data import OnlineSynthSet, normalisation
 
@@ -51,6 +51,8 @@ class SynthDataset(Dataset):
         a = index.attrs
         r = dataclasses.replace(r, sigma=float(a["sigma"]), mu=float(a["mu"]), grid=int(a["grid"]))
         items, _ = check_items(split_items(Path(dataset_dir), "train"))
+        vr = bank_range(index)  # the images read the bank's way (build-noise-bank --range)
+        items = [dataclasses.replace(it, value_range=vr) for it in items]
         counts = target_counts(items)
         self.online = OnlineSynthSet(items, index, r, 0.0, 1.0, None, seed, counts)
         self.recipe = r

@@ -415,3 +415,65 @@ def test_save_pred_onto_a_file_is_a_usage_error(demo, tmp_path, cli):
             tmp_path / "sp", "-q")  # fmt: skip
     assert r.code == 2 and "--save-pred" in _one_line(r.err) and "is a file" in r.err
     assert (tmp_path / "sp").read_text() == "mine"
+
+
+def test_a_value_range_maps_16_bit_and_float_images_by_hand():
+    from sirst_synth.convert import to_gray_u8
+
+    counts = np.array([[1000, 3000], [5000, 2000]], np.uint16)  # 14-bit sensor counts
+    # (v - 1000) * 255 / 4000, rounded half up: 0, 127.5 -> 128, 255, 63.75 -> 64
+    assert to_gray_u8(counts, (1000.0, 5000.0)).tolist() == [[0, 128], [255, 64]]
+    # the fixed rule keeps only v / 257: 4, 12, 19, 8 (16 gray levels for the whole range)
+    assert to_gray_u8(counts).tolist() == [[4, 12], [19, 8]]
+    kelvin = np.array([[280.0, 300.0], [320.0, 330.0]], np.float32)
+    assert to_gray_u8(kelvin, (280.0, 320.0)).tolist() == [[0, 128], [255, 255]]  # clipped
+    with pytest.raises(DataError, match="float image outside"):
+        to_gray_u8(kelvin)
+    eight = np.array([[7, 200]], np.uint8)  # 8-bit images are read as they are
+    assert to_gray_u8(eight, (1000.0, 5000.0)).tolist() == [[7, 200]]
+
+
+def test_range_train_from_bank_to_generate_train_and_evaluate(tmp_path, cli):
+    """14-bit data: the bank records the training split's range, generate reads the images
+    that way, train keeps it in the checkpoint, evaluate reads the raw test images with it."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    pairs = {}
+    for i in range(6):
+        image = rng.integers(1200, 1600, (64, 64)).astype(np.uint16)
+        image[0, 0], image[-1, -1] = 1000 + i, 5000 - i  # the extremes of each image
+        mask = np.zeros((64, 64), np.uint8)
+        mask[20:23, 30:33], image[20:23, 30:33] = 255, 4000
+        pairs[f"r{i}"] = (image, mask)
+    root = write_dataset(tmp_path / "ds", pairs, ["r0", "r1", "r2", "r3"], ["r4", "r5"])
+    bank = tmp_path / "b.h5"
+    r = cli("build-noise-bank", root, "--out", bank, "--range", "train", "-q", "--sigma", "1e6")
+    assert r.code == 0, r.err
+    from sirst_synth.io.bank import bank_range, read_bank_index
+
+    assert bank_range(read_bank_index(bank)) == (1000.0, 5000.0)  # r0: 1000 and 5000
+    out = tmp_path / "g"
+    r = cli("generate", root, "--bank", bank, "--out", out, "--count", "4", "-q")
+    assert r.code == 0, r.err
+    original = cv2.imread(str(out / "images" / "r1.png"), cv2.IMREAD_UNCHANGED)
+    want = np.floor((pairs["r1"][0].astype(np.float64) - 1000) * 255 / 4000 + 0.5)
+    assert original.dtype == np.uint8 and np.array_equal(original, np.clip(want, 0, 255))
+    test_copy = cv2.imread(str(out / "images" / "r4.png"), cv2.IMREAD_UNCHANGED)
+    assert test_copy.dtype == np.uint16  # copied byte for byte, read by the range when used
+    run = tmp_path / "run"
+    r = cli("train", out, "--out", run, "--epochs", "1", "--model", "aff-unet-tiny", "--crop",
+            "32", "--device", "cpu", "--precision", "fp32", "-q")  # fmt: skip
+    assert r.code == 0, r.err
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["norm"]["value_range"] == [1000.0, 5000.0]
+    r = cli("evaluate", root, "--checkpoint", run / "last.pt", "--json", "--device", "cpu")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["images"] == 2
+    # train on the raw folder: --range train computes the range of its own training images
+    r = cli("train", root, "--out", tmp_path / "run2", "--epochs", "1", "--model",
+            "aff-unet-tiny", "--crop", "32", "--device", "cpu", "--precision", "fp32", "-q",
+            "--range", "train")  # fmt: skip
+    assert r.code == 0, r.err
+    state = torch.load(tmp_path / "run2" / "last.pt", weights_only=True)
+    assert state["norm"]["value_range"] == [1000.0, 5000.0]

@@ -158,3 +158,11 @@ class BankReader:
         except OSError:
             raise DataError(f"{self.index.path}: noise bank is truncated; rebuild it") from None
         return np.asarray(flat, dtype=np.uint8).reshape(h, w)
+
+
+def bank_range(bank: BankIndex) -> tuple[float, float] | None:
+    """The range a bank's images were read with (``build-noise-bank --range train``): the
+    way generate and online synthesis read the same images."""
+    if "range_lo" not in bank.attrs:
+        return None
+    return (float(bank.attrs["range_lo"]), float(bank.attrs["range_hi"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sirst_synth.convert import to_binary_mask, to_gray_u8
+from sirst_synth.convert import gray_values, to_binary_mask, to_gray_u8
 from sirst_synth.errors import SKIP_HINT, DataError, UsageError
 
 #: One PNG compression level for every file the project writes (speed vs size; stable bytes).
@@ -184,9 +185,38 @@ def read_converted(path: Path, convert, fix: str) -> np.ndarray:
         raise DataError(f"{path}: {exc}; {fix}") from None
 
 
-def read_gray(path: Path) -> np.ndarray:
-    """An image as one 8-bit channel (see `sirst_synth.convert`)."""
-    return read_converted(path, to_gray_u8, "convert the file to gray, RGB(A) or 16-bit PNG")
+def read_gray(path: Path, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """An image as one 8-bit channel (see `sirst_synth.convert`; ``value_range`` maps
+    16-bit and float images)."""
+    return read_converted(
+        path,
+        lambda raw: to_gray_u8(raw, value_range),
+        "convert the file to gray, RGB(A) or 16-bit PNG, or pass --range train",
+    )
+
+
+def value_range_of(paths: list[Path]) -> tuple[float, float] | None:
+    """(lo, hi) of the gray values of every image among ``paths`` that is not 8-bit: the
+    range ``--range train`` maps to 0..255. None when all are 8-bit (nothing to map)."""
+    lo, hi = math.inf, -math.inf
+    for path in paths:
+        try:
+            arr = gray_values(decode_raw(path))
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        if arr.dtype in (np.uint8, np.bool_) or not arr.size:
+            continue
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError(f"{path}: image holds NaN or infinity; replace the file")
+        lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+    if lo == math.inf:
+        return None
+    if hi <= lo:
+        raise DataError(
+            f"--range train: every training image holds the one value {lo:g}; there is no range "
+            "to map"
+        )
+    return (lo, hi)
 
 
 def read_mask(path: Path) -> np.ndarray:

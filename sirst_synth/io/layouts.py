@@ -36,6 +36,8 @@ class Dataset:
     images: dict[str, Path] = field(repr=False)
     masks: dict[str, Path] = field(repr=False)
     skipped: tuple[tuple[str, str], ...] = ()
+    #: --range train: (lo, hi) of the training images that are not 8-bit, mapped to 0..255
+    value_range: tuple[float, float] | None = None
 
     def image_path(self, stem: str) -> Path:
         return self.images[stem]
@@ -254,7 +256,7 @@ def layout_split_paths(layout: str, name: str) -> list[tuple[str, str]]:
 
 def load_pair(ds: Dataset, stem: str) -> tuple[np.ndarray, np.ndarray]:
     """A training pair decoded (one 8-bit channel, 0/1 mask), refused if the sizes differ."""
-    image = read_gray(ds.image_path(stem))
+    image = read_gray(ds.image_path(stem), ds.value_range)
     mask = read_mask(ds.mask_path(stem))
     check_same_size(ds.mask_path(stem), mask.shape, image.shape)
     return image, mask

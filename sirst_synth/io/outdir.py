@@ -37,6 +37,16 @@ OWNED = (
 )
 
 
+def recorded_range(root: Path) -> tuple[float, float] | None:
+    """The range a generate output's images were read with (its bank's ``--range train``),
+    from its run file; None for other folders and for the fixed mapping."""
+    run_file = Path(root) / STATE_DIR / RUN_FILE
+    if not run_file.is_file():
+        return None
+    value_range = json.loads(run_file.read_text()).get("value_range")
+    return tuple(value_range) if value_range else None
+
+
 def check_out_path(out: Path, source_root: Path) -> None:
     """OUT may not be the source dataset, lie inside it (or inside a folder its files lie in
     through a symlink), or contain it."""

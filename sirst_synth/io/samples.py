@@ -23,6 +23,7 @@ class Item:
     image: Path
     mask: Path
     group: str
+    value_range: tuple[float, float] | None = None  # how a 16-bit or float image maps to 8 bits
 
 
 def split_items(root: Path, split: str, split_file: Path | None = None) -> list[Item]:

@@ -149,7 +149,11 @@ def snapshot(run: Run) -> dict:
         "step": run.step,
         "recipe": recipe_dict(run.recipe),
         "synth": run.online and run.online["identity"],
-        "norm": {"mean": run.mean, "std": run.std},
+        "norm": {
+            "mean": run.mean,
+            "std": run.std,
+            **({"value_range": list(run.value_range)} if run.value_range else {}),
+        },
         "version": __version__,
         "best": run.best,
         "parameters": run.n_params,

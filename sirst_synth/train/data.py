@@ -57,7 +57,7 @@ def normalisation(items: list[Item], limit: int = 1000) -> tuple[float, float]:
     step = max(1, len(items) // limit)
     s = s2 = n = 0.0
     for it in items[::step]:
-        x = read_gray(it.image).astype(np.float64) / 255.0
+        x = read_gray(it.image, it.value_range).astype(np.float64) / 255.0
         s += x.sum()
         s2 += (x**2).sum()
         n += x.size
@@ -81,7 +81,7 @@ def decode_all(items: list[Item], limit: int = CACHE_BYTES) -> list[tuple] | Non
         need += 2 * h * w
         if need > limit:
             return None
-    return [(read_gray(it.image), read_mask(it.mask)) for it in items]
+    return [(read_gray(it.image, it.value_range), read_mask(it.mask)) for it in items]
 
 
 class SegmentationSet(Dataset):
@@ -123,7 +123,7 @@ class SegmentationSet(Dataset):
         if self.decoded is not None:
             image, mask = self.decoded[i]
         else:
-            image, mask = read_gray(it.image), read_mask(it.mask)
+            image, mask = read_gray(it.image, it.value_range), read_mask(it.mask)
         j = self.anchor[i]
         anchor = mask if j == i or not self.regime[0] else self._mask(j)
         image, mask = training_pair(
@@ -246,7 +246,7 @@ class OnlineSynthSet(Dataset):
 
         k, pick = self.entries[i]
         it = self.items[k]
-        image, mask = read_gray(it.image), read_mask(it.mask)
+        image, mask = read_gray(it.image, it.value_range), read_mask(it.mask)
         if pick is None:
             return image, mask, it.stem, mask
         if self._reader is None or self._pid != os.getpid():  # h5py handles do not survive fork
@@ -259,7 +259,7 @@ class OnlineSynthSet(Dataset):
             pasted = paste_sample_of(
                 image, mask, it.stem, self.epoch, self.recipe,
                 [x.stem for x in self.items], self.target_counts,
-                lambda stem: (read_gray(by_stem[stem].image), read_mask(by_stem[stem].mask)),
+                lambda stem: (read_gray(by_stem[stem].image, by_stem[stem].value_range), read_mask(by_stem[stem].mask)),
                 lambda stem, p: noise_draw(self.bank, self._reader, seed, stem, p),
             )  # fmt: skip
             return pasted.image, pasted.mask, self.groups_of(k, pick), mask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ def evaluate_checkpoint(
     rt = runtime(device, precision)
     model = rt.layout(model_from_checkpoint(state, checkpoint).to(rt.device)).eval()
     items, skipped = check_items(split_items(root, split, split_file), skip_errors)
+    value_range = state["norm"].get("value_range")  # read images as the model was trained
+    if value_range:
+        items = [dataclasses.replace(it, value_range=tuple(value_range)) for it in items]
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
         model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need, resize, tile

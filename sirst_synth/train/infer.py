@@ -181,7 +181,7 @@ def evaluate_items(
     model.eval()
     totals, probs = MetricTotals(), []
     for it in items:
-        image, label = read_gray(it.image), read_mask(it.mask)
+        image, label = read_gray(it.image, it.value_range), read_mask(it.mask)
         if resize:
             image, label = resize_bilinear(image, resize), resize_nearest(label, resize)
         prob = predict(model, image, mean, std, rt, tile)

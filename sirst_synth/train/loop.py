@@ -112,6 +112,7 @@ def _train(
     bank: Path | None = None,
     synth_recipe: SynthRecipe | None = None,
     reference: bool = False,
+    value_range: str = "full",
 ) -> TrainResult:
     """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
 
@@ -154,8 +155,12 @@ def _train(
     if reference:  # the path before the fast model and layout (make bench compares the two)
         rt = Runtime(rt.device, rt.bf16, channels_last=rt.bf16)
     run, skipped = setup_run(
-        data, out, recipe, rt, rank, world, state, online, workers, skip_errors, reference
-    )
+        data, out, recipe, rt, rank, world, state, online, workers, skip_errors, reference,
+        value_range,
+    )  # fmt: skip
+    if run.value_range is not None:
+        lo, hi = run.value_range
+        log(f"16-bit and float images read as {lo:g}..{hi:g} -> 0..255 (--range train)")
     if compile_model:
         run.net = torch.compile(run.net)
     if rank == 0:

@@ -3,6 +3,7 @@ from a checkpoint on resume), the group sampler and the loader, held in one ``Ru
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import fingerprint
 from sirst_synth.io.samples import Item, check_items, split_items, target_counts
+from sirst_synth.names import RANGE_MODES
 from sirst_synth.recipe import TrainRecipe
 from sirst_synth.train.checkpoint import load_weights
 from sirst_synth.train.data import (
@@ -59,6 +61,7 @@ class Run:
     lr: float = 0.0
     best: dict = field(default_factory=dict)
     data_fingerprint: str = ""  # of the training files: a resume on other data is refused
+    value_range: tuple[float, float] | None = None  # how 16-bit and float images map to 8 bits
 
     @property
     def steps_mode(self) -> bool:
@@ -82,6 +85,7 @@ def setup_run(
     workers: int,
     skip_errors: bool,
     reference: bool = False,
+    value_range: str = "full",
 ) -> tuple[Run, list[tuple[str, str]]]:
     """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
     train_items, skipped = check_items(split_items(data, "train"), skip_errors)
@@ -90,6 +94,9 @@ def setup_run(
     except DataError:
         val_items = []
     val_items, val_skipped = check_items(val_items, skip_errors)
+    vr = image_range(data, train_items, state, online, value_range)
+    train_items = [dataclasses.replace(it, value_range=vr) for it in train_items]
+    val_items = [dataclasses.replace(it, value_range=vr) for it in val_items]
     skipped += val_skipped
     data_fp = fingerprint(Path(data), [p for it in train_items for p in (it.image, it.mask)])
     if state is not None:
@@ -154,7 +161,7 @@ def setup_run(
     )
     run = Run(
         recipe, out, rt, rank, world, model, net, opt, ds, sampler, loader, val_items,
-        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp,
+        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp, vr,
     )  # fmt: skip
     return run, skipped
 
@@ -164,3 +171,24 @@ def make_optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.O
     if recipe.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=recipe.lr)
     return torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
+
+
+def image_range(
+    data: Path, items: list[Item], state: dict | None, online: dict | None, mode: str
+) -> tuple[float, float] | None:
+    """How the run reads 16-bit and float images: as its checkpoint did on resume; as the data
+    were made (a generate output's or the online bank's recorded range); else, with
+    ``--range train``, the range of the training images (``full``: the fixed rules)."""
+    from sirst_synth.io.bank import bank_range
+    from sirst_synth.io.files import value_range_of
+    from sirst_synth.io.outdir import recorded_range
+
+    if mode not in RANGE_MODES:
+        raise UsageError(f"--range must be one of {', '.join(RANGE_MODES)}, got {mode!r}")
+    if state is not None:
+        value = state["norm"].get("value_range")
+        return tuple(value) if value else None
+    recorded = bank_range(online["bank"]) if online is not None else recorded_range(data)
+    if recorded is not None:
+        return recorded
+    return value_range_of([it.image for it in items]) if mode == "train" else None
