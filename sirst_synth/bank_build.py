@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sirst_synth.diffs import differences
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.bank import read_bank_index, write_bank
 from sirst_synth.io.files import (
@@ -152,14 +153,11 @@ def build_noise_bank(
     if out.exists():
         if resume:
             old = read_bank_index(out)
-            diff = [
-                k
-                for k in ("sigma", "mu", "grid", "fingerprint", "range_lo", "range_hi")
-                if old.attrs.get(k) != attrs.get(k)
-            ]
+            keys = ("sigma", "mu", "grid", "fingerprint", "range_lo", "range_hi")
+            diff = differences({k: old.attrs.get(k) for k in keys}, {k: attrs.get(k) for k in keys})
             if diff:
                 raise UsageError(
-                    f"{out}: cannot resume, the existing bank differs in {', '.join(diff)}; use --overwrite"
+                    f"{out}: cannot resume a different bank ({'; '.join(diff)}); use --overwrite"
                 )
             return BankSummary(out, images=len(old.sources), accepted=old.size, reused=True)
         if not overwrite:

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
 from sirst_synth.convert import quantise_u8
-from sirst_synth.errors import UsageError
-
-
-def check_alpha(alpha: float) -> float:
-    """Refuse a blend weight outside [0, 1] (NaN included) as a usage error."""
-    if not isinstance(alpha, (int, float)) or math.isnan(alpha) or not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha must be a number in [0, 1], got {alpha}")
-    return float(alpha)
 
 
 def resize_patch(patch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -27,8 +17,8 @@ def resize_patch(patch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def blend(image: np.ndarray, noise: np.ndarray, alpha: float) -> np.ndarray:
-    """Blend a same-size noise image into ``image``; round half up, clip, uint8."""
-    check_alpha(alpha)
+    """Blend a same-size noise image into ``image``; round half up, clip, uint8. ``alpha``
+    in [0, 1] is the recipe's to check (once, when it is built), not every call's."""
     if image.shape != noise.shape:
         raise ValueError(f"image {image.shape} and noise {noise.shape} differ in shape")
     mixed = alpha * noise.astype(np.float64) + (1.0 - alpha) * image.astype(np.float64)

@@ -20,6 +20,12 @@ def quantise_u8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(np.asarray(values, dtype=np.float64) + 0.5), 0, 255).astype(np.uint8)
 
 
+def normalise(image: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """The network's input: ``(image / 255 - mean) / std`` in float32, with the training
+    images' mean and std (on the 0..1 scale); training and inference both call it."""
+    return (image.astype(np.float32) / 255.0 - mean) / std
+
+
 def gray_values(decoded: np.ndarray) -> np.ndarray:
     """The one gray channel of an OpenCV-decoded array, in its own dtype (colour by the
     BT.601 luma weights, alpha dropped): what ``to_gray_u8`` maps to 8 bits."""

@@ -14,6 +14,7 @@ import numpy as np
 from sirst_synth.convert import PRED_KINDS, quantise_u8, resize_nearest
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import (
+    check_folder_path,
     check_output_file,
     encode_png,
     inside,
@@ -89,8 +90,7 @@ def evaluate(
             raise UsageError(
                 "--save-pred goes with --checkpoint: --pred-dir already holds predictions"
             )
-        if save_pred.exists() and not save_pred.is_dir():
-            raise UsageError(f"--save-pred {save_pred} is a file; give a new or empty folder")
+        check_folder_path(save_pred, "--save-pred", "for the probability maps")
         if save_pred.exists() and any(save_pred.iterdir()):
             raise UsageError(f"--save-pred {save_pred} is not empty; choose a new folder")
     thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None

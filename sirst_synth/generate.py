@@ -14,10 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sirst_synth import __version__
-from sirst_synth.blend import check_alpha
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.io.bank import BankIndex, bank_range, read_bank_index
-from sirst_synth.io.files import fingerprint
+from sirst_synth.io.bank import BankIndex, bank_range, check_bank_source, read_bank_index
+from sirst_synth.io.files import check_folder_path, fingerprint
 from sirst_synth.io.journal import JOURNAL, STATE_DIR, count_rows, finish_run
 from sirst_synth.io.layouts import LAYOUTS, Dataset, open_dataset, source_files
 from sirst_synth.io.manifest import SPLITS
@@ -28,7 +27,6 @@ from sirst_synth.plan import plan_shape, pool_size
 from sirst_synth.pool import ordered_map
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, recipe_dict
-from sirst_synth.rotate import check_window_size
 
 
 @dataclass
@@ -112,8 +110,6 @@ def generate(
     unchanged in BasicIRSTD and in DNA-Net; ``layout`` narrows that to one.
     """
     progress = progress or Progress()
-    check_alpha(recipe.alpha)
-    check_window_size(recipe.s)
     if layout not in LAYOUTS:
         raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     folder = Path(out).resolve().name
@@ -127,8 +123,7 @@ def generate(
     ds = open_dataset(root, train_split, test_split, skip_errors=skip_errors)
     out = Path(out)
     check_out_path(out, ds.root)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder")
+    check_folder_path(out, "--out", "for the dataset")
     if not out.exists() and not out.parent.is_dir():
         raise UsageError(
             f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
@@ -154,11 +149,8 @@ def generate(
         )
     hashes: dict[Path, str] = {}
     train_fp = fingerprint(ds.root, source_files(ds, ds.train), hashes)
-    if bank.attrs.get("fingerprint") != train_fp and not allow_foreign_bank:
-        raise DataError(
-            f"{bank_path}: bank was built from other training files than {ds.root}; "
-            "rebuild it from this dataset (or pass --allow-foreign-bank)"
-        )
+    if not allow_foreign_bank:
+        check_bank_source(bank, ds.root, train_fp, "--allow-foreign-bank")
     name = folder
     ds = replace(ds, value_range=bank_range(bank))  # images are read the bank's way
     identity = _run_identity(ds, bank, recipe, layout, name, hashes, test_gray)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sirst_synth.errors import UsageError
-
 #: Rejection codes stored per region, in the order the rules are applied.
 ACCEPTED, REJECT_TARGET, REJECT_VAR, REJECT_MEAN = 0, 1, 2, 3
 REJECT_NAMES = {REJECT_TARGET: "touches a target", REJECT_VAR: "variance", REJECT_MEAN: "mean"}
@@ -35,7 +33,7 @@ class RegionScan:
 def grid_region_size(shape: tuple[int, int], grid: int) -> tuple[int, int]:
     """Region size ``floor(h/grid) x floor(w/grid)``; an image smaller than the grid has none."""
     if grid < 1:
-        raise UsageError(f"--grid must be at least 1, got {grid}")
+        raise ValueError(f"grid must be at least 1, got {grid}")
     return shape[0] // grid, shape[1] // grid
 
 

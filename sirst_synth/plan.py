@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import DataError
 from sirst_synth.rotate import ANGLES
 from sirst_synth.seeding import rng_for
 
@@ -73,7 +73,7 @@ def plan(
     Noise2Noise-only ablation, where every image is one group of one unrotated sample.
     """
     if count is not None and count < 0:
-        raise UsageError(f"--count must be >= 0, got {count}")
+        raise ValueError(f"count must be >= 0, got {count}")
     pool = pool_size(target_counts, group_size)
     remaining = pool if count is None else count
     if remaining and not pool:

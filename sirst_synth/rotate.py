@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from sirst_synth.errors import UsageError
-
 ANGLES = (0, 90, 180, 270)
 
 
 def check_window_size(s: int, shape: tuple[int, int] | None = None) -> int:
-    """Refuse an even, non-positive or too large window as a usage error."""
+    """An odd window no larger than the image. The recipe checks ``s`` once for the user
+    (naming the flag); this guards the array indexing of a direct library call."""
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 or s % 2 == 0:
-        raise UsageError(f"--s must be an odd whole number >= 1, got {s}")
+        raise ValueError(f"s must be an odd whole number >= 1, got {s}")
     if shape is not None and s > min(shape):
-        raise UsageError(
-            f"--s {s} is larger than the image ({shape[0]}x{shape[1]}); use a smaller --s"
-        )
+        raise ValueError(f"s={s} is larger than the image ({shape[0]}x{shape[1]})")
     return int(s)
 
 
@@ -40,7 +37,7 @@ def window(center: tuple[int, int], s: int, shape: tuple[int, int]) -> tuple[int
 def rotate_window(array: np.ndarray, win: tuple[int, int, int, int], angle: int) -> np.ndarray:
     """A copy of ``array`` whose window is rotated by ``angle`` degrees; the rest untouched."""
     if angle % 90 != 0:
-        raise UsageError(f"rotation angle must be a multiple of 90, got {angle}")
+        raise ValueError(f"angle must be a multiple of 90, got {angle}")
     r0, c0, r1, c1 = win
     if r1 - r0 != c1 - c0:
         raise ValueError(f"window {win} is not square")

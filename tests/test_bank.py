@@ -53,7 +53,7 @@ def test_bank_resume_overwrite_and_refusals(demo_root, tmp_path, cli):
     r = cli("build-noise-bank", demo_root, "--out", bank, "--resume", "--json")
     assert r.code == 0 and json.loads(r.out)["reused"] is True and bank.read_bytes() == before
     r = cli("build-noise-bank", demo_root, "--out", bank, "--resume", "--sigma", "80")
-    assert r.code == 2 and "differs in sigma" in r.err
+    assert r.code == 2 and "cannot resume a different bank (sigma: was 50.0, now 80.0)" in r.err
     r = cli("build-noise-bank", demo_root, "--out", bank, "--overwrite", "--sigma", "80", "--json")
     assert r.code == 0 and read_bank_index(bank).attrs["sigma"] == 80
     mine = tmp_path / "mine.h5"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from sirst_synth.blend import blend, check_alpha, displace, resize_patch
+from sirst_synth.blend import blend, displace, resize_patch
 from sirst_synth.errors import UsageError
 
 
@@ -41,6 +41,11 @@ def test_the_patch_is_resized_bilinearly_not_by_nearest():
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.01, math.nan, math.inf])
-def test_bad_alpha_is_a_usage_error(alpha):
-    with pytest.raises(UsageError, match="--alpha"):
-        check_alpha(alpha)
+def test_bad_alpha_is_refused_once_by_the_recipe(alpha):
+    """The recipe checks alpha when it is built; blend() trusts it (no check per call)."""
+    from sirst_synth.recipe import SynthRecipe
+
+    with pytest.raises(
+        UsageError, match=r"--alpha \(recipe key 'alpha'\) must be a number in \[0, 1\]"
+    ):
+        SynthRecipe(alpha=alpha)

@@ -98,15 +98,14 @@ def test_blend_is_a_rounded_convex_combination(shape, pshape, alpha, seed):
 @FUZZ
 @given(st.one_of(st.floats(allow_nan=True), st.integers(-5, 5)))
 def test_alpha_outside_unit_interval_is_refused(alpha):
+    from sirst_synth.recipe import SynthRecipe
+
     img = np.zeros((3, 3), np.uint8)
-    if (
-        isinstance(alpha, float)
-        and (math.isnan(alpha) or not 0 <= alpha <= 1)
-        or not 0 <= alpha <= 1
-    ):
+    if math.isnan(alpha) or not 0 <= alpha <= 1:
         with pytest.raises(UsageError):
-            blend(img, img, alpha)
+            SynthRecipe(alpha=alpha)
     else:
+        assert SynthRecipe(alpha=alpha).alpha == alpha
         assert blend(img, img, alpha).shape == (3, 3)
 
 
@@ -121,7 +120,7 @@ def test_synthesize_counts_and_ranges(shape, density, s, alpha, seed):
     picks = tuple((t, a) for t in range(n) for a in (0, 90, 180, 270))
     if s > min(shape):
         if n:
-            with pytest.raises(UsageError):
+            with pytest.raises(ValueError, match="is larger than the image"):
                 synthesize(img, mask, patch, alpha, s, picks)
         return
     samples = synthesize(img, mask, patch, alpha, s, picks)
@@ -137,7 +136,7 @@ def test_window_size_rule(s):
     if s >= 1 and s % 2 == 1:
         assert check_window_size(s) == s
     else:
-        with pytest.raises(UsageError):
+        with pytest.raises(ValueError, match="s must be an odd"):
             check_window_size(s)
 
 

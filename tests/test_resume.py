@@ -77,7 +77,9 @@ def test_resume_with_other_recipe_is_refused(setup, tmp_path):
         _args(root, out, "--resume", "--alpha", "0.2"), capture_output=True, text=True
     )
     assert r.returncode == 2
-    assert "cannot resume a different run" in r.stderr and "alpha 0.1 -> 0.2" in r.stderr
+    assert (
+        "cannot resume a different run" in r.stderr and "recipe.alpha: was 0.1, now 0.2" in r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 

@@ -3,7 +3,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sirst_synth.errors import UsageError
 from sirst_synth.rotate import check_window_size, negative_samples, rotate_window, window
 
 
@@ -65,12 +64,12 @@ def test_mask_moves_with_image():
 
 @pytest.mark.parametrize("s", [0, -1, 2, 4, True, 2.0])
 def test_bad_window_sizes(s):
-    with pytest.raises(UsageError, match="--s"):
+    with pytest.raises(ValueError, match="s must be an odd whole number"):
         check_window_size(s)
 
 
 def test_window_larger_than_image():
-    with pytest.raises(UsageError, match="larger than the image"):
+    with pytest.raises(ValueError, match=r"s=5 is larger than the image \(4x10\)"):
         window((1, 1), 5, (4, 10))
 
 

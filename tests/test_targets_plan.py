@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import DataError
 from sirst_synth.plan import plan, plan_shape
 from sirst_synth.targets import components, target_centers
 
@@ -60,7 +60,7 @@ def test_plan_exact_count_keeps_groups_and_is_seeded():
 def test_plan_errors():
     with pytest.raises(DataError, match="no training mask"):
         plan(["a"], [0], 4, 0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError, match="count must be >= 0, got -1"):
         plan(["a"], [1], -1, 0)
 
 

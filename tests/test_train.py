@@ -56,11 +56,13 @@ def test_soft_iou_and_group_losses_by_hand():
 
 @pytest.mark.slow
 def test_tiny_model_overfits_four_demo_images():
-    """fp32 loss 0.99 -> 0.40 in 250 steps here. The bf16 path (autocast + channels_last, the
+    """fp32 loss 0.99 -> 0.40 in 250 steps on a Xeon (Sapphire Rapids), 0.99 -> 0.55 on an AMD
+    EPYC (Zen 4): the kernels' rounding differs by CPU kind and 250 Adagrad steps amplify it,
+    so the bound is 0.65 x the first loss (an untrained model stays near 1). The bf16 path (autocast + channels_last, the
     CUDA configuration) is checked by test_bf16_loss_tracks_fp32_loss (one step: loss, dtypes,
     layout) and test_bf16_train_and_evaluate_on_cpu (a run and its maps); 250 bf16 steps take
     over a minute on a CPU without native bf16."""
-    precision, factor = "fp32", 0.5
+    precision, factor = "fp32", 0.65
     xs, ys = [], []
     for i in range(4):
         img, m, _ = demo_image(0, i)
@@ -143,7 +145,7 @@ def test_resume_is_exact(small_synth, tmp_path, cli):
     r = cli(
         "train", syn, "--out", tmp_path / "b", "--epochs", "3", "--resume", "--lr", "0.01", *TINY
     )
-    assert r.code == 2 and "recipe differs" in r.err and "lr" in r.err
+    assert r.code == 2 and "cannot resume a different run" in r.err and "lr: was 0.05, now 0.01" in r.err
     r = cli("train", syn, "--out", tmp_path / "b", "--epochs", "2", *TINY)
     assert r.code == 2 and "--resume" in r.err
 

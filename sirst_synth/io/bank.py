@@ -166,3 +166,17 @@ def bank_range(bank: BankIndex) -> tuple[float, float] | None:
     if "range_lo" not in bank.attrs:
         return None
     return (float(bank.attrs["range_lo"]), float(bank.attrs["range_hi"]))
+
+
+def check_bank_source(
+    bank: BankIndex, ds_root: Path, train_fingerprint: str, foreign_flag: str | None = None
+) -> None:
+    """A bank is built from the training files it is used with (its fingerprint): noise drawn
+    from other images is another experiment. ``foreign_flag`` names the flag that allows it,
+    where the command has one."""
+    if bank.attrs.get("fingerprint") != train_fingerprint:
+        allow = f" (or pass {foreign_flag})" if foreign_flag else ""
+        raise DataError(
+            f"{bank.path}: bank was built from other training files than {ds_root}; rebuild it "
+            f"with build-noise-bank from this dataset{allow}"
+        )

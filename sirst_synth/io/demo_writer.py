@@ -6,7 +6,13 @@ from pathlib import Path
 
 from sirst_synth.demo import demo_image, demo_split
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import encode_png, make_folders, write_bytes_atomic, write_text_atomic
+from sirst_synth.io.files import (
+    check_folder_path,
+    encode_png,
+    make_folders,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from sirst_synth.progress import Progress
 from sirst_synth.targets import components
 
@@ -19,8 +25,7 @@ def write_demo_dataset(
     if images < 2:
         raise UsageError(f"--images must be at least 2 (one train, one test), got {images}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; give a new folder for the demo dataset")
+    check_folder_path(out, "OUT", "for the demo dataset")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; choose a new folder for the demo dataset")
     make_folders(out, ("images", "masks", "50_50"), "a new folder for the demo dataset")

@@ -271,6 +271,12 @@ def inside(child: Path, parent: Path) -> bool:
         return False
 
 
+def check_folder_path(path: Path, flag: str, purpose: str) -> None:
+    """A folder output named by an existing file is a usage error, worded one way everywhere."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UsageError(f"{flag} {path} is a file; give a folder {purpose}")
+
+
 def source_folders(root: Path) -> list[Path]:
     """Every folder a dataset's files really lie in (symlinks followed): its root, its images/
     and masks/ (a link to another folder is that folder), and the folder of each file that is

@@ -10,9 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
+from sirst_synth.diffs import differences
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import (
     TMP_MARK,
+    check_folder_path,
     inside,
     make_folders,
     source_folders,
@@ -66,8 +68,7 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
     """Make OUT ready; return how many jobs are already finished (for --resume): the journal
     holds them in job order, so they are the first that many of the run's jobs."""
     state = out / STATE_DIR
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder")
+    check_folder_path(out, "--out", "for the dataset")
     if not out.exists() and not out.parent.is_dir():
         raise UsageError(
             f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
@@ -86,20 +87,11 @@ def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int
                 f"--out {out} was not written by sirst-synth generate; nothing to resume"
             )
         old = json.loads(run_file.read_text())
-        diff = [k for k in identity if old.get(k) != identity[k]]
+        diff = differences(old, identity)
         if diff:
-            detail = "; ".join(
-                f"{k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff if k != "recipe"
-            )
-            if "recipe" in diff:
-                rd = [
-                    f"{k} {old.get('recipe', {}).get(k)!r} -> {v!r}"
-                    for k, v in identity["recipe"].items()
-                    if old.get("recipe", {}).get(k) != v
-                ]
-                detail = "; ".join(filter(None, ["recipe " + ", ".join(rd), detail]))
             raise UsageError(
-                f"--out {out}: cannot resume a different run ({detail}); use a new --out"
+                f"--out {out}: cannot resume a different run ({'; '.join(diff[:6])}); "
+                "use a new --out"
             )
         for p in out.rglob(f"*{TMP_MARK}*"):
             p.unlink()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from sirst_synth.diffs import differences
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import inside, write_text_atomic
+from sirst_synth.io.files import check_folder_path, inside, write_text_atomic
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, recipe_dict
 from sirst_synth.study.schema import PAPER_KEYS, STUDY_FILE
 
@@ -21,8 +21,7 @@ def check_study_out(out: Path, data: Path, bank: Path | None, identity: dict, re
     from sirst_synth.io.outdir import check_out_path
 
     check_out_path(out, data)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the study")
+    check_folder_path(out, "--out", "for the study")
     if bank is not None and inside(bank, out):
         raise UsageError(f"--bank {bank} lies inside --out {out}; keep the bank outside the study")
     study_file = out / STUDY_FILE
@@ -47,11 +46,11 @@ def check_study_out(out: Path, data: Path, bank: Path | None, identity: dict, re
         # Seeds may be added (or a resume may stop at fewer): a run of seed k is the same run
         # whatever the number of seeds. The reference arm only changes the comparisons.
         free = {"arms", "seeds", "seeds_exploratory", "reference"}
-        diff = _diff(
+        diff = differences(
             {k: v for k, v in old.items() if k not in free},
             {k: v for k, v in identity.items() if k not in free},
         )
-        diff += _diff(old_arms, {k: new_arms.get(k) for k in old_arms}, "arms.")
+        diff += differences(old_arms, {k: new_arms.get(k) for k in old_arms}, "arms.")
         if diff:
             raise UsageError(
                 f"--out {out}: cannot resume a different study ({'; '.join(diff[:6])}); use a new --out"
@@ -72,12 +71,3 @@ def _resolved(arm: dict) -> dict:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             out[key] = recipe_dict(cls(**arm[key]))
     return out
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in list(old) + [k for k in new if k not in old]:
-            out += _diff(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: was {old!r}, now {new!r}"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from sirst_synth import __version__
+from sirst_synth.diffs import differences
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import write_bytes_atomic
 from sirst_synth.recipe import recipe_dict
@@ -121,16 +121,16 @@ def resume_state(out: Path, recipe, resume: bool) -> dict | None:
             f"{last}: its recipe is not one this version reads; use a new --out"
         ) from None
     free = ("epochs", "steps", "eval_every", "eval_every_steps")
-    diff = [
-        f.name
-        for f in dataclasses.fields(TrainRecipe)
-        if getattr(old, f.name) != getattr(recipe, f.name) and f.name not in free
-    ]
+    diff = differences(
+        {k: v for k, v in recipe_dict(old).items() if k not in free},
+        {k: v for k, v in recipe_dict(recipe).items() if k not in free},
+    )
     if (old.steps is None) != (recipe.steps is None):
         diff.append("steps (a run counts epochs or steps, not both)")
     if diff:
         raise UsageError(
-            f"--resume: the recipe differs from {last} in {', '.join(diff)}; use a new --out"
+            f"--resume: cannot resume a different run of {last} ({'; '.join(diff)}); "
+            "use a new --out"
         )
     return state
 

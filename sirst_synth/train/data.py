@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from sirst_synth.augment import apply_flips, crop_or_pad, crop_window, draw_flips
+from sirst_synth.convert import normalise
 from sirst_synth.io.bank import BankReader
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
@@ -48,7 +49,7 @@ def training_pair(
 
 def to_tensors(image: np.ndarray, mask: np.ndarray, mean: float, std: float):
     """The network's input (1 x H x W, normalised) and target (1 x H x W, 0/1 float)."""
-    x = (image.astype(np.float32) / 255.0 - mean) / std
+    x = normalise(image, mean, std)
     return torch.from_numpy(x)[None], torch.from_numpy(mask.astype(np.float32))[None]
 
 
@@ -294,8 +295,8 @@ def hash_group(group: str) -> int:
 
 def online_setup(data: Path, bank_path: Path, synth_recipe) -> dict:
     """The bank and recipe of online synthesis, checked against DATA before any training."""
-    from sirst_synth.errors import DataError, UsageError
-    from sirst_synth.io.bank import read_bank_index
+    from sirst_synth.errors import UsageError
+    from sirst_synth.io.bank import check_bank_source, read_bank_index
     from sirst_synth.io.files import fingerprint
     from sirst_synth.io.layouts import open_dataset, source_files
     from sirst_synth.io.manifest import MANIFEST
@@ -308,11 +309,7 @@ def online_setup(data: Path, bank_path: Path, synth_recipe) -> dict:
         )
     bank = read_bank_index(bank_path)
     ds = open_dataset(data)
-    if bank.attrs.get("fingerprint") != fingerprint(ds.root, source_files(ds, ds.train)):
-        raise DataError(
-            f"{bank_path}: bank was built from other training files than {data}; rebuild it "
-            "with build-noise-bank from this dataset"
-        )
+    check_bank_source(bank, ds.root, fingerprint(ds.root, source_files(ds, ds.train)))
     identity = {
         "mode": "online",
         "recipe": recipe_dict(synth_recipe),

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sirst_synth.convert import resize_bilinear, resize_nearest
+from sirst_synth.convert import normalise, resize_bilinear, resize_nearest
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
 from sirst_synth.metrics import MetricTotals, score_probability
@@ -52,7 +52,7 @@ def predict(
     if tile < 0 or tile % MULTIPLE:
         raise ValueError(f"tile must be 0 or a positive multiple of {MULTIPLE}, got {tile}")
     h, w = image.shape
-    x = torch.from_numpy((image.astype(np.float32) / 255.0 - mean) / std)[None, None].to(rt.device)
+    x = torch.from_numpy(normalise(image, mean, std))[None, None].to(rt.device)
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
     x = F.pad(x, (0, pw, 0, ph))  # zero = the dataset mean after normalisation
     with rt.autocast():

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from sirst_synth.errors import UsageError
-from sirst_synth.io.files import inside, source_folders, write_text_atomic
+from sirst_synth.io.files import check_folder_path, inside, source_folders, write_text_atomic
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe
 from sirst_synth.train.checkpoint import load_checkpoint, resume_state, save_checkpoint, snapshot
@@ -77,8 +77,7 @@ def train(*args, **kwargs) -> TrainResult:
 
     given = inspect.signature(_train).bind(*args, **kwargs).arguments
     out = Path(given["out"])
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the run")
+    check_folder_path(out, "--out", "for the run")
     reads = [("DATA", f) for f in source_folders(given["data"])]
     if given.get("bank") is not None:
         reads.append(("--bank", Path(given["bank"])))
