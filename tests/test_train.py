@@ -145,7 +145,11 @@ def test_resume_is_exact(small_synth, tmp_path, cli):
     r = cli(
         "train", syn, "--out", tmp_path / "b", "--epochs", "3", "--resume", "--lr", "0.01", *TINY
     )
-    assert r.code == 2 and "cannot resume a different run" in r.err and "lr: was 0.05, now 0.01" in r.err
+    assert (
+        r.code == 2
+        and "cannot resume a different run" in r.err
+        and "lr: was 0.05, now 0.01" in r.err
+    )
     r = cli("train", syn, "--out", tmp_path / "b", "--epochs", "2", *TINY)
     assert r.code == 2 and "--resume" in r.err
 
