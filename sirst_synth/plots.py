@@ -15,13 +15,15 @@ def _figure(size=(6.4, 4.2)):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=size, dpi=100)
-    return plt, fig, ax
+    return fig, ax
 
 
-def _png(plt, fig) -> bytes:
+def png_bytes(fig) -> bytes:
+    """A figure as PNG bytes (fixed metadata: the same figure gives the same bytes), closed."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.tight_layout()
-    # Fixed metadata: the same figure gives the same bytes.
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
@@ -34,9 +36,9 @@ def _fa_axis(ax, fa: np.ndarray) -> None:
     ax.set_xlabel("Fa (x1e-6)" + (" — 0 at every threshold" if top == 0 else ""))
 
 
-def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds") -> bytes:
+def pd_fa_figure(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds"):
     """Pd against Fa over thresholds, one line per curve; every 4th threshold is labelled."""
-    plt, fig, ax = _figure()
+    fig, ax = _figure()
     all_fa = []
     for name, curve in curves.items():
         pts = sorted(curve, key=lambda c: c["threshold"])
@@ -60,12 +62,16 @@ def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds
     ax.set_title(title)
     if len(curves) > 1:
         ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return fig
 
 
-def study_iou_vs_step(arms: list[str], runs: list[Any]) -> bytes:
+def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds") -> bytes:
+    return png_bytes(pd_fa_figure(curves, title))
+
+
+def iou_vs_step_figure(arms: list[str], runs: list[Any]):
     """Validation IoU against step: one thin line per run, the arm's mean over seeds bold."""
-    plt, fig, ax = _figure()
+    fig, ax = _figure()
     for i, arm in enumerate(arms):
         hists = [r.history for r in runs if r.arm == arm and r.history]
         if not hists:
@@ -85,7 +91,11 @@ def study_iou_vs_step(arms: list[str], runs: list[Any]) -> bytes:
     ax.set_title("Validation IoU against step (thin: each run; bold: mean over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return fig
+
+
+def study_iou_vs_step(arms: list[str], runs: list[Any]) -> bytes:
+    return png_bytes(iou_vs_step_figure(arms, runs))
 
 
 def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -98,10 +108,10 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def study_points(arms: list[str], runs: list[Any]) -> bytes:
+def points_figure(arms: list[str], runs: list[Any]):
     """IoU, Pd and Fa of every final model as a point, beside the arm's mean and its 95%
     t-interval; the interval is clipped at 0, where these metrics end."""
-    plt, fig, _ = _figure((10.5, 3.8))
+    fig, _ = _figure((10.5, 3.8))
     fig.clf()
     axes = fig.subplots(1, 3)
     specs = (("IoU", 100, "IoU x100"), ("Pd", 100, "Pd x100"), ("Fa", 1e6, "Fa x1e-6"))
@@ -121,13 +131,17 @@ def study_points(arms: list[str], runs: list[Any]) -> bytes:
         ax.set_ylim(bottom=0)
         ax.set_title(f"{label}: runs, mean and 95% CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    return _png(plt, fig)
+    return fig
 
 
-def study_differences(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")) -> bytes:
+def study_points(arms: list[str], runs: list[Any]) -> bytes:
+    return png_bytes(points_figure(arms, runs))
+
+
+def differences_figure(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")):
     """Each arm minus the reference: the mean paired difference and its 95% t-interval, with
     the zero line (a difference may be negative)."""
-    plt, fig, _ = _figure((10.5, 3.8))
+    fig, _ = _figure((10.5, 3.8))
     fig.clf()
     axes = fig.subplots(1, len(metrics))
     scale = {"IoU": 100, "nIoU": 100, "Pd": 100, "Fa": 1e6}
@@ -150,7 +164,11 @@ def study_differences(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")) -> b
         unit = "x1e-6" if key == "Fa" else "x100"
         ax.set_title(f"Δ{key} ({unit}) vs {comparisons[0]['against']}, 95% CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    return _png(plt, fig)
+    return fig
+
+
+def study_differences(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")) -> bytes:
+    return png_bytes(differences_figure(comparisons, metrics))
 
 
 def study_pd_fa(arms: list[str], runs: list[Any]) -> bytes:

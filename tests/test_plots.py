@@ -1,0 +1,67 @@
+"""The plots draw the data they are given: the values, the axis limits, and no interval below
+zero on a metric that cannot go there."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+
+from sirst_synth import plots  # noqa: E402
+
+
+def _run(arm, iou, pd, fa):
+    return SimpleNamespace(arm=arm, IoU=iou, Pd=pd, Fa=fa, history=[], curve=[])
+
+
+def test_points_show_every_run_and_clip_the_interval_at_zero():
+    # IoU 0.50, 0.00, 0.02: mean 17.33, t-interval 17.33 +- 4.303 * 28.31 / sqrt(3) reaches
+    # -53.0, which IoU cannot; the drawn interval stops at 0
+    runs = [_run("a", v, 0.9, 1e-5) for v in (0.5, 0.0, 0.02)] + [_run("b", 0.6, 0.95, 2e-5)]
+    fig = plots.points_figure(["a", "b"], runs)
+    iou_ax = fig.axes[0]
+    scatters = [c for c in iou_ax.collections if isinstance(c, PathCollection)]
+    drawn = np.concatenate([c.get_offsets()[:, 1] for c in scatters])
+    assert sorted(np.round(drawn, 6)) == [0.0, 2.0, 50.0, 60.0]  # every run, x100
+    assert iou_ax.get_ylim()[0] == 0.0
+    lows = [seg[:, 1].min() for c in iou_ax.collections if isinstance(c, LineCollection)
+            for seg in c.get_segments()]  # fmt: skip
+    assert lows and min(lows) >= 0.0  # no error bar below zero
+    mean_markers = [line.get_ydata()[0] for line in iou_ax.lines if line.get_marker() == "s"]
+    assert mean_markers[0] == pytest.approx((50 + 0 + 2) / 3)
+    plots.png_bytes(fig)
+
+
+def test_differences_draw_the_mean_interval_and_the_zero_line():
+    comparisons = [
+        {"arm": "x", "against": "ref", "all": {
+            "IoU": {"mean_diff": -0.05, "ci": [-0.08, -0.02]},
+            "Pd": {"mean_diff": 0.01, "ci": [-0.01, 0.03]},
+            "Fa": {"mean_diff": 2e-5, "ci": [1e-5, 3e-5]},
+        }},
+    ]  # fmt: skip
+    fig = plots.differences_figure(comparisons)
+    iou_ax = fig.axes[0]
+    assert [line.get_ydata()[0] for line in iou_ax.lines if line.get_marker() == "o"] == [
+        pytest.approx(-5.0)
+    ]
+    (seg,) = [s for c in iou_ax.collections for s in c.get_segments()]
+    assert seg[:, 1].tolist() == pytest.approx([-8.0, -2.0])
+    zero = [line for line in iou_ax.lines if list(line.get_ydata()) == [0, 0]]
+    assert zero, "the zero line is drawn"
+    plots.png_bytes(fig)
+
+
+def test_pd_fa_axis_shows_fa_per_million_and_pd_within_bounds():
+    curve = [{"threshold": t, "Pd": p, "Fa": f} for t, p, f in
+             ((0.1, 0.9, 4e-5), (0.5, 0.8, 2e-5), (0.9, 0.5, 0.0))]  # fmt: skip
+    fig = plots.pd_fa_figure({"m": curve})
+    ax = fig.axes[0]
+    (line,) = ax.lines
+    assert list(line.get_xdata()) == pytest.approx([40.0, 20.0, 0.0])
+    assert list(line.get_ydata()) == [0.9, 0.8, 0.5]
+    assert ax.get_xlim()[1] == pytest.approx(40.0 * 1.08) and ax.get_ylim() == (-0.02, 1.02)
+    plots.png_bytes(fig)
