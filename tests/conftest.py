@@ -67,6 +67,13 @@ def sirst_root() -> Path:
     return SIRST_V1
 
 
+def one_line(err: str) -> str:
+    """The one line an error prints (no traceback, nothing before it)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err

@@ -4,7 +4,7 @@ no sense are refused before work starts; JSON output is always valid JSON."""
 import json
 
 import pytest
-from conftest import demo_with_bank
+from conftest import demo_with_bank, one_line
 
 torch = pytest.importorskip("torch")
 
@@ -17,17 +17,11 @@ def demo(tmp_path_factory):
     return demo_with_bank(tmp_path_factory.mktemp("hard2"), images=6, seed=5)
 
 
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 def test_a_diverged_run_stops_and_saves_no_best(demo, tmp_path, cli):
     out = tmp_path / "run"
     r = cli("train", demo / "data", "--out", out, "--lr", "1e38", "--epochs", "2", *TINY)
     assert r.code == 1
-    line = _one_line(r.err)
+    line = one_line(r.err)
     # step 1's loss is computed before the first update: step 2's loss is the first NaN
     assert "training diverged" in line and "step 2" in line and "lower --lr" in line
     assert not (out / "best.pt").exists()  # epoch 1 (1 step) was finite and saved as last.pt
@@ -38,7 +32,7 @@ def test_a_diverged_steps_run_stops_at_its_first_validation(demo, tmp_path, cli)
     out = tmp_path / "run"
     r = cli("train", demo / "data", "--out", out, "--lr", "1e38", "--steps", "4",
             "--eval-every-steps", "2", *TINY)  # fmt: skip
-    assert r.code == 1 and "training diverged" in _one_line(r.err)
+    assert r.code == 1 and "training diverged" in one_line(r.err)
     # validation at step 1 (25% of 4) came before the divergence; nothing after it was saved
     assert torch.load(out / "best.pt", weights_only=True)["step"] == 1
 
@@ -80,7 +74,7 @@ def test_train_refuses_a_folder_holding_run_files(demo, tmp_path, cli):
     (out / "best.pt").write_bytes(b"mine")
     (out / "metrics.jsonl").write_text("mine\n")
     r = cli("train", demo / "data", "--out", out, "--epochs", "1", *TINY)
-    assert r.code == 2 and "best.pt, metrics.jsonl" in _one_line(r.err)
+    assert r.code == 2 and "best.pt, metrics.jsonl" in one_line(r.err)
     assert (out / "best.pt").read_bytes() == b"mine" and (
         out / "metrics.jsonl"
     ).read_text() == "mine\n"
@@ -92,7 +86,7 @@ def test_a_second_train_into_a_locked_folder_stops(demo, tmp_path, cli):
     out = tmp_path / "run"
     with locked(out, "train"):
         r = cli("train", demo / "data", "--out", out, "--epochs", "1", *TINY)
-    assert r.code == 1 and "another sirst-synth train" in _one_line(r.err)
+    assert r.code == 1 and "another sirst-synth train" in one_line(r.err)
     assert not (out / "last.pt").exists()
 
 
@@ -106,22 +100,22 @@ def test_json_out_is_never_another_output_or_a_link(demo, tmp_path, cli):
     run = tmp_path / "run"
     r = cli("train", demo / "data", "--out", run, "--epochs", "1", *TINY,
             "--json-out", run / "last.pt")  # fmt: skip
-    assert r.code == 2 and "also written by --out" in _one_line(r.err) and not run.exists()
+    assert r.code == 2 and "also written by --out" in one_line(r.err) and not run.exists()
     gen = tmp_path / "gen"
     r = cli("generate", demo / "data", "--bank", demo / "bank.h5", "--out", gen, "-q",
             "--json-out", gen / "manifest.jsonl")  # fmt: skip
-    assert r.code == 2 and "also written by --out" in _one_line(r.err) and not gen.exists()
+    assert r.code == 2 and "also written by --out" in one_line(r.err) and not gen.exists()
     same = tmp_path / "x.png"
     r = cli("evaluate", demo / "data", "--pred-dir", demo / "data" / "masks", "--curve", same,
             "--json-out", same, "-q")  # fmt: skip
-    assert r.code == 2 and "also written by" in _one_line(r.err) and not same.exists()
+    assert r.code == 2 and "also written by" in one_line(r.err) and not same.exists()
     target = tmp_path / "real.json"
     target.write_text("mine")
     link = tmp_path / "link.json"
     link.symlink_to(target)
     r = cli("evaluate", demo / "data", "--pred-dir", demo / "data" / "masks", "--json-out", link,
             "--overwrite", "-q")  # fmt: skip
-    assert r.code == 2 and "symbolic link" in _one_line(r.err)
+    assert r.code == 2 and "symbolic link" in one_line(r.err)
     assert link.is_symlink() and target.read_text() == "mine"
 
 
@@ -138,13 +132,13 @@ def test_two_files_for_one_stem_are_refused_with_both_names(tmp_path, cli):
     first = sorted((root / "images").iterdir())[0]
     cv2.imwrite(str(first.with_suffix(".bmp")), np.zeros((8, 8), np.uint8))
     r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5")
-    line = _one_line(r.err)
+    line = one_line(r.err)
     assert r.code == 1 and first.name in line and first.with_suffix(".bmp").name in line
     first.with_suffix(".bmp").unlink()
     mask = sorted((root / "masks").iterdir())[0]
     shutil.copy(mask, mask.with_name(mask.stem + "_pixels0.png"))
     r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5")
-    assert r.code == 1 and "_pixels0.png" in _one_line(r.err) and mask.name in r.err
+    assert r.code == 1 and "_pixels0.png" in one_line(r.err) and mask.name in r.err
 
 
 def test_a_checkpoint_with_a_nan_normalisation_is_refused(demo, tmp_path, cli):
@@ -157,7 +151,7 @@ def test_a_checkpoint_with_a_nan_normalisation_is_refused(demo, tmp_path, cli):
     )
     save_checkpoint(ckpt, state)
     r = cli("evaluate", demo / "data", "--checkpoint", ckpt, "--device", "cpu", "-q")
-    assert r.code == 1 and "normalisation" in _one_line(r.err)
+    assert r.code == 1 and "normalisation" in one_line(r.err)
 
 
 def test_resume_on_other_training_data_is_refused(demo, tmp_path, cli):
@@ -169,7 +163,7 @@ def test_resume_on_other_training_data_is_refused(demo, tmp_path, cli):
     r = cli("train", demo / "data", "--out", out, "--epochs", "2", "--stop-after", "1", *TINY)
     assert r.code == 0, r.err
     r = cli("train", other, "--out", out, "--epochs", "2", "--resume", *TINY)
-    assert r.code == 2 and "other training files" in _one_line(r.err)
+    assert r.code == 2 and "other training files" in one_line(r.err)
     r = cli("train", demo / "data", "--out", out, "--epochs", "2", "--resume", *TINY)
     assert r.code == 0, r.err
 
@@ -179,4 +173,4 @@ def test_verify_during_or_after_a_stopped_generate_says_so(demo, tmp_path, cli):
     (out / ".sirst-synth").mkdir(parents=True)
     (out / ".sirst-synth" / "journal.jsonl").write_text("")
     r = cli("verify", out, "-q")
-    assert r.code == 1 and "generate is writing it" in _one_line(r.err) and "--resume" in r.err
+    assert r.code == 1 and "generate is writing it" in one_line(r.err) and "--resume" in r.err

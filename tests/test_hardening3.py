@@ -13,7 +13,7 @@ import unicodedata
 import cv2
 import numpy as np
 import pytest
-from conftest import demo_with_bank, tree_hashes, write_dataset
+from conftest import demo_with_bank, one_line, tree_hashes, write_dataset
 
 from sirst_synth.errors import DataError
 
@@ -21,12 +21,6 @@ from sirst_synth.errors import DataError
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return demo_with_bank(tmp_path_factory.mktemp("hard3"), images=6, seed=7)
-
-
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def _generate(cli, demo, out, *extra):
@@ -42,7 +36,7 @@ def test_overwrite_needs_our_run_file_not_a_file_named_manifest(demo, tmp_path, 
     (out / "manifest.jsonl").write_text("{}\n")
     before = tree_hashes(out)
     r = _generate(cli, demo, out, "--overwrite")
-    assert r.code == 2 and "not written by sirst-synth" in _one_line(r.err)
+    assert r.code == 2 and "not written by sirst-synth" in one_line(r.err)
     assert tree_hashes(out) == before
 
 
@@ -54,7 +48,7 @@ def test_overwrite_deletes_only_what_the_run_listed(demo, tmp_path, cli):
     (out / "50_50" / "my_split.txt").write_text("x\n")
     before = tree_hashes(out)
     r = _generate(cli, demo, out, "--overwrite")
-    line = _one_line(r.err)
+    line = one_line(r.err)
     assert r.code == 2 and "was not written by the previous run" in line
     assert "images/mine.png (and 1 more)" in line
     assert tree_hashes(out) == before  # checked whole before anything is deleted
@@ -120,7 +114,7 @@ def test_a_label_map_is_refused_under_auto_and_read_as_labels_when_asked(
         assert sorted(np.unique(labels)) == [0, 1, 2]  # the case of the issue: levels 0, 1, 2
         cv2.imwrite(str(pred / f"{stem}.png"), labels.astype(dtype))
     r = cli("evaluate", root, "--pred-dir", pred, "--json")
-    line = _one_line(r.err)
+    line = one_line(r.err)
     assert r.code == 1 and "s1.png" in line and "--pred-kind labels" in line
     r = cli("evaluate", root, "--pred-dir", pred, "--pred-kind", "labels", "--json")
     m = json.loads(r.out)
@@ -129,7 +123,7 @@ def test_a_label_map_is_refused_under_auto_and_read_as_labels_when_asked(
     if dtype == np.uint8:  # read /255, every level is below 0.5: nothing detected
         assert r.code == 0 and json.loads(r.out)["Pd"] == 0.0
     else:  # 16 bits that never exceed 255 stay ambiguous as probabilities
-        assert r.code == 1 and "never exceed 255" in _one_line(r.err)
+        assert r.code == 1 and "never exceed 255" in one_line(r.err)
 
 
 def test_a_probability_map_is_not_taken_for_labels(tmp_path):
@@ -159,18 +153,18 @@ def test_npy_predictions_and_upper_case_extensions_are_found(scored, tmp_path, c
     assert r.code == 0 and (m["IoU"], m["Pd"], m["detected"]) == (1.0, 1.0, 4)
     (pred / "s2.PNG").unlink()
     r = cli("evaluate", root, "--pred-dir", pred, "--json")
-    line = _one_line(r.err)
+    line = one_line(r.err)
     assert r.code == 1 and "no prediction for image 's2'" in line and ".npy" in line
     np.save(pred / "s2.npy", np.full((32, 32), 3.0, np.float32))  # kelvin, say: not [0, 1]
     r = cli("evaluate", root, "--pred-dir", pred, "--json")
-    assert r.code == 1 and "s2.npy: float prediction outside [0, 1]" in _one_line(r.err)
+    assert r.code == 1 and "s2.npy: float prediction outside [0, 1]" in one_line(r.err)
 
 
 def test_split_all_reports_an_image_without_mask(scored, tmp_path, cli):
     root, pairs = scored
     cv2.imwrite(str(root / "images" / "lonely.png"), pairs["s1"][0])
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--split", "all", "--json")
-    assert r.code == 1 and "lonely" in _one_line(r.err)
+    assert r.code == 1 and "lonely" in one_line(r.err)
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--split", "all", "--json",
             "--on-error", "skip")  # fmt: skip
     m = json.loads(r.out)
@@ -208,18 +202,18 @@ def _run(*args, **kw):
 def test_demo_dataset_onto_a_file_is_a_usage_error(tmp_path, cli):
     (tmp_path / "afile").write_text("mine")
     r = cli("demo-dataset", tmp_path / "afile", "--images", "2", "-q")
-    assert r.code == 2 and "is a file" in _one_line(r.err)
+    assert r.code == 2 and "is a file" in one_line(r.err)
     assert (tmp_path / "afile").read_text() == "mine"
 
 
-def test_a_full_or_closed_stdout_is_one_line():
+def test_a_full_or_closed_stdout_isone_line():
     with open("/dev/full", "w") as full:
         r = subprocess.run([sys.executable, "-m", "sirst_synth", "recipes", "--json"],
                            stdout=full, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert r.returncode == 1 and "cannot write to standard output" in _one_line(r.stderr)
+    assert r.returncode == 1 and "cannot write to standard output" in one_line(r.stderr)
     shell = f"'{sys.executable}' -m sirst_synth recipes --json >&-"
     r = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
-    assert r.returncode == 1 and "standard output is closed" in _one_line(r.stderr)
+    assert r.returncode == 1 and "standard output is closed" in one_line(r.stderr)
     r = subprocess.run(["bash", "-c", shell.replace(" --json", "")], capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == ""  # without --json nothing needed stdout
 
@@ -250,7 +244,7 @@ def test_sigterm_says_how_to_resume(demo, tmp_path):
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 143
-    assert "terminated (SIGTERM)" in _one_line(err) and "--resume" in err
+    assert "terminated (SIGTERM)" in one_line(err) and "--resume" in err
 
 
 def test_no_noise_prone_region_says_what_rejected_them(tmp_path, cli):
@@ -263,7 +257,7 @@ def test_no_noise_prone_region_says_what_rejected_them(tmp_path, cli):
         pairs[f"n{i}"] = (image, mask)
     root = write_dataset(tmp_path / "ds", pairs, ["n0", "n1"], [])
     r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5", "-q")
-    line = _one_line(r.err)
+    line = one_line(r.err)
     # 2 images x 64 regions of 8x8; each 2x2 target (rows and columns 30-31) lies in one region
     assert r.code == 1 and "no noise-prone region among 128" in line
     assert "rejected: 2 for touches a target, 126 for variance" in line
@@ -280,7 +274,7 @@ def test_sizes_are_shown_in_a_unit_that_shows_them():
 
 def test_a_too_long_name_says_so(demo, tmp_path, cli):
     r = _generate(cli, demo, tmp_path / ("x" * 300))
-    line = _one_line(r.err)
+    line = one_line(r.err)
     assert r.code in (1, 2) and "file name too long (a name of 300 bytes" in line
 
 
@@ -288,7 +282,7 @@ def test_a_skip_listing_does_not_suggest_the_flag_that_was_passed(scored, tmp_pa
     root, pairs = scored
     cv2.imwrite(str(root / "masks" / "s2.png"), np.zeros((16, 16), np.uint8))
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--json")
-    assert r.code == 1 and _one_line(r.err).endswith("fix the mask (or pass --on-error skip)")
+    assert r.code == 1 and one_line(r.err).endswith("fix the mask (or pass --on-error skip)")
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--json", "--on-error", "skip")
     assert r.code == 0 and "skipped s2" in r.err and "--on-error" not in r.err
 
@@ -316,7 +310,7 @@ def test_generate_skips_a_truncated_training_image_in_its_worker(demo, tmp_path,
     bank = tmp_path / "bank.h5"
     assert cli("build-noise-bank", data, "--out", bank, "-q", "--on-error", "skip").code == 0
     r = cli("generate", data, "--bank", bank, "--out", tmp_path / "o", "--json", "-q")
-    assert r.code == 1 and f"{stem}.png: not a decodable image" in _one_line(r.err)
+    assert r.code == 1 and f"{stem}.png: not a decodable image" in one_line(r.err)
     r = cli("generate", data, "--bank", bank, "--out", tmp_path / "o2", "--json", "-q",
             "--on-error", "skip", "--workers", "2")  # fmt: skip
     assert r.code == 0, r.err
@@ -347,7 +341,7 @@ def test_sigterm_stops_generate_and_its_workers(tmp_path):
     err = proc.communicate(timeout=20)[1]  # a bound on a hang, not a speed test
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
-    assert proc.returncode == 143 and "--resume" in _one_line(err)
+    assert proc.returncode == 143 and "--resume" in one_line(err)
     assert _run("generate", data, "--bank", tmp_path / "b.h5", "--out", out, "--resume",
                 "-q").returncode == 0  # fmt: skip
 
@@ -364,11 +358,11 @@ def test_outputs_inside_a_symlinked_source_folder_are_refused(demo, tmp_path, cl
     bank = demo / "bank.h5"
     r = cli("generate", data, "--bank", bank, "--out", tmp_path / "real" / "o", "-q",
             "--allow-foreign-bank")  # fmt: skip
-    assert r.code == 2 and f"its files lie in {tmp_path / 'real'}" in _one_line(r.err)
+    assert r.code == 2 and f"its files lie in {tmp_path / 'real'}" in one_line(r.err)
     r = cli("train", data, "--out", tmp_path / "real" / "run", "--epochs", "1", "-q")
-    assert r.code == 2 and "lies inside DATA" in _one_line(r.err)
+    assert r.code == 2 and "lies inside DATA" in one_line(r.err)
     r = cli("build-noise-bank", data, "--out", tmp_path / "real" / "b.h5", "-q")
-    assert r.code == 2 and "inside the source dataset" in _one_line(r.err)
+    assert r.code == 2 and "inside the source dataset" in one_line(r.err)
     assert tree_hashes(tmp_path / "real") == before
 
 
@@ -388,7 +382,7 @@ def test_overwrite_replaces_a_cut_bank_and_keeps_other_files(demo, tmp_path, cli
     before = other.read_bytes()
     for path, words in ((text, "not an HDF5 file"), (other, "not a sirst-synth noise bank")):
         r = cli("build-noise-bank", demo / "data", "--out", path, "-q", "--overwrite")
-        assert r.code == 2 and words in _one_line(r.err) and "refusing to replace" in r.err
+        assert r.code == 2 and words in one_line(r.err) and "refusing to replace" in r.err
     assert text.read_text() == "my notes" and other.read_bytes() == before
 
 
@@ -413,7 +407,7 @@ def test_save_pred_onto_a_file_is_a_usage_error(demo, tmp_path, cli):
     (tmp_path / "sp").write_text("mine")
     r = cli("evaluate", demo / "data", "--checkpoint", run / "last.pt", "--save-pred",
             tmp_path / "sp", "-q")  # fmt: skip
-    assert r.code == 2 and "--save-pred" in _one_line(r.err) and "is a file" in r.err
+    assert r.code == 2 and "--save-pred" in one_line(r.err) and "is a file" in r.err
     assert (tmp_path / "sp").read_text() == "mine"
 
 

@@ -36,11 +36,8 @@ def _args(root: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("lines", [0, 1, 20, 38])  # 40 jobs: 38 leaves two to resume
-def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
-    root, ref = setup
-    out = tmp_path / "x"
+def _kill_after(root: Path, out: Path, lines: int):
+    """Start generate with 2 workers and SIGKILL it once its journal holds ``lines`` jobs."""
     proc = subprocess.Popen(
         _args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -52,6 +49,15 @@ def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return proc, journal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lines", [0, 1, 20, 38])  # 40 jobs: 38 leaves two to resume
+def test_sigkill_then_resume_is_byte_identical(setup, tmp_path, lines):
+    root, ref = setup
+    out = tmp_path / "x"
+    proc, journal = _kill_after(root, out, lines)
     # the kill landed before the run finished: the journal (removed at the end) is still
     # there, or the run had not begun writing; never a finished run "resumed"
     assert proc.returncode == -signal.SIGKILL
@@ -206,17 +212,7 @@ def test_resume_redoes_jobs_whose_files_were_deleted(setup, tmp_path):
     fifth job, and the run from that job on is redone, to the same bytes as an unbroken run."""
     root, ref = setup
     out = tmp_path / "x"
-    proc = subprocess.Popen(
-        _args(root, out, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    journal = out / ".sirst-synth" / "journal.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if journal.is_file() and journal.read_bytes().count(b"\n") >= 20:
-            break
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc, journal = _kill_after(root, out, 20)
     assert proc.returncode == -signal.SIGKILL and not (out / "manifest.jsonl").exists()
     fifth = json.loads(journal.read_text().splitlines()[4])
     gone = out / fifth["rows"][-1]["image"]
