@@ -67,6 +67,31 @@ def sirst_root() -> Path:
     return SIRST_V1
 
 
+def noise_prone_regions(image, mask, grid: int, sigma: float, mu: float) -> set:
+    """(row, col) of the noise-prone regions, written from the paper's definition with plain
+    loops (an oracle independent of ``noise.scan_regions``): the image cut into grid x grid
+    regions of floor(h/grid) x floor(w/grid), kept when no target pixel lies in it and
+    0 < variance < sigma and 0 < mean < mu."""
+    h, w = image.shape
+    rh, rw = h // grid, w // grid
+    kept = set()
+    if rh == 0 or rw == 0:
+        return kept
+    for r in range(grid):
+        for c in range(grid):
+            pixels = [float(image[y, x]) for y in range(r * rh, (r + 1) * rh)
+                      for x in range(c * rw, (c + 1) * rw)]  # fmt: skip
+            if any(
+                mask[y, x] for y in range(r * rh, (r + 1) * rh) for x in range(c * rw, (c + 1) * rw)
+            ):
+                continue
+            mean = sum(pixels) / len(pixels)
+            var = sum((p - mean) ** 2 for p in pixels) / len(pixels)
+            if 0 < var < sigma and 0 < mean < mu:
+                kept.add((r, c))
+    return kept
+
+
 def one_line(err: str) -> str:
     """The one line an error prints (no traceback, nothing before it)."""
     lines = err.strip().splitlines()

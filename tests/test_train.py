@@ -62,7 +62,7 @@ def test_tiny_model_overfits_four_demo_images():
     CUDA configuration) is checked by test_bf16_loss_tracks_fp32_loss (one step: loss, dtypes,
     layout) and test_bf16_train_and_evaluate_on_cpu (a run and its maps); 250 bf16 steps take
     over a minute on a CPU without native bf16."""
-    precision, factor = "fp32", 0.65
+    factor = 0.65
     xs, ys = [], []
     for i in range(4):
         img, m, _ = demo_image(0, i)
@@ -71,20 +71,20 @@ def test_tiny_model_overfits_four_demo_images():
         xs.append((img[y0 : y0 + 64, x0 : x0 + 64].astype(np.float32) / 255 - 0.4) / 0.2)
         ys.append(m[y0 : y0 + 64, x0 : x0 + 64].astype(np.float32))
     x, y = torch.tensor(np.stack(xs))[:, None], torch.tensor(np.stack(ys))[:, None]
-    rt = runtime("cpu", precision)
+    rt = runtime("cpu", "fp32")
     torch.manual_seed(0)
     model = rt.layout(build_model("aff-unet-tiny"))
     opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
     with torch.no_grad(), rt.autocast():
         first = model(rt.layout(x))[0]
-    assert first.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    assert first.dtype == torch.float32
     losses = [float(train_step(model, opt, x, y, torch.arange(4), "off", rt)) for _ in range(250)]
     assert losses[-1] <= factor * losses[0], (losses[0], losses[-1])
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps fp32 weights
     conv = next(
         m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1
     )
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # both precisions
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # fp32 too
 
 
 def test_bf16_loss_tracks_fp32_loss():
