@@ -5,7 +5,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sirst_synth.seeding import rng_for
+
 TILE = 128
+
+
+def preview_picks(available: int, wanted: int, seed: int) -> list[int]:
+    """Which of ``available`` groups (or pasted samples) the sheet shows: a seeded draw of
+    ``wanted``, in their listed order."""
+    return sorted(int(i) for i in rng_for(seed, "preview").permutation(available)[:wanted])
 
 
 def _tile(

@@ -13,8 +13,7 @@ from sirst_synth.io.files import (
     write_bytes_atomic,
 )
 from sirst_synth.io.manifest import ManifestRow, read_manifest
-from sirst_synth.preview import contact_sheet
-from sirst_synth.seeding import rng_for
+from sirst_synth.preview import contact_sheet, preview_picks
 
 
 def write_preview(
@@ -34,7 +33,7 @@ def write_preview(
         return _write_paste_preview(out, sheet, originals, pasted, targets, seed)
     if not full:
         raise DataError(f"{out}: no target with all four rotations (or pasted target) to show")
-    pick = sorted(rng_for(seed, "preview").permutation(len(full))[:targets])
+    pick = preview_picks(len(full), targets, seed)
     lines = []
     for i in pick:
         g = sorted(groups[full[i]], key=lambda r: r.angle)
@@ -53,7 +52,7 @@ def _write_paste_preview(out, sheet, originals, pasted, n, seed) -> int:
     after (at most 4 targets a row)."""
     from sirst_synth.preview import paste_sheet, pasted_boxes
 
-    pick = sorted(rng_for(seed, "preview").permutation(len(pasted))[:n])
+    pick = preview_picks(len(pasted), n, seed)
     lines = []
     for i in pick:
         r = pasted[i]

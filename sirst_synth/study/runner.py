@@ -278,7 +278,7 @@ def _run_one(
         progress=progress,
         synth="online" if arm.data == "online" else "offline",
         bank=view_bank if arm.data == "online" else None,
-        synth_recipe=synth,
+        synth_recipe=synth if arm.data == "online" else None,
     )
     score = dict(threshold=recipe.threshold, device=device, skip_errors=True, precision=precision)
     final = train_dir / "last.pt"

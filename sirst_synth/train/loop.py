@@ -132,6 +132,11 @@ def _train(
         raise UsageError("--synth online needs --bank BANK (the noise bank of DATA)")
     if synth == "offline" and bank is not None:
         raise UsageError("--bank goes with --synth online (a generate output has its samples)")
+    if synth == "offline" and synth_recipe is not None:
+        raise UsageError(
+            "a synthesis recipe (--alpha, --s, ...) goes with --synth online; offline, the "
+            "samples are already in DATA"
+        )
     progress = progress or Progress()
     out = Path(out)
     rank, world, local_rank = dist_env()
