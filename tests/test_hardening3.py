@@ -1,6 +1,7 @@
 """Hardening, second round (continued): what --overwrite may delete, what each reader accepts,
 and the messages that must tell the truth."""
 
+import builtins
 import json
 import os
 import shutil
@@ -471,3 +472,57 @@ def test_range_train_from_bank_to_generate_train_and_evaluate(tmp_path, cli):
     assert r.code == 0, r.err
     state = torch.load(tmp_path / "run2" / "last.pt", weights_only=True)
     assert state["norm"]["value_range"] == [1000.0, 5000.0]
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A folder whose writes fail as on a read-only mount (the tests may run as root, who
+    writes anywhere): every mkdir and every file opened for writing below it is refused."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def refuse(path):
+        if str(os.path.abspath(path)).startswith(str(ro) + os.sep):
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def mkdir(path, *a, **k):
+        refuse(path)
+        return real_mkdir(path, *a, **k)
+
+    def open_(path, flags, *a, **k):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_open(path, flags, *a, **k)
+
+    real_builtin_open = builtins.open
+
+    def builtin_open(file, mode="r", *a, **k):
+        if isinstance(file, (str, os.PathLike)) and any(m in mode for m in "wax+"):
+            refuse(file)
+        return real_builtin_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(builtins, "open", builtin_open)
+    return ro
+
+
+@pytest.mark.parametrize("command", ["generate", "train", "demo-dataset", "evaluate", "bank"])
+def test_a_read_only_output_is_one_line_naming_it(demo, tmp_path, cli, read_only, command):
+    data, out = demo / "data", read_only / "out"
+    args = {
+        "generate": ["generate", data, "--bank", demo / "bank.h5", "--out", out, "--count", "4"],
+        "train": ["train", data, "--out", out, "--epochs", "1", "--model", "aff-unet-tiny",
+                  "--crop", "32", "--device", "cpu", "--precision", "fp32"],
+        "demo-dataset": ["demo-dataset", out, "--images", "2"],
+        "evaluate": ["evaluate", data, "--pred-dir", data / "masks", "--json-out",
+                     read_only / "m.json"],
+        "bank": ["build-noise-bank", data, "--out", read_only / "b.h5"],
+    }[command]  # fmt: skip
+    before = tree_hashes(data)
+    r = cli(*args, "-q")
+    line = one_line(r.err)
+    assert r.code in (1, 2) and "Permission denied" in line and str(read_only) in line
+    assert "internal error" not in line and tree_hashes(data) == before
+    assert not any(read_only.iterdir())  # nothing half-written, no temporary file
