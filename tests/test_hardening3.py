@@ -523,6 +523,7 @@ def test_a_read_only_output_is_one_line_naming_it(demo, tmp_path, cli, read_only
     before = tree_hashes(data)
     r = cli(*args, "-q")
     line = one_line(r.err)
-    assert r.code in (1, 2) and "Permission denied" in line and str(read_only) in line
+    assert r.code in (1, 2) and "not writable (Permission denied)" in line, line
+    assert str(read_only) in line and "choose a folder you can write to" in line
     assert "internal error" not in line and tree_hashes(data) == before
     assert not any(read_only.iterdir())  # nothing half-written, no temporary file
