@@ -333,7 +333,8 @@ def preview_cmd(
 
 
 def _register_train_commands() -> None:
-    from sirst_synth.cli import study_cmd, train_cmds  # noqa: F401  (register train, evaluate, study)
+    # register train, evaluate, study and compare
+    from sirst_synth.cli import compare_cmd, study_cmd, train_cmds  # noqa: F401
 
 
 _register_train_commands()

@@ -62,6 +62,22 @@ RangeOpt = Annotated[
 ]
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="bf16 (autocast), fp32, or auto: bf16 on CUDA, and on a CPU with native bf16 "
+        "where a short probe measured it faster; a resumed run keeps its recorded choice.",
+    ),
+]
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"

@@ -17,6 +17,8 @@ from sirst_synth.cli.options import (
     NegLoss,
     OnError,
     OnErrorOpt,
+    Precision,
+    PrecisionOpt,
     Quiet,
     RangeOpt,
     Split,
@@ -40,22 +42,6 @@ class Synth(str, Enum):
 Optimizer = Enum("Optimizer", {n: n for n in OPTIMIZERS}, type=str)
 Scheduler = Enum("Scheduler", {n: n for n in SCHEDULES}, type=str)
 Augment = Enum("Augment", {n: n for n in AUGMENTS}, type=str)
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    bf16 = "bf16"
-    fp32 = "fp32"
-
-
-PrecisionOpt = Annotated[
-    Precision,
-    typer.Option(
-        "--precision",
-        help="bf16 (autocast), fp32, or auto: bf16 on CUDA, and on a CPU with native bf16 "
-        "where a short probe measured it faster; a resumed run keeps its recorded choice.",
-    ),
-]
 
 
 @app.command("train")

@@ -152,6 +152,32 @@ def evaluate(
     )  # fmt: skip
 
 
+def compare(
+    dataset: str | Path,
+    *,
+    a: str | Path,
+    b: str | Path,
+    split: str = "test",
+    split_file: str | Path | None = None,
+    threshold: float = 0.5,
+    device: str = "auto",
+    precision: str = "auto",
+    skip_errors: bool = False,
+    seed: int = 0,
+    resamples: int = 10000,
+) -> dict:
+    """Two models (checkpoints or prediction folders) on one split: IoU of each, A - B and its
+    95% interval from resampling the split's images (one run each: not seed-to-seed
+    variation). The dict ``compare --json`` prints."""
+    from sirst_synth.compare import compare as run
+
+    return run(
+        Path(dataset), Path(a), Path(b), split=split, split_file=_path(split_file),
+        threshold=threshold, device=device, precision=precision, skip_errors=skip_errors,
+        seed=seed, resamples=resamples,
+    )  # fmt: skip
+
+
 def train(
     data: str | Path,
     *,
