@@ -20,6 +20,7 @@ from sirst_synth.recipe import SynthRecipe, TrainRecipe, resolve_recipe
 __all__ = [
     "VerifySummary",
     "build_noise_bank",
+    "compare",
     "demo_dataset",
     "evaluate",
     "generate",
