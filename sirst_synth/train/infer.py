@@ -49,18 +49,36 @@ def predict(
 
     ``tile``: predict in tiles of this side (a multiple of 16) when a side of the image is
     larger; 0 predicts the whole image at once."""
+    return predict_batch(model, [image], mean, std, rt, tile)[0]
+
+
+@torch.inference_mode()
+def predict_batch(
+    model: torch.nn.Module,
+    images: list[np.ndarray],
+    mean: float,
+    std: float,
+    rt: Runtime,
+    tile: int = TILE,
+) -> list[np.ndarray]:
+    """``predict`` for images of one size in one forward pass (a tiled size one by one). In
+    eval mode every sample is its own: channel attention pools per sample and batch norm uses
+    its running statistics, so a batch gives each image's own map (to float rounding)."""
     if tile < 0 or tile % MULTIPLE:
         raise ValueError(f"tile must be 0 or a positive multiple of {MULTIPLE}, got {tile}")
-    h, w = image.shape
-    x = torch.from_numpy(normalise(image, mean, std))[None, None].to(rt.device)
+    h, w = images[0].shape
+    if any(im.shape != (h, w) for im in images):
+        raise ValueError("predict_batch takes images of one size")
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
-    x = F.pad(x, (0, pw, 0, ph))  # zero = the dataset mean after normalisation
-    with rt.autocast():
-        if tile and max(x.shape[-2:]) > tile:
-            logits = _tiled_logits(model, x, rt, tile)
-        else:
-            logits = model(rt.layout(x))[0]
-    return torch.sigmoid(logits.float())[0, 0, :h, :w].cpu().numpy()
+    tiled = bool(tile) and max(h + ph, w + pw) > tile
+    maps = []
+    for chunk in [images[i : i + 1] for i in range(len(images))] if tiled else [images]:
+        x = torch.from_numpy(np.stack([normalise(im, mean, std) for im in chunk]))[:, None]
+        x = F.pad(x.to(rt.device), (0, pw, 0, ph))  # zero = the dataset mean after normalisation
+        with rt.autocast():
+            logits = _tiled_logits(model, x, rt, tile) if tiled else model(rt.layout(x))[0]
+        maps += list(torch.sigmoid(logits.float())[:, 0, :h, :w].cpu().numpy())
+    return maps
 
 
 def _tiled(
@@ -180,13 +198,38 @@ def evaluate_items(
     was_training = model.training
     model.eval()
     totals, probs = MetricTotals(), []
-    for it in items:
-        image, label = read_gray(it.image, it.value_range), read_mask(it.mask)
-        if resize:
-            image, label = resize_bilinear(image, resize), resize_nearest(label, resize)
-        prob = predict(model, image, mean, std, rt, tile)
-        totals.add(score_probability(prob, label, threshold, str(it.mask)))
-        if keep_probs:
-            probs.append(prob)
+    for start in range(0, len(items), SCORE_CHUNK):
+        chunk = items[start : start + SCORE_CHUNK]
+        pairs = []
+        for it in chunk:
+            image, label = read_gray(it.image, it.value_range), read_mask(it.mask)
+            if resize:
+                image, label = resize_bilinear(image, resize), resize_nearest(label, resize)
+            pairs.append((image, label))
+        maps: list[np.ndarray | None] = [None] * len(chunk)
+        for members in _same_size(pairs, SCORE_BATCH):
+            batch = predict_batch(model, [pairs[i][0] for i in members], mean, std, rt, tile)
+            for i, prob in zip(members, batch, strict=True):
+                maps[i] = prob
+        for it, (_, label), prob in zip(chunk, pairs, maps, strict=True):
+            totals.add(score_probability(prob, label, threshold, str(it.mask)))
+            if keep_probs:
+                probs.append(prob)
     model.train(was_training)
     return totals, probs
+
+
+#: Items decoded at a time (memory), and images of one size per forward pass.
+SCORE_CHUNK, SCORE_BATCH = 64, 8
+
+
+def _same_size(pairs: list[tuple[np.ndarray, np.ndarray]], most: int) -> list[list[int]]:
+    """Indices of ``pairs`` grouped by image size, at most ``most`` a group, in first-seen
+    order (scores are added back in the items' order)."""
+    groups: dict[tuple[int, int], list[list[int]]] = {}
+    for i, (image, _) in enumerate(pairs):
+        runs = groups.setdefault(image.shape, [[]])
+        if len(runs[-1]) == most:
+            runs.append([])
+        runs[-1].append(i)
+    return [g for runs in groups.values() for g in runs]
