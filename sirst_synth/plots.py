@@ -110,7 +110,7 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
 
 def points_figure(arms: list[str], runs: list[Any]):
     """IoU, Pd and Fa of every final model as a point, beside the arm's mean and its 95%
-    t-interval; the interval is clipped at 0, where these metrics end."""
+    t-interval; the interval is clipped to [0, 1] x scale, where these metrics end."""
     fig, _ = _figure((10.5, 3.8))
     fig.clf()
     axes = fig.subplots(1, 3)
@@ -123,7 +123,7 @@ def points_figure(arms: list[str], runs: list[Any]):
             jitter = np.linspace(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
             ax.scatter(i - 0.15 + jitter, values, s=14, color=f"C{i % 10}", alpha=0.8)
             mean, lo, hi = _mean_ci(values)
-            lo = max(lo, 0.0)
+            lo, hi = max(lo, 0.0), min(hi, scale)  # every metric lies in [0, 1] x scale
             ax.errorbar([i + 0.2], [mean], yerr=[[mean - lo], [hi - mean]], fmt="s", color="k",
                         capsize=4, markersize=4)  # fmt: skip
         ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)

@@ -20,7 +20,8 @@ def _run(arm, iou, pd, fa):
 def test_points_show_every_run_and_clip_the_interval_at_zero():
     # IoU 0.50, 0.00, 0.02: mean 17.33, t-interval 17.33 +- 4.303 * 28.31 / sqrt(3) reaches
     # -53.0, which IoU cannot; the drawn interval stops at 0
-    runs = [_run("a", v, 0.9, 1e-5) for v in (0.5, 0.0, 0.02)] + [_run("b", 0.6, 0.95, 2e-5)]
+    runs = [_run("a", v, pd, 1e-5) for v, pd in ((0.5, 0.9), (0.0, 1.0), (0.02, 0.7))]
+    runs.append(_run("b", 0.6, 0.95, 2e-5))
     fig = plots.points_figure(["a", "b"], runs)
     iou_ax = fig.axes[0]
     scatters = [c for c in iou_ax.collections if isinstance(c, PathCollection)]
@@ -30,6 +31,9 @@ def test_points_show_every_run_and_clip_the_interval_at_zero():
     lows = [seg[:, 1].min() for c in iou_ax.collections if isinstance(c, LineCollection)
             for seg in c.get_segments()]  # fmt: skip
     assert lows and min(lows) >= 0.0  # no error bar below zero
+    highs = [seg[:, 1].max() for c in fig.axes[1].collections if isinstance(c, LineCollection)
+             for seg in c.get_segments()]  # fmt: skip
+    assert highs and max(highs) <= 100.0  # Pd 0.9 and 0.95 ... the interval stops at 100
     mean_markers = [line.get_ydata()[0] for line in iou_ax.lines if line.get_marker() == "s"]
     assert mean_markers[0] == pytest.approx((50 + 0 + 2) / 3)
     plots.png_bytes(fig)
