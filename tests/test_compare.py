@@ -65,9 +65,10 @@ def test_compare_a_checkpoint_with_a_prediction_folder(tmp_path, cli):
     save_checkpoint(
         ckpt, weights_state("aff-unet-tiny", build_model("aff-unet-tiny").state_dict(), 0.1, 0.1)
     )
-    r = cli("compare", root, ckpt, root / "masks", "--json", "--device", "cpu")
+    cpu = ["--device", "cpu", "--precision", "fp32"]  # auto would probe: not the same twice
+    r = cli("compare", root, ckpt, root / "masks", "--json", *cpu)
     assert r.code == 0, r.err
     m = json.loads(r.out)
-    e = json.loads(cli("evaluate", root, "--checkpoint", ckpt, "--json", "--device", "cpu").out)
+    e = json.loads(cli("evaluate", root, "--checkpoint", ckpt, "--json", *cpu).out)
     assert m["A"]["IoU"] == e["IoU"] and m["B"]["IoU"] == 1.0
     assert m["IoU_diff"] == e["IoU"] - 1.0
