@@ -91,6 +91,7 @@ def test_evaluate_tile_flag(tmp_path, cli):
     for tile in ("0", "64"):
         r = cli(
             "evaluate", data, "--checkpoint", ckpt, "--tile", tile, "--device", "cpu",
+            "--precision", "fp32",  # auto would probe, and may choose differently twice
             "--save-pred", tmp_path / f"p{tile}", "--json", "--threshold", "0.3",
         )  # fmt: skip
         assert r.code == 0, r.err
