@@ -176,13 +176,14 @@ def decode_bytes(data: np.ndarray | bytes, path: Path) -> np.ndarray:
     return arr
 
 
-def read_converted(path: Path, convert, fix: str) -> np.ndarray:
-    """Decode (its errors already name the file), then convert, naming the file on failure."""
-    raw = decode_raw(path)
+def read_converted(path: Path, convert, fix: str = "", decode=None) -> np.ndarray:
+    """Decode (its errors already name the file; ``decode_raw`` unless another reader is
+    given), then convert, naming the file (and the fix, if any) on failure."""
+    raw = (decode or decode_raw)(path)
     try:
         return convert(raw)
     except DataError as exc:
-        raise DataError(f"{path}: {exc}; {fix}") from None
+        raise DataError(f"{path}: {exc}" + (f"; {fix}" if fix else "")) from None
 
 
 def read_gray(path: Path, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -200,10 +201,7 @@ def value_range_of(paths: list[Path]) -> tuple[float, float] | None:
     range ``--range train`` maps to 0..255. None when all are 8-bit (nothing to map)."""
     lo, hi = math.inf, -math.inf
     for path in paths:
-        try:
-            arr = gray_values(decode_raw(path))
-        except DataError as exc:
-            raise DataError(f"{path}: {exc}") from None
+        arr = read_converted(path, gray_values, "convert the file to gray, RGB(A) or 16-bit PNG")
         if arr.dtype in (np.uint8, np.bool_) or not arr.size:
             continue
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():

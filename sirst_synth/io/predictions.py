@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst_synth.convert import PRED_KINDS, to_probability
+from sirst_synth.convert import to_probability
 from sirst_synth.errors import DataError
-from sirst_synth.io.files import decode_raw
+from sirst_synth.io.files import read_converted
 from sirst_synth.io.layouts import IMAGE_EXTS, index_files
 
 PRED_EXTS = (*IMAGE_EXTS, ".npy")
@@ -18,19 +18,17 @@ def read_probability(path: Path, kind: str = "auto") -> np.ndarray:
     """A prediction file as probabilities in [0, 1] (``convert.to_probability``'s rules for
     ``kind``); an ambiguous file is a data error that names it."""
     path = Path(path)
-    if path.suffix.lower() == ".npy":
-        try:
-            raw = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"{path}: not a readable .npy array ({exc}); save it with numpy.save"
-            ) from None
-    else:
-        raw = decode_raw(path)
+    decode = _load_npy if path.suffix.lower() == ".npy" else None
+    return read_converted(path, lambda raw: to_probability(raw, kind), decode=decode)
+
+
+def _load_npy(path: Path) -> np.ndarray:
     try:
-        return to_probability(raw, kind)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{path}: not a readable .npy array ({exc}); save it with numpy.save"
+        ) from None
 
 
 def prediction_index(pred_dir: Path) -> dict[str, Path]:
@@ -47,4 +45,4 @@ def find_prediction(index: dict[str, Path], pred_dir: Path, stem: str) -> Path:
     )
 
 
-__all__ = ["PRED_KINDS", "find_prediction", "prediction_index", "read_probability"]
+__all__ = ["find_prediction", "prediction_index", "read_probability"]
