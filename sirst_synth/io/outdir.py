@@ -14,7 +14,6 @@ from sirst_synth.diffs import differences
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import (
     TMP_MARK,
-    check_folder_path,
     inside,
     make_folders,
     source_folders,
@@ -66,13 +65,9 @@ def check_out_path(out: Path, source_root: Path) -> None:
 
 def prepare_out(out: Path, identity: dict, overwrite: bool, resume: bool) -> int:
     """Make OUT ready; return how many jobs are already finished (for --resume): the journal
-    holds them in job order, so they are the first that many of the run's jobs."""
+    holds them in job order, so they are the first that many of the run's jobs. generate has
+    checked OUT's place and kind before any work."""
     state = out / STATE_DIR
-    check_folder_path(out, "--out", "for the dataset")
-    if not out.exists() and not out.parent.is_dir():
-        raise UsageError(
-            f"--out {out}: {out.parent} is not a folder; choose a folder you can write to"
-        )
     # Folders of our own that hold nothing but our temporary files (a run killed in its first
     # milliseconds, before its run file was in place) count as nothing.
     entries = [
@@ -153,26 +148,25 @@ def _files_of_run(out: Path) -> list[Path]:
             f"--out {out}: cannot read what the previous run wrote ({exc}); remove the folder "
             "yourself or choose another --out"
         ) from None
+    found = [  # every file in our folders, folder by folder (one walk)
+        p
+        for name in ("images", "masks", "img_idx", "50_50")
+        if (out / name).is_dir()
+        for p in sorted((out / name).rglob("*"))
+        if not p.is_dir()
+    ]
     foreign = []
-    for name in ("images", "masks", "img_idx", "50_50"):
-        for path in sorted((out / name).rglob("*")) if (out / name).is_dir() else []:
-            if path.is_dir() or path in listed or TMP_MARK in path.name:
-                continue
-            ours = not complete and path.parent.name in ("images", "masks")
-            if not (ours and path.parent.parent == out and path.suffix == ".png"):
-                foreign.append(path)
+    for path in found:
+        if path in listed or TMP_MARK in path.name:
+            continue
+        ours = not complete and path.parent.name in ("images", "masks")
+        if not (ours and path.parent.parent == out and path.suffix == ".png"):
+            foreign.append(path)
     if foreign:
         raise UsageError(
             f"--out {out}: {foreign[0].relative_to(out)} (and {len(foreign) - 1} more) was not "
             "written by the previous run; move it out of the folder, or choose another --out"
         )
-    found = [
-        p
-        for name in ("images", "masks", "img_idx", "50_50")
-        if (out / name).is_dir()
-        for p in (out / name).rglob("*")
-        if not p.is_dir()
-    ]
     return sorted({p for p in listed if p.is_file()} | set(found))
 
 
