@@ -226,8 +226,8 @@ def generate(
                 jf.flush()
                 progress.advance()
         progress.stop()
-        keys = (job.key for job in job_order(train, test, sizes, recipe, group))
-        counts, skips = count_rows(journal, keys)
+        jobs = ((job.key, job.stem) for job in job_order(train, test, sizes, recipe, group))
+        counts, skips = count_rows(journal, jobs)
         summary.originals, summary.development, summary.test = (counts[k] for k in SPLITS)
         listed = {stem for stem, _ in summary.skipped}
         for stem, problem in skips:  # a source that failed in several jobs is listed once

@@ -77,7 +77,6 @@ def gen_init(
 ) -> None:
     _GEN_CTX.update(
         skip_errors=skip_errors,
-        written=[],
         ds=ds,
         out=out,
         recipe=recipe,
@@ -98,7 +97,7 @@ def gen_job(job: Job) -> tuple[str, list[dict], str | None]:
     """Write one job's files; its key, manifest rows (for the journal) and, where
     ``--on-error skip`` left it out (an image that does not decode), why. Every file the job
     decodes is decoded here, in the worker that uses it: never in a second pass."""
-    _GEN_CTX["written"] = []
+    _GEN_CTX["written"] = []  # what _put writes for this job
     try:
         return job.key, _job_rows(job), None
     except DataError as exc:

@@ -183,7 +183,7 @@ def test_journal_must_hold_the_jobs_in_order(tmp_path):
     from sirst_synth.io.journal import count_rows
     from sirst_synth.jobs import Job
 
-    keys = [j.key for j in (Job("image", "a"), Job("image", "b"), Job("test", "c"))]
+    jobs = [(j.key, j.stem) for j in (Job("image", "a"), Job("image", "b"), Job("test", "c"))]
     rows = {
         "image:a:0": ["original", "development"],
         "image:b:0": ["original"],
@@ -199,11 +199,11 @@ def test_journal_must_hold_the_jobs_in_order(tmp_path):
         )
 
     write(["image:a:0", "image:b:0", "test:c:0"])
-    assert count_rows(journal, keys) == ({"original": 2, "development": 1, "test": 1}, [])
+    assert count_rows(journal, jobs) == ({"original": 2, "development": 1, "test": 1}, [])
     for written in (["image:b:0", "image:a:0", "test:c:0"], ["image:a:0", "image:b:0"]):
         write(written)
         with pytest.raises(DataError, match="does not list this run's jobs in order"):
-            count_rows(journal, keys)
+            count_rows(journal, jobs)
 
 
 @pytest.mark.slow

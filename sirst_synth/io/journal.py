@@ -60,15 +60,17 @@ def journal_rows(journal: Path, split: str) -> Iterator[dict]:
                     yield r
 
 
-def count_rows(journal: Path, keys: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def count_rows(
+    journal: Path, jobs: Iterable[tuple[str, str]]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Rows per split, and the (stem, why) of every job ``--on-error skip`` left out,
-    checking the journal holds the run's jobs (``keys``, in order)."""
+    checking the journal holds the run's jobs (``jobs``: (key, stem), in order)."""
     counts = dict.fromkeys(SPLITS, 0)
     skipped: list[tuple[str, str]] = []
     with open(journal, "rb") as fh:
-        for line, key in itertools.zip_longest(fh, keys):
+        for line, job in itertools.zip_longest(fh, jobs):
             entry = json.loads(line) if line is not None else None
-            if entry is None or key is None or entry["job"] != key:
+            if entry is None or job is None or entry["job"] != job[0]:
                 raise DataError(
                     f"{journal}: does not list this run's jobs in order (edited?); run generate "
                     "again with --overwrite"
@@ -76,7 +78,7 @@ def count_rows(journal: Path, keys: Iterable[str]) -> tuple[dict[str, int], list
             for r in entry["rows"]:
                 counts[r["split"]] += 1
             if "skipped" in entry:
-                skipped.append((key.split(":", 1)[1].rsplit(":", 1)[0], entry["skipped"]))
+                skipped.append((job[1], entry["skipped"]))
     return counts, skipped
 
 
