@@ -40,7 +40,12 @@ class SynthDataset(Dataset):
         **overrides: Any,
     ):
         from sirst_synth.io.bank import bank_range, read_bank_index
-        from sirst_synth.io.samples import check_items, split_items, target_counts
+        from sirst_synth.io.samples import (
+            check_items,
+            read_with_range,
+            split_items,
+            target_counts,
+        )
         from sirst_synth.train.data import OnlineSynthSet, normalisation
 
         if form not in FORMS:
@@ -52,7 +57,7 @@ class SynthDataset(Dataset):
         r = dataclasses.replace(r, sigma=float(a["sigma"]), mu=float(a["mu"]), grid=int(a["grid"]))
         items, _ = check_items(split_items(Path(dataset_dir), "train"))
         vr = bank_range(index)  # the images read the bank's way (build-noise-bank --range)
-        items = [dataclasses.replace(it, value_range=vr) for it in items]
+        items = read_with_range(items, vr)
         counts = target_counts(items)
         self.online = OnlineSynthSet(items, index, r, 0.0, 1.0, None, seed, counts)
         self.recipe = r

@@ -7,6 +7,7 @@ Any other dataset is read through its layout: the plain training split (the base
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,3 +99,10 @@ def target_counts(items: list[Item]) -> list[int]:
     from sirst_synth.targets import components
 
     return [components(read_mask(it.mask)).count for it in items]
+
+
+def read_with_range(items: list[Item], value_range) -> list[Item]:
+    """The items, to be read with ``value_range`` (how 16-bit and float images map to 8 bits;
+    None: the fixed rules). The one place a run, a checkpoint or a bank sets it."""
+    value_range = tuple(value_range) if value_range else None
+    return [dataclasses.replace(it, value_range=value_range) for it in items]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from sirst_synth.convert import resize_nearest
 from sirst_synth.io.files import read_mask
-from sirst_synth.io.samples import Item, check_items, split_items
+from sirst_synth.io.samples import Item, check_items, read_with_range, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
 from sirst_synth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from sirst_synth.train.device import runtime
@@ -38,9 +37,8 @@ def evaluate_checkpoint(
     rt = runtime(device, precision)
     model = rt.layout(model_from_checkpoint(state, checkpoint).to(rt.device)).eval()
     items, skipped = check_items(split_items(root, split, split_file), skip_errors)
-    value_range = state["norm"].get("value_range")  # read images as the model was trained
-    if value_range:
-        items = [dataclasses.replace(it, value_range=tuple(value_range)) for it in items]
+    # read the images as the model was trained on them
+    items = read_with_range(items, state["norm"].get("value_range"))
     need = keep or curve_thresholds is not None
     totals, probs = evaluate_items(
         model, items, state["norm"]["mean"], state["norm"]["std"], rt, threshold, need, resize, tile

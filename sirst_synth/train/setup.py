@@ -3,7 +3,6 @@ from a checkpoint on resume), the group sampler and the loader, held in one ``Ru
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,13 @@ from torch.utils.data import DataLoader
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import fingerprint
-from sirst_synth.io.samples import Item, check_items, split_items, target_counts
+from sirst_synth.io.samples import (
+    Item,
+    check_items,
+    read_with_range,
+    split_items,
+    target_counts,
+)
 from sirst_synth.names import RANGE_MODES
 from sirst_synth.recipe import TrainRecipe
 from sirst_synth.train.checkpoint import load_weights
@@ -95,8 +100,7 @@ def setup_run(
         val_items = []
     val_items, val_skipped = check_items(val_items, skip_errors)
     vr = image_range(data, train_items, state, online, value_range)
-    train_items = [dataclasses.replace(it, value_range=vr) for it in train_items]
-    val_items = [dataclasses.replace(it, value_range=vr) for it in val_items]
+    train_items, val_items = read_with_range(train_items, vr), read_with_range(val_items, vr)
     skipped += val_skipped
     data_fp = fingerprint(Path(data), [p for it in train_items for p in (it.image, it.mask)])
     if state is not None:
