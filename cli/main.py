@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import sys
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the process's stdout from here on)
     previous = signal.signal(signal.SIGINT, _on_sigint)
-    previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_term = signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, os.getpid()))
     if hasattr(signal, "SIGXFSZ"):
         # Past a file-size limit a write fails with EFBIG (one error line) instead of the
         # signal killing the process.
@@ -102,8 +103,14 @@ def _on_sigint(signum, frame) -> None:
     raise Interrupted(INTERRUPT_MESSAGE)
 
 
-def _on_sigterm(signum, frame) -> None:
-    """A kill from a job scheduler or ``timeout``: the same hint as Ctrl-C, exit 143."""
+def _on_sigterm(owner: int, signum, frame) -> None:
+    """A kill from a job scheduler or ``timeout``: the same hint as Ctrl-C, exit 143. A forked
+    child (a pool or loader worker) inherits the handler: it dies of the signal as it would
+    without one, so its parent can stop it."""
+    if os.getpid() != owner:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     exc = Interrupted("terminated (SIGTERM): " + INTERRUPT_MESSAGE.removeprefix("interrupted: "))
     exc.exit_code = 128 + signal.SIGTERM
     raise exc

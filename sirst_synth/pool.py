@@ -9,10 +9,8 @@ from typing import Any
 
 
 def _quiet_worker(init: Callable[..., None] | None, args: tuple) -> None:
-    # The parent handles Ctrl-C and terminates the pool (with SIGTERM): workers must not print
-    # tracebacks, and must die of SIGTERM even where the parent (forked) has its own handler.
+    # The parent handles Ctrl-C and terminates the pool; workers must not print tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if init is not None:
         init(*args)
 
