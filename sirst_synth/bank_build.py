@@ -108,6 +108,8 @@ def build_noise_bank(
     progress = progress or Progress()
     if grid < 1:
         raise UsageError(f"--grid must be at least 1, got {grid}")
+    if value_range not in RANGE_MODES:
+        raise UsageError(f"--range must be one of {', '.join(RANGE_MODES)}, got {value_range!r}")
     for name, v in (("--sigma", sigma), ("--mu", mu)):
         if not np.isfinite(v) or v <= 0:
             raise UsageError(f"{name} must be a positive number, got {v}")
@@ -134,8 +136,6 @@ def build_noise_bank(
             too_small.append((stem, problem))
             continue
         scannable.append(stem)
-    if value_range not in RANGE_MODES:
-        raise UsageError(f"--range must be one of {', '.join(RANGE_MODES)}, got {value_range!r}")
     fp = fingerprint(ds.root, source_files(ds, ds.train))
     if value_range == "train":
         vr = value_range_of([ds.image_path(s) for s in scannable])
