@@ -238,12 +238,12 @@ def bench_online_pipeline(root: Path, work: Path) -> None:
     from torch.utils.data import DataLoader
 
     from sirst_synth.io.bank import read_bank_index
-    from sirst_synth.io.samples import check_items, split_items, target_counts
+    from sirst_synth.io.samples import split_items, target_counts
     from sirst_synth.train.data import GroupBatchSampler, OnlineSynthSet
 
     bank_path = work / "online_bank.h5"
     build_noise_bank(root, bank_path, skip_errors=True)
-    items, _ = check_items(split_items(root, "train"), skip_errors=True)
+    items, _ = split_items(root, "train", skip_errors=True)
     counts = target_counts(items)
     ds = OnlineSynthSet(items, read_bank_index(bank_path), SynthRecipe(), 0.3, 0.2, 256, 0, counts)
     sampler = GroupBatchSampler(ds.groups(), 8, 0)

@@ -22,6 +22,7 @@ from sirst_synth.cli.options import (
     Quiet,
     RangeOpt,
     Split,
+    TrainSplit,
     app,
     check_json_out,
     print_skipped,
@@ -166,6 +167,7 @@ def train_cmd(
         ),
     ] = None,
     value_range: RangeOpt = "full",
+    train_split: TrainSplit = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
     json_out: JsonOut = None,
@@ -199,6 +201,7 @@ def train_cmd(
         bank=bank,
         synth_recipe=sr,
         value_range=value_range,
+        train_split=train_split,
         progress=progress_for(quiet or not rank0, as_json),
         log=(lambda m: console.print(escape(m), highlight=False))
         if rank0 and not (quiet or as_json)

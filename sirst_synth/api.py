@@ -197,6 +197,7 @@ def train(
     progress=None,
     log=None,
     value_range: str = "full",
+    train_split: str | Path | None = None,
     **overrides: Any,
 ):
     """Train a detector on ``data`` into ``out``; overrides: any ``TrainRecipe`` key
@@ -214,6 +215,7 @@ def train(
         Path(data), Path(out), r, device, precision, loader_workers, resume, compile,
         stop_after, skip_errors, progress, log or (lambda m: None), synth=synth,
         bank=_path(bank), synth_recipe=sr, value_range=value_range,
+        train_split=_path(train_split),
     )  # fmt: skip
 
 

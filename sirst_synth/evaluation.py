@@ -23,7 +23,7 @@ from sirst_synth.io.files import (
     write_text_atomic,
 )
 from sirst_synth.io.predictions import find_prediction, prediction_index, read_probability
-from sirst_synth.io.samples import Item, check_items, split_items
+from sirst_synth.io.samples import Item, split_items
 from sirst_synth.metrics import FA_MODES, MetricTotals, pd_fa_curve, score_probability
 
 #: Thresholds of the Pd-Fa curve.
@@ -160,7 +160,7 @@ def score_predictions(
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"--pred-dir {pred_dir}: folder not found")
-    items, skipped = check_items(split_items(root, split, split_file), skip_errors)
+    items, skipped = split_items(root, split, split_file, skip_errors=skip_errors)
     index = prediction_index(pred_dir)
     totals = MetricTotals()
     pairs = []

@@ -41,7 +41,6 @@ class SynthDataset(Dataset):
     ):
         from sirst_synth.io.bank import bank_range, read_bank_index
         from sirst_synth.io.samples import (
-            check_items,
             read_with_range,
             split_items,
             target_counts,
@@ -55,7 +54,7 @@ class SynthDataset(Dataset):
         index = read_bank_index(Path(bank))
         a = index.attrs
         r = dataclasses.replace(r, sigma=float(a["sigma"]), mu=float(a["mu"]), grid=int(a["grid"]))
-        items, _ = check_items(split_items(Path(dataset_dir), "train"))
+        items, _ = split_items(Path(dataset_dir), "train")
         vr = bank_range(index)  # the images read the bank's way (build-noise-bank --range)
         items = read_with_range(items, vr)
         counts = target_counts(items)

@@ -110,7 +110,7 @@ def test_synthesizer_paste_equals_generate(src, tmp_path):
     recipe = SynthRecipe(mode="paste", alpha=0.1, k=(1, 2), where="any", seed=2)
     out = tmp_path / "p"
     ss.generate(src / "data", bank=src / "bank.h5", out=out, recipe=recipe)
-    items = split_items(src / "data", "train")
+    items, _ = split_items(src / "data", "train")
     sources = [(it.stem, read_gray(it.image), read_mask(it.mask)) for it in items]
     synth = Synthesizer(src / "bank.h5", recipe=recipe, sources=sources)
     rows = {Path(r["image"]).stem: r for r in read_jsonl(out / "manifest.jsonl")}

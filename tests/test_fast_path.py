@@ -129,7 +129,7 @@ def test_narrow_batch_norm_is_stock_batch_norm():
 
 def test_decoded_cache_gives_the_same_batches(tmp_path):
     root = demo_with_bank(tmp_path, images=6, seed=4)
-    items = split_items(root / "data", "train")
+    items, _ = split_items(root / "data", "train")
     cached = SegmentationSet(items, 0.3, 0.2, 32, seed=5, cache=True)
     plain = SegmentationSet(items, 0.3, 0.2, 32, seed=5, cache=False)
     assert cached.decoded is not None and plain.decoded is None
@@ -144,7 +144,7 @@ def test_decoded_cache_respects_its_limit(tmp_path):
     from sirst_synth.train.data import decode_all
 
     root = demo_with_bank(tmp_path, images=3, seed=4)
-    items = split_items(root / "data", "train")
+    items, _ = split_items(root / "data", "train")
     h, w = 256, 256  # the demo's image size
     assert decode_all(items, limit=2 * h * w * len(items)) is not None
     assert decode_all(items, limit=2 * h * w * len(items) - 1) is None

@@ -28,7 +28,7 @@ def src(tmp_path_factory):
 
 
 def _online(src, count=None):
-    items = split_items(src / "data", "train")
+    items, _ = split_items(src / "data", "train")
     counts = [components(read_mask(it.mask)).count for it in items]
     recipe = SynthRecipe(count=count)
     return OnlineSynthSet(

@@ -188,7 +188,7 @@ def test_online_paste_epoch_equals_generate_pass(src, tmp_path, cli):
             "--recipe", recipe_path, "-q")  # fmt: skip
     assert r.code == 0, r.err
     recipe = load_recipe(SynthRecipe, recipe_path.read_text(), "x", {})
-    items = split_items(src / "data", "train")
+    items, _ = split_items(src / "data", "train")
     counts = [components(read_mask(it.mask)).count for it in items]
     bank = read_bank_index(src / "bank.h5")
     ds = OnlineSynthSet(items, bank, recipe, 0.3, 0.2, None, 0, counts)

@@ -308,7 +308,7 @@ def test_ddp_two_processes_gloo(small_synth, tmp_path):
     from sirst_synth.train.data import SegmentationSet
 
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    items = split_items(small_synth / "syn", "train")
+    items, _ = split_items(small_synth / "syn", "train")
     ds = SegmentationSet(items, ckpt["norm"]["mean"], ckpt["norm"]["std"], 32, 0)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     y = torch.stack([ds[i][1] for i in range(len(ds))])

@@ -156,19 +156,35 @@ def detect_splits(root: Path) -> tuple[str, str, Path | None, Path | None]:
     return "none", root.name, None, None
 
 
-def _detect_splits(root: Path) -> tuple[str, str, Path, Path | None]:
-    layout, name, train, test = detect_splits(root)
-    if train is None:
-        raise UsageError(
-            f"{root}: no training split found (50_50/train.txt, img_idx/train_*.txt, "
-            "trainval.txt or idx_*/trainval.txt); pass --train-split FILE"
-        )
-    return layout, name, train, test
-
-
 def pair_index(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """(stem -> image, stem -> mask) of a dataset folder's images/ and masks/."""
     return index_files(root / "images"), index_files(root / "masks", MASK_SUFFIXES)
+
+
+def resolve_stems(
+    stems: list[str],
+    source: Path,
+    root: Path,
+    images: dict[str, Path],
+    masks: dict[str, Path],
+    skip_errors: bool,
+) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """The stems whose image and mask both exist under ``root``, and (with ``skip_errors``) the
+    others with why; without it, the first missing file is a data error naming the file and
+    the fix. ``source``: where the stems were listed."""
+    kept, skipped = [], []
+    for stem in stems:
+        if stem not in images:
+            problem = f"{source}: lists {stem!r} but {root / 'images'} has no such image; fix the split file"
+        elif stem not in masks:
+            problem = f"{images[stem]}: no mask {stem}.png or {stem}_pixels0.png in {root / 'masks'}; add the mask"
+        else:
+            kept.append(stem)
+            continue
+        if not skip_errors:
+            raise DataError(problem)
+        skipped.append((stem, problem))
+    return tuple(kept), skipped
 
 
 def open_dataset(
@@ -176,9 +192,14 @@ def open_dataset(
     train_split: Path | None = None,
     test_split: Path | None = None,
     skip_errors: bool = False,
+    splits: tuple[str, ...] = ("train", "test"),
 ) -> Dataset:
     """Resolve a dataset folder: layout, splits, and the image and mask file of every stem.
 
+    The one reader of dataset folders: every command finds splits and files here.
+    ``train_split`` / ``test_split`` override the detected split files (a given training split
+    turns test detection off: the two come from one place). Only the ``splits`` asked for are
+    read, so a test-only folder is scored and a split file is scored without a training split.
     A stem whose image or mask is missing is a data error, or a listed skip where
     ``skip_errors`` is set (``--on-error skip``).
     """
@@ -188,39 +209,34 @@ def open_dataset(
     for sub in ("images", "masks"):
         if not (root / sub).is_dir():
             raise UsageError(f"{root}: no {sub}/ folder; a dataset root holds images/ and masks/")
-    if train_split is None:
-        layout, name, train_split, detected_test = _detect_splits(root)
+    if train_split is not None or (test_split is not None and "train" not in splits):
+        layout, name = "custom", root.name  # the split files given: nothing to detect
+    else:
+        layout, name, train_split, detected_test = detect_splits(root)
         if test_split is None:
             test_split = detected_test
-    else:
-        layout, name = "custom", root.name
+    if "train" in splits and train_split is None:
+        raise UsageError(
+            f"{root}: no training split found (50_50/train.txt, img_idx/train_*.txt, "
+            "trainval.txt or idx_*/trainval.txt); pass --train-split FILE"
+        )
     images, masks = pair_index(root)
     skipped: list[tuple[str, str]] = []
 
-    def resolve(stems: list[str], split: Path) -> tuple[str, ...]:
-        kept = []
-        for stem in stems:
-            if stem not in images:
-                problem = f"{split}: lists {stem!r} but {root / 'images'} has no such image; fix the split file"
-            elif stem not in masks:
-                problem = f"{images[stem]}: no mask {stem}.png or {stem}_pixels0.png in {root / 'masks'}; add the mask"
-            else:
-                kept.append(stem)
-                continue
-            if not skip_errors:
-                raise DataError(problem)
-            skipped.append((stem, problem))
-        return tuple(kept)
+    def resolve(split: Path) -> tuple[str, ...]:
+        kept, why = resolve_stems(read_split(split), split, root, images, masks, skip_errors)
+        skipped.extend(why)
+        return kept
 
-    train = resolve(read_split(train_split), train_split)
-    test = resolve(read_split(test_split), test_split) if test_split is not None else ()
+    train = resolve(train_split) if "train" in splits else ()
+    test = resolve(test_split) if "test" in splits and test_split is not None else ()
     both = sorted(set(train) & set(test))
     if both:
         raise DataError(
             f"{test_split}: {both[0]!r} is in both the training and the test split; "
             "remove it from one of them"
         )
-    if not train:
+    if "train" in splits and not train:
         raise DataError(f"{train_split}: no usable training image; fix the split or the files")
     return Dataset(
         root=root,

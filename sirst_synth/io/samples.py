@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import check_same_size, image_size, read_mask
-from sirst_synth.io.layouts import detect_splits, pair_index, read_split
+from sirst_synth.io.layouts import open_dataset, resolve_stems
 from sirst_synth.io.manifest import MANIFEST, SPLITS, read_manifest
 from sirst_synth.names import SPLIT_CHOICES
 
@@ -27,16 +27,29 @@ class Item:
     value_range: tuple[float, float] | None = None  # how a 16-bit or float image maps to 8 bits
 
 
-def split_items(root: Path, split: str, split_file: Path | None = None) -> list[Item]:
-    """Items of ``split``: "train" (originals + development for generated data), "test", or
-    "all" (every image/mask pair; split files not needed). Only the split asked for is read,
-    so a test-only folder scores its test split. ``split_file``: the stems of that file
-    instead (a dataset folder, not a generate output)."""
+def split_items(
+    root: Path,
+    split: str,
+    split_file: Path | None = None,
+    *,
+    train_split: Path | None = None,
+    skip_errors: bool = False,
+    required: bool = True,
+) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Items of ``split`` and the pairs left out (``skip_errors``) with why: "train" (originals
+    + development for generated data), "test", or "all" (every image/mask pair; split files
+    not needed). Only the split asked for is read, so a test-only folder scores its test
+    split. ``split_file``: the stems of that file instead (a dataset folder, not a generate
+    output); ``train_split``: the training split file (``--train-split``). A dataset folder is
+    read by `open_dataset`, the one reader; pairs whose sizes differ are refused (or left out)
+    before any training or scoring starts. ``required=False``: a missing or empty split gives
+    no items instead of an error (a validation split is optional)."""
     root = Path(root)
     if split not in SPLIT_CHOICES:
         raise UsageError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     if split_file is not None and (root / MANIFEST).is_file():
         raise UsageError(f"--split-file goes with a dataset folder; {root} is a generate output")
+    skipped: list[tuple[str, str]] = []
     if (root / MANIFEST).is_file():
         want = {"train": ("original", "development"), "test": ("test",)}.get(split, SPLITS)
         items = [
@@ -45,34 +58,34 @@ def split_items(root: Path, split: str, split_file: Path | None = None) -> list[
             if r.split in want
         ]
     else:
-        if not (root / "images").is_dir() or not (root / "masks").is_dir():
-            raise UsageError(f"{root}: no images/ and masks/ folders; pass a dataset root")
-        images, masks = pair_index(root)
-        if split_file is not None:
-            stems = read_split(Path(split_file))
-        elif split == "all":  # an image without a mask is reported (or skipped and listed)
-            stems = sorted(images)
+        if split == "all":  # an image without a mask is reported (or skipped and listed)
+            ds = open_dataset(root, splits=())
+            stems, skipped = resolve_stems(
+                sorted(ds.images), root / "images", root, ds.images, ds.masks, skip_errors
+            )
         else:
-            _, _, train, test = detect_splits(root)
-            path = train if split == "train" else test
-            if path is None:
+            ds = open_dataset(
+                root,
+                train_split=split_file if split == "train" and split_file else train_split,
+                test_split=split_file if split == "test" else None,
+                skip_errors=skip_errors,
+                splits=(split,),
+            )
+            if split == "test" and ds.test_split is None:
+                if not required:
+                    return [], []
                 raise DataError(
-                    f"{root}: no {split} split file found; add one, or pass --split all "
+                    f"{root}: no test split file found; add one, or pass --split all "
                     "to score every image/mask pair"
                 )
-            stems = read_split(path)
-        items = [
-            Item(
-                s,
-                images.get(s, root / "images" / f"{s}.png"),
-                masks.get(s, root / "masks" / f"{s}.png"),
-                s,
-            )
-            for s in stems
-        ]
+            stems, skipped = ds.train if split == "train" else ds.test, list(ds.skipped)
+        items = [Item(s, ds.images[s], ds.masks[s], s) for s in stems]
     if not items:
+        if not required:
+            return [], skipped
         raise DataError(f"{root}: the {split} split is empty; check the split files")
-    return items
+    kept, bad = check_items(items, skip_errors)
+    return kept, skipped + bad
 
 
 def check_items(

@@ -293,7 +293,9 @@ def hash_group(group: str) -> int:
     return key_int(group) & 0x7FFFFFFFFFFFFFFF
 
 
-def online_setup(data: Path, bank_path: Path, synth_recipe) -> dict:
+def online_setup(
+    data: Path, bank_path: Path, synth_recipe, train_split: Path | None = None
+) -> dict:
     """The bank and recipe of online synthesis, checked against DATA before any training."""
     from sirst_synth.errors import UsageError
     from sirst_synth.io.bank import check_bank_source, read_bank_index
@@ -308,7 +310,7 @@ def online_setup(data: Path, bank_path: Path, synth_recipe) -> dict:
             "pass that instead"
         )
     bank = read_bank_index(bank_path)
-    ds = open_dataset(data)
+    ds = open_dataset(data, train_split, splits=("train",))
     check_bank_source(bank, ds.root, fingerprint(ds.root, source_files(ds, ds.train)))
     identity = {
         "mode": "online",

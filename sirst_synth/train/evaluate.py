@@ -8,7 +8,7 @@ import numpy as np
 
 from sirst_synth.convert import resize_nearest
 from sirst_synth.io.files import read_mask
-from sirst_synth.io.samples import Item, check_items, read_with_range, split_items
+from sirst_synth.io.samples import Item, read_with_range, split_items
 from sirst_synth.metrics import MetricTotals, pd_fa_curve
 from sirst_synth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from sirst_synth.train.device import runtime
@@ -36,7 +36,7 @@ def evaluate_checkpoint(
         precision = state["precision"]  # score in the precision the model was trained in
     rt = runtime(device, precision)
     model = rt.layout(model_from_checkpoint(state, checkpoint).to(rt.device)).eval()
-    items, skipped = check_items(split_items(root, split, split_file), skip_errors)
+    items, skipped = split_items(root, split, split_file, skip_errors=skip_errors)
     # read the images as the model was trained on them
     items = read_with_range(items, state["norm"].get("value_range"))
     need = keep or curve_thresholds is not None

@@ -112,6 +112,7 @@ def _train(
     synth_recipe: SynthRecipe | None = None,
     reference: bool = False,
     value_range: str = "full",
+    train_split: Path | None = None,
 ) -> TrainResult:
     """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
 
@@ -145,7 +146,7 @@ def _train(
         dist.init_process_group("nccl" if device != "cpu" and torch.cuda.is_available() else "gloo")
     online = None  # OUT's place was checked by train() before it took the lock
     if synth == "online":
-        online = online_setup(data, Path(bank), synth_recipe or SynthRecipe())
+        online = online_setup(data, Path(bank), synth_recipe or SynthRecipe(), train_split)
     state = resume_state(out, recipe, resume)
     rt, why = runtime_for(device, precision, local_rank, state, out)
     if rt.device.type == "cuda":
@@ -160,7 +161,7 @@ def _train(
         rt = Runtime(rt.device, rt.bf16, channels_last=rt.bf16)
     run, skipped = setup_run(
         data, out, recipe, rt, rank, world, state, online, workers, skip_errors, reference,
-        value_range,
+        value_range, train_split,
     )  # fmt: skip
     if run.value_range is not None:
         lo, hi = run.value_range

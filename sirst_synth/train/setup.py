@@ -10,11 +10,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import UsageError
 from sirst_synth.io.files import fingerprint
 from sirst_synth.io.samples import (
     Item,
-    check_items,
     read_with_range,
     split_items,
     target_counts,
@@ -91,14 +90,13 @@ def setup_run(
     skip_errors: bool,
     reference: bool = False,
     value_range: str = "full",
+    train_split: Path | None = None,
 ) -> tuple[Run, list[tuple[str, str]]]:
     """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
-    train_items, skipped = check_items(split_items(data, "train"), skip_errors)
-    try:
-        val_items = split_items(data, "test")
-    except DataError:
-        val_items = []
-    val_items, val_skipped = check_items(val_items, skip_errors)
+    train_items, skipped = split_items(
+        data, "train", train_split=train_split, skip_errors=skip_errors
+    )
+    val_items, val_skipped = split_items(data, "test", skip_errors=skip_errors, required=False)
     vr = image_range(data, train_items, state, online, value_range)
     train_items, val_items = read_with_range(train_items, vr), read_with_range(val_items, vr)
     skipped += val_skipped

@@ -1,0 +1,86 @@
+"""One reader of dataset folders: training, scoring and synthesis find splits and files the
+same way (`open_dataset`), and a given split file is the one read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import one_line, write_dataset
+
+from sirst_synth.errors import DataError
+from sirst_synth.io.samples import split_items
+
+
+def _pair(rng, corner=(10, 12)):
+    """A 32x32 image with one 2x2 target at ``corner``, and its 0/255 mask."""
+    image = rng.integers(20, 60, (32, 32)).astype(np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    y, x = corner
+    image[y : y + 2, x : x + 2], mask[y : y + 2, x : x + 2] = 250, 255
+    return image, mask
+
+
+@pytest.fixture
+def four(tmp_path):
+    """a, b train; c, d test; alt.txt lists c alone."""
+    rng = np.random.default_rng(3)
+    root = write_dataset(tmp_path / "ds", {s: _pair(rng) for s in "abcd"}, ["a", "b"], ["c", "d"])
+    (tmp_path / "alt.txt").write_text("c\n")
+    return root, tmp_path / "alt.txt"
+
+
+def test_the_given_training_split_is_the_one_read(four):
+    root, alt = four
+    items, skipped = split_items(root, "train")
+    assert [it.stem for it in items] == ["a", "b"] and skipped == []
+    items, _ = split_items(root, "train", train_split=alt)
+    assert [it.stem for it in items] == ["c"]
+    assert items[0].image == root / "images" / "c.png" and items[0].mask == root / "masks" / "c.png"
+
+
+def test_a_listed_stem_without_an_image_names_the_split_file_not_a_guessed_path(four):
+    root, _ = four
+    (root / "50_50" / "train.txt").write_text("a\nghost\nb\n")
+    with pytest.raises(
+        DataError, match=r"train\.txt: lists 'ghost' but .*images has no such image"
+    ):
+        split_items(root, "train")
+    items, skipped = split_items(root, "train", skip_errors=True)
+    assert [it.stem for it in items] == ["a", "b"] and [s for s, _ in skipped] == ["ghost"]
+
+
+def test_a_missing_test_split_is_no_items_where_it_is_optional(four):
+    root, _ = four
+    (root / "50_50" / "test.txt").unlink()
+    assert split_items(root, "test", required=False) == ([], [])
+    with pytest.raises(DataError, match="no test split file found"):
+        split_items(root, "test")
+
+
+def test_a_split_file_is_scored_without_reading_the_training_split(four, cli):
+    """Scoring a file of training stems (a validation list inside trainval) is not an overlap."""
+    root, _ = four
+    (root / "50_50" / "train.txt").write_text("a\nb\nghost\n")  # never read when scoring
+    (root / "val.txt").write_text("a\n")
+    r = cli("evaluate", root, "--pred-dir", root / "masks", "--split-file", root / "val.txt",
+            "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    m = json.loads(r.out)
+    assert m["images"] == 1 and m["IoU"] == 1.0
+
+
+def test_train_reads_train_split(four, tmp_path, cli):
+    root, alt = four
+    (tmp_path / "bad.txt").write_text("ghost\n")
+    r = cli("train", root, "--out", tmp_path / "run0", "--train-split", tmp_path / "bad.txt",
+            "--model", "aff-unet-tiny", "--steps", "1", "--batch-size", "1", "--crop", "32",
+            "--precision", "fp32", "--quiet")  # fmt: skip
+    assert r.code == 1 and "bad.txt: lists 'ghost'" in one_line(r.err)
+    import sirst_synth.api as ss
+
+    said: list[str] = []
+    ss.train(root, out=tmp_path / "run1", train_split=alt, model="aff-unet-tiny", steps=1,
+             batch_size=1, crop=32, precision="fp32", log=said.append)  # fmt: skip
+    assert any("1 training samples per epoch, 2 validation" in s for s in said), said
