@@ -21,10 +21,10 @@ venv: $(BIN)/.installed
 demo: venv
 	rm -rf $(DEMO)
 	$(BIN)/sirst-synth demo-dataset $(DEMO)/dataset --images 64
-	$(BIN)/sirst-synth build-noise-bank $(DEMO)/dataset --out $(DEMO)/bank.h5
+	$(BIN)/sirst-synth build-noise-bank $(DEMO)/dataset --bank $(DEMO)/bank.h5
 	$(BIN)/sirst-synth generate $(DEMO)/dataset --bank $(DEMO)/bank.h5 --out $(DEMO)/sirst5k --workers 2
 	$(BIN)/sirst-synth verify $(DEMO)/sirst5k
-	$(BIN)/sirst-synth preview $(DEMO)/sirst5k --out $(DEMO)/preview.png
+	$(BIN)/sirst-synth preview $(DEMO)/sirst5k --sheet $(DEMO)/preview.png
 	$(BIN)/sirst-synth train $(DEMO)/sirst5k --out $(DEMO)/run --recipe recipes/demo-train.yaml
 	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/best.pt --json-out $(DEMO)/eval.json --curve $(DEMO)/pdfa.png
 	@echo "demo outputs: $(DEMO)/ (dataset, bank.h5, sirst5k/, preview.png, run/, eval.json)"

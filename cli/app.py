@@ -17,6 +17,7 @@ from sirst_synth.cli.options import (
     Layout,
     OnError,
     OnErrorOpt,
+    Overwrite,
     Quiet,
     RangeOpt,
     TestSplit,
@@ -24,7 +25,10 @@ from sirst_synth.cli.options import (
     Workers,
     app,
     check_json_out,
+    old_name,
     print_skipped,
+    renamed,
+    resume_option,
 )
 from sirst_synth.cli.ui import console, emit, emit_summary, err_console, progress_for, table
 
@@ -86,6 +90,7 @@ def demo_dataset(
     out: Annotated[Path, typer.Argument(help="Folder to create (must be new or empty).")],
     images: Annotated[int, typer.Option("--images", "-n", help="Number of images.")] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scenes.")] = 0,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
     json_out: JsonOut = None,
@@ -93,7 +98,7 @@ def demo_dataset(
     """Write the built-in procedural dataset (DNA-Net layout, NUDT-SIRST-like)."""
     from sirst_synth.io.demo_writer import write_demo_dataset
 
-    check_json_out(json_out, False, [], [("OUT", out)])
+    check_json_out(json_out, overwrite, [], [("OUT", out)])
     res = write_demo_dataset(out, images, seed, progress_for(quiet, as_json))
     data = {"out": str(out), **res}
     emit(f"demo dataset in {out}", list(res.items()), data, quiet, as_json, json_out)
@@ -102,7 +107,13 @@ def demo_dataset(
 @app.command("build-noise-bank")
 def build_noise_bank_cmd(
     dataset: Annotated[Path, typer.Argument(help="Dataset root (images/, masks/, split files).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write.")] = Path("bank.h5"),
+    bank: Annotated[
+        Path | None,
+        typer.Option(
+            "--bank", "-o", help="The noise bank file (HDF5) to write [default: bank.h5]."
+        ),
+    ] = None,
+    out_old: Annotated[Path | None, old_name("--out", "--bank")] = None,
     recipe: Annotated[
         str | None,
         typer.Option("--recipe", help="Recipe file or shipped name (sirst5k): sigma, mu, grid."),
@@ -116,10 +127,10 @@ def build_noise_bank_cmd(
     mu: Annotated[float | None, typer.Option("--mu", help="Mean bound (recipe: 255).")] = None,
     train_split: TrainSplit = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing bank.")
+        bool, typer.Option("--overwrite", help="Replace an existing bank file and --json-out.")
     ] = False,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Keep an existing complete bank of the same run.")
+        bool, resume_option("a bank is written whole: one of the same settings is kept")
     ] = False,
     on_error: OnErrorOpt = OnError.fail,
     workers: Workers = 1,
@@ -131,10 +142,11 @@ def build_noise_bank_cmd(
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.api import build_noise_bank
 
-    check_json_out(json_out, overwrite, [dataset], [("--out", out)])
+    out = renamed(bank, out_old, "--out", "--bank", Path("bank.h5"))
+    check_json_out(json_out, overwrite, [dataset], [("--bank", out)])
     res = build_noise_bank(
         dataset,
-        out=out,
+        bank=out,
         recipe=recipe,
         train_split=train_split,
         overwrite=overwrite,
@@ -187,12 +199,14 @@ def generate_cmd(
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of every random draw (recipe: 0).")
     ] = None,
-    layout: Annotated[
-        Layout,
+    split_files: Annotated[
+        Layout | None,
         typer.Option(
-            "--layout", help="Split files to write: both (BasicIRSTD and DNA-Net), or only one."
+            "--split-files",
+            help="Split files to write: both (BasicIRSTD's and DNA-Net's), or one [default: both].",
         ),
-    ] = Layout.both,
+    ] = None,
+    layout_old: Annotated[Layout | None, old_name("--layout", "--split-files")] = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -213,11 +227,12 @@ def generate_cmd(
     train_split: TrainSplit = None,
     test_split: TestSplit = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a previous sirst-synth output in OUT.")
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace a previous sirst-synth output in OUT, and --json-out."
+        ),
     ] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run in OUT.")
-    ] = False,
+    resume: Annotated[bool, resume_option("the samples written so far")] = False,
     allow_foreign_bank: Annotated[
         bool, typer.Option("--allow-foreign-bank", help="Accept a bank built from other files.")
     ] = False,
@@ -230,6 +245,7 @@ def generate_cmd(
     """Materialise SIRST-5K: originals, development samples and the untouched test split."""
     from sirst_synth.api import generate
 
+    split_files = renamed(split_files, layout_old, "--layout", "--split-files", Layout.both)
     check_json_out(json_out, overwrite, [dataset, bank], [("--out", out)])
     res = generate(
         dataset,
@@ -237,7 +253,7 @@ def generate_cmd(
         out=out,
         recipe=recipe,
         workers=workers,
-        layout=layout.value,
+        split_files=split_files.value,
         name=name,
         overwrite=overwrite,
         resume=resume,
@@ -283,7 +299,8 @@ def generate_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    out: Annotated[Path, typer.Argument(help="A folder written by generate.")],
+    dataset: Annotated[Path, typer.Argument(help="A folder written by generate.")],
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
     json_out: JsonOut = None,
@@ -291,8 +308,8 @@ def verify_cmd(
     """Check every manifest file: exists, decodes, sha256 matches, shapes agree, no strays."""
     from sirst_synth.api import verify
 
-    check_json_out(json_out, False, [out])
-    summary = verify(out)
+    check_json_out(json_out, overwrite, [dataset])
+    summary = verify(dataset)
     rows, problems, warnings = summary.rows, summary.problems, summary.warnings
     if not as_json:
         for p in problems:
@@ -300,7 +317,7 @@ def verify_cmd(
     for w in warnings:  # on stderr in every mode: a warning is not a result
         err_console.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
     emit(
-        f"verify {out}",
+        f"verify {dataset}",
         [("manifest rows", rows), ("problems", len(problems)), ("warnings", len(warnings))],
         {"rows": rows, "problems": problems, "warnings": warnings},
         quiet,
@@ -314,9 +331,13 @@ def verify_cmd(
 @app.command("preview")
 def preview_cmd(
     dataset: Annotated[Path, typer.Argument(help="A folder written by generate.")],
-    sheet: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path(
-        "preview.png"
-    ),
+    sheet: Annotated[
+        Path | None,
+        typer.Option(
+            "--sheet", "-o", help="The contact sheet (PNG) to write [default: preview.png]."
+        ),
+    ] = None,
+    out_old: Annotated[Path | None, old_name("--out", "--sheet")] = None,
     targets: Annotated[int, typer.Option("--targets", min=1, help="How many targets (rows).")] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Which targets are shown.")] = 0,
     overwrite: Annotated[
@@ -327,6 +348,7 @@ def preview_cmd(
     """Contact sheet: source, blended, and the four rotations of a few targets."""
     from sirst_synth.io.preview_files import write_preview
 
+    sheet = renamed(sheet, out_old, "--out", "--sheet", Path("preview.png"))
     n = write_preview(dataset, sheet, targets, seed, overwrite)
     if not quiet:
         console.print(f"wrote {escape(str(sheet))} ({n} targets)", highlight=False)

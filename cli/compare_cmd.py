@@ -21,6 +21,8 @@ from sirst_synth.cli.options import (
 )
 from sirst_synth.cli.ui import emit
 
+from sirst_synth.names import in_units, metric_label
+
 
 @app.command("compare")
 def compare_cmd(
@@ -57,9 +59,13 @@ def compare_cmd(
     lo, hi = m["ci"]
     rows = [
         ("images (scored for both)", m["images"]),
-        ("IoU x100, A", f"{m['A']['IoU'] * 100:.2f}"),
-        ("IoU x100, B", f"{m['B']['IoU'] * 100:.2f}"),
-        ("A - B x100 [95% CI]", f"{m['IoU_diff'] * 100:+.2f} [{lo * 100:+.2f}, {hi * 100:+.2f}]"),
+        (f"{metric_label('IoU')}, A", in_units("IoU", m["A"]["IoU"])),
+        (f"{metric_label('IoU')}, B", in_units("IoU", m["B"]["IoU"])),
+        (
+            f"A - B, {metric_label('IoU')} [95% CI]",
+            f"{in_units('IoU', m['IoU_diff'], True)} "
+            f"[{in_units('IoU', lo, True)}, {in_units('IoU', hi, True)}]",
+        ),
         ("what the interval covers", "test images resampled, not training seeds"),
     ]
     emit("compare (paired bootstrap over test images)", rows, m, quiet, as_json)

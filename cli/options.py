@@ -18,9 +18,24 @@ from sirst_synth.errors import SKIP_HINT
 
 R = TypeVar("R")
 
+#: One meaning per word, in every command (the README's "Words" says the same).
+WORDS = """\b
+Words, one meaning each:
+  OUT / --out      the folder a command creates (or continues with --resume)
+  --bank           a noise bank file (HDF5): written by build-noise-bank, read by the others
+  --resume         continue a stopped run of the same settings; what it finished is kept
+  --overwrite      replace outputs an earlier run wrote (each command's --help says which)
+  --json-out FILE  also write the result as JSON; an existing FILE needs --overwrite
+  original         a training image of the source, unchanged
+  development      a synthesised training sample (the SIRST-5K paper's word)
+  test             the source's test split, copied untouched
+  units            IoU, nIoU and Pd x100; Fa x1e-6 (false-alarm pixels per million)
+"""
+
 app = typer.Typer(
     name="sirst-synth",
     help="Synthesise SIRST-5K style infrared small-target datasets, then train and evaluate on them.",
+    epilog=WORDS,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -107,7 +122,22 @@ DeviceOpt = Annotated[
 ]
 JsonOut = Annotated[
     Path | None,
-    typer.Option("--json-out", help="Also write the result as JSON to this file."),
+    typer.Option(
+        "--json-out", help="Also write the result as JSON to this file (replaced with --overwrite)."
+    ),
+]
+
+
+def resume_option(what: str):
+    """``--resume``: one meaning in every command; ``what`` says what a finished part is."""
+    return typer.Option(
+        "--resume",
+        help=f"Continue a stopped run of the same settings; what it finished is kept ({what}).",
+    )
+
+
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing --json-out file.")
 ]
 OnErrorOpt = Annotated[
     OnError, typer.Option("--on-error", help="fail: stop at a bad image; skip: list it and go on.")
@@ -131,6 +161,27 @@ def print_skipped(skipped: list[tuple[str, str]]) -> None:
     for stem, why in skipped:  # --on-error skip was passed: its hint is no news
         why = why.removesuffix(SKIP_HINT)
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
+
+
+def old_name(flag: str, new: str):
+    """A renamed flag's old name, still read for one version: hidden from --help; using it
+    prints a warning that names the new one (``renamed``)."""
+    return typer.Option(flag, hidden=True, help=f"Deprecated: use {new}.")
+
+
+def renamed(value: R | None, old_value: R | None, old: str, new: str, default: R) -> R:
+    """The value of a renamed flag, given under its new name or (with a warning) its old one."""
+    from sirst_synth.errors import UsageError
+
+    if old_value is None:
+        return default if value is None else value
+    if value is not None:
+        raise UsageError(f"{old} is the old name of {new}; give {new} only")
+    err_console.print(
+        f"[yellow]warning[/] {old} is now {new}; the old name goes in the next version",
+        highlight=False,
+    )
+    return old_value
 
 
 def check_json_out(

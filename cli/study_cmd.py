@@ -12,12 +12,15 @@ from sirst_synth.cli.options import (
     Device,
     DeviceOpt,
     JsonOut,
+    Overwrite,
     Quiet,
     app,
     check_json_out,
+    resume_option,
 )
 from sirst_synth.cli.ui import StackedBars, console, emit
 
+from sirst_synth.names import in_units, metric_label
 from sirst_synth.progress import Progress
 
 
@@ -56,9 +59,8 @@ def study_cmd(
         ),
     ] = None,
     device: DeviceOpt = Device.auto,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue a stopped study; finished runs are kept.")
-    ] = False,
+    resume: Annotated[bool, resume_option("its finished runs")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
     json_out: JsonOut = None,
@@ -68,7 +70,7 @@ def study_cmd(
     results, verdicts and plots."""
     from sirst_synth.api import study
 
-    check_json_out(json_out, False, [data, bank], [("--out", out), ("--publish", publish)])
+    check_json_out(json_out, overwrite, [data, bank], [("--out", out), ("--publish", publish)])
     bars = None if quiet or as_json else StackedBars()
     res = study(
         data,
@@ -89,7 +91,7 @@ def study_cmd(
     rows = [("study", res.out), ("runs", len(res.runs)), ("reused from before", res.reused)]
     verdicts = {c["arm"]: c["all"]["IoU"]["verdict"] for c in res.comparisons if "IoU" in c["all"]}
     for row in res.table:
-        cell = f"IoU {_pair(row['IoU'])}, Pd {_pair(row['Pd'])}"
+        cell = f"{_pair('IoU', row['IoU'])}, {_pair('Pd', row['Pd'])}"
         if row["arm"] in verdicts:
             cell += f"; vs reference: {verdicts[row['arm']]}"
         rows.append((row["arm"], cell))
@@ -109,6 +111,8 @@ def study_cmd(
     )
 
 
-def _pair(ms) -> str:
+def _pair(key: str, ms) -> str:
     mean, std = ms
-    return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+    return f"{metric_label(key)} {in_units(key, mean)}" + (
+        "" if std is None else f" ± {in_units(key, std)}"
+    )

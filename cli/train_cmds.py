@@ -17,6 +17,7 @@ from sirst_synth.cli.options import (
     NegLoss,
     OnError,
     OnErrorOpt,
+    Overwrite,
     Precision,
     PrecisionOpt,
     Quiet,
@@ -27,11 +28,19 @@ from sirst_synth.cli.options import (
     check_json_out,
     print_skipped,
     recipe_from,
+    resume_option,
 )
 from sirst_synth.cli.ui import console, emit, emit_summary, progress_for
 
 from sirst_synth.errors import UsageError
-from sirst_synth.names import AUGMENTS, OPTIMIZERS, SCHEDULES
+from sirst_synth.names import (
+    AUGMENTS,
+    METRIC_SCALE,
+    OPTIMIZERS,
+    SCHEDULES,
+    in_units,
+    metric_label,
+)
 from sirst_synth.recipe import SynthRecipe
 
 
@@ -154,8 +163,9 @@ def train_cmd(
         ),
     ] = 0,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from OUT/last.pt exactly.")
+        bool, resume_option("OUT/last.pt: the run goes on exactly as if never stopped")
     ] = False,
+    overwrite: Overwrite = False,
     on_error: OnErrorOpt = OnError.fail,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model.")
@@ -176,7 +186,7 @@ def train_cmd(
     default, BasicIRSTD's regime with --recipe basicirstd)."""
     import os
 
-    check_json_out(json_out, False, [data, bank], [("--out", out)])
+    check_json_out(json_out, overwrite, [data, bank], [("--out", out)])
 
     from sirst_synth.api import train
 
@@ -242,17 +252,16 @@ def train_cmd(
         [
             ("final loss", f"{res.final_loss:.4f}"),
             ("images/s (last epoch)", f"{res.images_per_s:.1f}"),
-            *((f"best {k}", _fmt(k, v)) for k, v in res.best.items()),
+            *(_best(k, v) for k, v in res.best.items()),
         ],
     )
 
 
-def _fmt(k: str, v: float) -> str:
-    if k in ("IoU", "nIoU", "Pd"):
-        return f"{v * 100:.2f}"
-    if k == "Fa":
-        return f"{v * 1e6:.2f} x1e-6"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def _best(k: str, v) -> tuple[str, str]:
+    """A row of train's table: metrics in the table units (names.METRIC_UNIT)."""
+    if k in METRIC_SCALE:
+        return f"best {metric_label(k)}", in_units(k, v)
+    return f"best {k}", f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 @app.command("evaluate")
@@ -363,10 +372,7 @@ def evaluate_cmd(
     print_skipped(m["skipped"])
     rows = [
         ("images", m["images"]),
-        ("IoU x100", f"{m['IoU'] * 100:.2f}"),
-        ("nIoU x100", f"{m['nIoU'] * 100:.2f}"),
-        ("Pd x100", f"{m['Pd'] * 100:.2f}"),
-        ("Fa x1e-6", f"{m['Fa'] * 1e6:.2f}"),
+        *((metric_label(k), in_units(k, m[k])) for k in ("IoU", "nIoU", "Pd", "Fa")),
         ("targets / detected", f"{m['targets']} / {m['detected']}"),
         ("images with false alarms", m["images_with_false_alarm"]),
     ]

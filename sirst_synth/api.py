@@ -11,6 +11,7 @@ torch nor matplotlib: the torch parts load when ``train``, ``evaluate`` with a c
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def demo_dataset(out: str | Path, *, images: int = 64, seed: int = 0) -> Path:
 def build_noise_bank(
     source: str | Path,
     *,
-    out: str | Path,
+    bank: str | Path | None = None,
     recipe: Any = None,
     train_split: str | Path | None = None,
     overwrite: bool = False,
@@ -50,16 +51,21 @@ def build_noise_bank(
     workers: int = 1,
     progress=None,
     value_range: str = "full",
+    out: str | Path | None = None,
     **overrides: Any,
 ):
-    """Scan ``source``'s training images into the noise bank ``out`` (HDF5); overrides:
+    """Scan ``source``'s training images into the noise bank file ``bank`` (HDF5); overrides:
     ``grid``, ``sigma``, ``mu``; ``value_range="train"`` maps 16-bit and float images by the
-    training split's range. Returns ``bank_build.BankSummary``."""
+    training split's range. ``out``: the old name of ``bank`` (deprecated). Returns
+    ``bank_build.BankSummary``."""
     from sirst_synth.bank_build import build_noise_bank as build
 
+    bank = _renamed(bank, out, "out", "bank")
+    if bank is None:
+        raise TypeError("build_noise_bank() needs bank=, the noise bank file to write")
     r = resolve_recipe(SynthRecipe, recipe, overrides)
     return build(
-        Path(source), Path(out), grid=r.grid, sigma=r.sigma, mu=r.mu,
+        Path(source), Path(bank), grid=r.grid, sigma=r.sigma, mu=r.mu,
         train_split=_path(train_split), overwrite=overwrite, resume=resume,
         skip_errors=skip_errors, workers=workers, progress=progress, value_range=value_range,
     )  # fmt: skip
@@ -72,7 +78,7 @@ def generate(
     out: str | Path,
     recipe: Any = None,
     workers: int = 1,
-    layout: str = "both",
+    split_files: str = "both",
     name: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -83,16 +89,19 @@ def generate(
     no_test: bool = False,
     allow_foreign_bank: bool = False,
     progress=None,
+    layout: str | None = None,
     **overrides: Any,
 ):
     """Write the SIRST-5K set (or the recipe's ``mode``: n2n, paste) of ``source`` into
     ``out``; overrides: any ``SynthRecipe`` key (``alpha``, ``s``, ``count``, ``seed``, ...).
-    Returns ``generate.GenerateSummary``."""
+    ``split_files``: both (BasicIRSTD's and DNA-Net's), basicirstd or dnanet; ``layout`` is
+    its old name (deprecated). Returns ``generate.GenerateSummary``."""
     from sirst_synth.generate import generate as run
 
+    split_files = _renamed(split_files, layout, "layout", "split_files")
     r = resolve_recipe(SynthRecipe, recipe, overrides)
     return run(
-        Path(source), Path(bank), Path(out), r, workers=workers, layout=layout, name=name,
+        Path(source), Path(bank), Path(out), r, workers=workers, layout=split_files, name=name,
         overwrite=overwrite, resume=resume, skip_errors=skip_errors,
         train_split=_path(train_split), test_split=_path(test_split),
         allow_foreign_bank=allow_foreign_bank, progress=progress, test_gray=test_gray,
@@ -248,6 +257,16 @@ def study(
         overall=overall, progress=progress, log=log or (lambda m: None), extra_tests=extras,
         publish=_path(publish),
     )  # fmt: skip
+
+
+def _renamed(value, old_value, old: str, new: str):
+    """A renamed keyword, given under its new name or (with a FutureWarning) its old one."""
+    if old_value is None:
+        return value
+    warnings.warn(
+        f"{old}= is now {new}=; the old name goes in the next version", FutureWarning, stacklevel=3
+    )
+    return old_value
 
 
 def _path(p: str | Path | None) -> Path | None:

@@ -54,7 +54,7 @@ Targets in the training masks: {summary.targets}; training images without a targ
 
 Command:
 
-    sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --layout {layout}{" --test-gray" if gray else ""}
+    sirst-synth generate DATASET --bank BANK --out OUT --alpha {recipe.alpha} --s {recipe.s} --seed {recipe.seed}{count} --split-files {layout}{" --test-gray" if gray else ""}
 
 Recipe: `recipe.yaml` (alpha {recipe.alpha}, s {recipe.s}, seed {recipe.seed}); noise bank
 sigma {identity["bank_params"]["sigma"]}, mu {identity["bank_params"]["mu"]}, grid {identity["bank_params"]["grid"]}.

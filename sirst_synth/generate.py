@@ -111,7 +111,7 @@ def generate(
     """
     progress = progress or Progress()
     if layout not in LAYOUTS:
-        raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise UsageError(f"--split-files must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     folder = Path(out).resolve().name
     if name is not None and name != folder:
         raise UsageError(

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from sirst_synth.names import METRIC_SCALE, METRIC_UNIT, metric_label
+
 
 def _figure(size=(6.4, 4.2)):
     import matplotlib
@@ -114,8 +116,8 @@ def points_figure(arms: list[str], runs: list[Any]):
     fig, _ = _figure((10.5, 3.8))
     fig.clf()
     axes = fig.subplots(1, 3)
-    specs = (("IoU", 100, "IoU x100"), ("Pd", 100, "Pd x100"), ("Fa", 1e6, "Fa x1e-6"))
-    for ax, (key, scale, label) in zip(axes, specs, strict=True):
+    for ax, key in zip(axes, ("IoU", "Pd", "Fa"), strict=True):
+        scale, label = METRIC_SCALE[key], metric_label(key)
         for i, arm in enumerate(arms):
             values = np.array([getattr(r, key) * scale for r in runs if r.arm == arm])
             if not values.size:
@@ -144,7 +146,7 @@ def differences_figure(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")):
     fig, _ = _figure((10.5, 3.8))
     fig.clf()
     axes = fig.subplots(1, len(metrics))
-    scale = {"IoU": 100, "nIoU": 100, "Pd": 100, "Fa": 1e6}
+    scale = METRIC_SCALE
     for ax, key in zip(axes, metrics, strict=True):
         names = []
         for i, c in enumerate(comparisons):
@@ -161,8 +163,9 @@ def differences_figure(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")):
         ax.set_xticks(
             [i for i, _ in names], [n for _, n in names], rotation=30, ha="right", fontsize=8
         )
-        unit = "x1e-6" if key == "Fa" else "x100"
-        ax.set_title(f"Δ{key} ({unit}) vs {comparisons[0]['against']}, 95% CI", fontsize=9)
+        ax.set_title(
+            f"Δ{key} ({METRIC_UNIT[key]}) vs {comparisons[0]['against']}, 95% CI", fontsize=9
+        )
         ax.grid(axis="y", alpha=0.3)
     return fig
 

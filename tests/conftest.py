@@ -48,7 +48,7 @@ def demo_with_bank(root: Path, images: int, seed: int) -> Path:
     """``root/data`` (a procedural dataset of ``images`` from ``seed``) and ``root/bank.h5``
     built from it: the starting point of the module fixtures; returns ``root``."""
     write_demo_dataset(root / "data", images=images, seed=seed)
-    run_cli("build-noise-bank", root / "data", "--out", root / "bank.h5", "-q")
+    run_cli("build-noise-bank", root / "data", "--bank", root / "bank.h5", "-q")
     return root
 
 
@@ -56,7 +56,7 @@ def demo_with_bank(root: Path, images: int, seed: int) -> Path:
 def demo_bank(demo_root, tmp_path_factory) -> Path:
     """The noise bank of ``demo_root``; tests must not modify it."""
     bank = tmp_path_factory.mktemp("bank") / "bank.h5"
-    run_cli("build-noise-bank", demo_root, "--out", bank, "-q")
+    run_cli("build-noise-bank", demo_root, "--bank", bank, "-q")
     return bank
 
 

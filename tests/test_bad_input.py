@@ -31,7 +31,7 @@ def _dataset(tmp_path, pairs, train, test=None, train_text=None, name="data"):
 
 def _bank(cli, root, tmp_path, *extra):
     bank = tmp_path / "bank.h5"
-    r = cli("build-noise-bank", root, "--out", bank, "-q", *extra)
+    r = cli("build-noise-bank", root, "--bank", bank, "-q", *extra)
     return bank, r
 
 

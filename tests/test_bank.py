@@ -14,7 +14,7 @@ from sirst_synth.io.layouts import open_dataset
 
 def test_bank_holds_exactly_the_noise_prone_regions(demo_root, tmp_path, cli):
     bank = tmp_path / "bank.h5"
-    r = cli("build-noise-bank", demo_root, "--out", bank, "--json")
+    r = cli("build-noise-bank", demo_root, "--bank", bank, "--json")
     assert r.code == 0, r.err
     res = json.loads(r.out)
     ds = open_dataset(demo_root)
@@ -44,18 +44,18 @@ def test_bank_holds_exactly_the_noise_prone_regions(demo_root, tmp_path, cli):
 
 def test_bank_resume_overwrite_and_refusals(demo_root, tmp_path, cli):
     bank = tmp_path / "bank.h5"
-    assert cli("build-noise-bank", demo_root, "--out", bank, "-q").code == 0
+    assert cli("build-noise-bank", demo_root, "--bank", bank, "-q").code == 0
     before = bank.read_bytes()
-    r = cli("build-noise-bank", demo_root, "--out", bank)
+    r = cli("build-noise-bank", demo_root, "--bank", bank)
     assert r.code == 2 and "--overwrite" in r.err and "--resume" in r.err
-    r = cli("build-noise-bank", demo_root, "--out", bank, "--resume", "--json")
+    r = cli("build-noise-bank", demo_root, "--bank", bank, "--resume", "--json")
     assert r.code == 0 and json.loads(r.out)["reused"] is True and bank.read_bytes() == before
-    r = cli("build-noise-bank", demo_root, "--out", bank, "--resume", "--sigma", "80")
+    r = cli("build-noise-bank", demo_root, "--bank", bank, "--resume", "--sigma", "80")
     assert r.code == 2 and "cannot resume a different bank (sigma: was 50.0, now 80.0)" in r.err
-    r = cli("build-noise-bank", demo_root, "--out", bank, "--overwrite", "--sigma", "80", "--json")
+    r = cli("build-noise-bank", demo_root, "--bank", bank, "--overwrite", "--sigma", "80", "--json")
     assert r.code == 0 and read_bank_index(bank).attrs["sigma"] == 80
     mine = tmp_path / "mine.h5"
     mine.write_text("not a bank")
-    r = cli("build-noise-bank", demo_root, "--out", mine, "--overwrite")
+    r = cli("build-noise-bank", demo_root, "--bank", mine, "--overwrite")
     assert r.code == 2 and mine.read_text() == "not a bank"
     assert not list(tmp_path.glob("*sirst-tmp*"))

@@ -99,7 +99,7 @@ def test_generate_reads_its_own_output_and_dnanet_layout(demo_root, demo_bank, t
         demo_root,
         demo_bank,
         tmp_path / "d",
-        "--layout",
+        "--split-files",
         "dnanet",
         "--count",
         "10",
@@ -141,7 +141,7 @@ def test_preview_sheet(demo_root, demo_bank, tmp_path, cli):
         cli("generate", demo_root, "--bank", demo_bank, "--out", tmp_path / "o", "--quiet").code
         == 0
     )
-    r = cli("preview", tmp_path / "o", "--out", tmp_path / "sheet.png", "--targets", "3")
+    r = cli("preview", tmp_path / "o", "--sheet", tmp_path / "sheet.png", "--targets", "3")
     assert r.code == 0, r.err
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet.shape == (20 + 3 * 136, 6 * 136, 3)
@@ -151,7 +151,7 @@ def test_preview_sheet(demo_root, demo_bank, tmp_path, cli):
 def test_real_sirst_v1_end_to_end(sirst_root, tmp_path, cli):
     before = tree_hashes(sirst_root)
     bank = tmp_path / "bank.h5"
-    r = cli("build-noise-bank", sirst_root, "--out", bank, "--json")
+    r = cli("build-noise-bank", sirst_root, "--bank", bank, "--json")
     assert r.code == 0, r.err
     b = json.loads(r.out)
     assert b["images"] == 341 and b["regions"] == 341 * 64 and b["accepted"] > 0
@@ -217,7 +217,7 @@ def test_demo_dataset_command_is_deterministic(tmp_path, cli):
 def test_json_out_equals_json_for_every_command_that_has_it(demo_root, demo_bank, tmp_path, cli):
     """--json-out writes exactly what --json prints (one summary feeds the table and the JSON)."""
     runs = {
-        "bank": ["build-noise-bank", demo_root, "--out", tmp_path / "b.h5"],
+        "bank": ["build-noise-bank", demo_root, "--bank", tmp_path / "b.h5"],
         "generate": [
             "generate",
             demo_root,

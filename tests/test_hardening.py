@@ -40,7 +40,7 @@ def _copy(base: Path, tmp: Path, *names: str) -> None:
 
 def disk_full_bank(b, t):
     _copy(b, t, "data")
-    return ["build-noise-bank", "data", "--out", "bank.h5", "-q"], {"ulimit": 100}
+    return ["build-noise-bank", "data", "--bank", "bank.h5", "-q"], {"ulimit": 100}
 
 
 def disk_full_generate(b, t):
@@ -76,24 +76,24 @@ def count_beyond_the_disk(b, t):
 
 def grid_beyond_the_images(b, t):
     _copy(b, t, "data")
-    return ["build-noise-bank", "data", "--out", "bank.h5", "--grid", "10000"], {}
+    return ["build-noise-bank", "data", "--bank", "bank.h5", "--grid", "10000"], {}
 
 
 def generate_from_own_output(b, t):
     _copy(b, t, "gen")
-    subprocess.run(CLI + ["build-noise-bank", "gen", "--out", "gbank.h5", "-q"], cwd=t, check=True)
+    subprocess.run(CLI + ["build-noise-bank", "gen", "--bank", "gbank.h5", "-q"], cwd=t, check=True)
     return ["generate", "gen", "--bank", "gbank.h5", "--out", "o2", "-q"], {}
 
 
 def preview_over_a_file(b, t):
     _copy(b, t, "gen")
     (t / "sheet.png").write_bytes(b"mine")
-    return ["preview", "gen", "--out", "sheet.png"], {}
+    return ["preview", "gen", "--sheet", "sheet.png"], {}
 
 
 def preview_into_the_dataset(b, t):
     _copy(b, t, "gen")
-    return ["preview", "gen", "--out", "gen/images/x.png"], {}
+    return ["preview", "gen", "--sheet", "gen/images/x.png"], {}
 
 
 def curve_over_a_file(b, t):
@@ -136,7 +136,7 @@ def split_path_escapes(b, t):
     _copy(b, t, "data")
     f = t / "data" / "50_50" / "train.txt"
     f.write_text("../../etc/passwd\n" + f.read_text())
-    return ["build-noise-bank", "data", "--out", "bank.h5"], {}
+    return ["build-noise-bank", "data", "--bank", "bank.h5"], {}
 
 
 def threshold_out_of_range(b, t):
@@ -192,7 +192,7 @@ def masks_without_targets(b, t):
     img = np.random.default_rng(0).integers(80, 90, (32, 32), dtype=np.uint8)
     empty = np.zeros((32, 32), np.uint8)
     write_dataset(t / "data", {s: (img, empty) for s in "abc"}, ["a", "b"], ["c"])
-    subprocess.run(CLI + ["build-noise-bank", "data", "--out", "bank.h5", "-q"], cwd=t, check=True)
+    subprocess.run(CLI + ["build-noise-bank", "data", "--bank", "bank.h5", "-q"], cwd=t, check=True)
     return ["generate", "data", "--bank", "bank.h5", "--out", "o", "-q"], {}
 
 

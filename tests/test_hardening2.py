@@ -55,7 +55,7 @@ def test_senseless_train_values_are_refused_before_work(demo, tmp_path, cli, arg
 
 
 def test_preview_targets_must_be_positive(demo, tmp_path, cli):
-    r = cli("preview", demo / "data", "--out", tmp_path / "p.png", "--targets", "-1")
+    r = cli("preview", demo / "data", "--sheet", tmp_path / "p.png", "--targets", "-1")
     assert r.code == 2 and "--targets" in r.err and not (tmp_path / "p.png").exists()
 
 
@@ -131,13 +131,13 @@ def test_two_files_for_one_stem_are_refused_with_both_names(tmp_path, cli):
     write_demo_dataset(root, images=4, seed=1)
     first = sorted((root / "images").iterdir())[0]
     cv2.imwrite(str(first.with_suffix(".bmp")), np.zeros((8, 8), np.uint8))
-    r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5")
+    r = cli("build-noise-bank", root, "--bank", tmp_path / "b.h5")
     line = one_line(r.err)
     assert r.code == 1 and first.name in line and first.with_suffix(".bmp").name in line
     first.with_suffix(".bmp").unlink()
     mask = sorted((root / "masks").iterdir())[0]
     shutil.copy(mask, mask.with_name(mask.stem + "_pixels0.png"))
-    r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5")
+    r = cli("build-noise-bank", root, "--bank", tmp_path / "b.h5")
     assert r.code == 1 and "_pixels0.png" in one_line(r.err) and mask.name in r.err
 
 

@@ -257,7 +257,7 @@ def test_no_noise_prone_region_says_what_rejected_them(tmp_path, cli):
         mask[30:32, 30:32] = 255
         pairs[f"n{i}"] = (image, mask)
     root = write_dataset(tmp_path / "ds", pairs, ["n0", "n1"], [])
-    r = cli("build-noise-bank", root, "--out", tmp_path / "b.h5", "-q")
+    r = cli("build-noise-bank", root, "--bank", tmp_path / "b.h5", "-q")
     line = one_line(r.err)
     # 2 images x 64 regions of 8x8; each 2x2 target (rows and columns 30-31) lies in one region
     assert r.code == 1 and "no noise-prone region among 128" in line
@@ -309,7 +309,7 @@ def test_generate_skips_a_truncated_training_image_in_its_worker(demo, tmp_path,
     path = data / "images" / f"{stem}.png"
     path.write_bytes(path.read_bytes()[:-200])  # the header reads, the pixels are cut
     bank = tmp_path / "bank.h5"
-    assert cli("build-noise-bank", data, "--out", bank, "-q", "--on-error", "skip").code == 0
+    assert cli("build-noise-bank", data, "--bank", bank, "-q", "--on-error", "skip").code == 0
     r = cli("generate", data, "--bank", bank, "--out", tmp_path / "o", "--json", "-q")
     assert r.code == 1 and f"{stem}.png: not a decodable image" in one_line(r.err)
     r = cli("generate", data, "--bank", bank, "--out", tmp_path / "o2", "--json", "-q",
@@ -328,7 +328,7 @@ def test_sigterm_stops_generate_and_its_workers(tmp_path):
     them alive and the run hanging)."""
     data = tmp_path / "data"
     assert _run("demo-dataset", data, "--images", "120", "-q").returncode == 0
-    assert _run("build-noise-bank", data, "--out", tmp_path / "b.h5", "-q").returncode == 0
+    assert _run("build-noise-bank", data, "--bank", tmp_path / "b.h5", "-q").returncode == 0
     out = tmp_path / "o"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sirst_synth", "generate", str(data), "--bank",
@@ -362,7 +362,7 @@ def test_outputs_inside_a_symlinked_source_folder_are_refused(demo, tmp_path, cl
     assert r.code == 2 and f"its files lie in {tmp_path / 'real'}" in one_line(r.err)
     r = cli("train", data, "--out", tmp_path / "real" / "run", "--epochs", "1", "-q")
     assert r.code == 2 and "lies inside DATA" in one_line(r.err)
-    r = cli("build-noise-bank", data, "--out", tmp_path / "real" / "b.h5", "-q")
+    r = cli("build-noise-bank", data, "--bank", tmp_path / "real" / "b.h5", "-q")
     assert r.code == 2 and "inside the source dataset" in one_line(r.err)
     assert tree_hashes(tmp_path / "real") == before
 
@@ -372,7 +372,7 @@ def test_overwrite_replaces_a_cut_bank_and_keeps_other_files(demo, tmp_path, cli
 
     cut = tmp_path / "cut.h5"
     cut.write_bytes((demo / "bank.h5").read_bytes()[:3000])
-    r = cli("build-noise-bank", demo / "data", "--out", cut, "-q", "--overwrite")
+    r = cli("build-noise-bank", demo / "data", "--bank", cut, "-q", "--overwrite")
     assert r.code == 0, r.err
     assert cut.read_bytes() == (demo / "bank.h5").read_bytes()  # rebuilt whole, same bytes
     text = tmp_path / "notes.h5"
@@ -382,7 +382,7 @@ def test_overwrite_replaces_a_cut_bank_and_keeps_other_files(demo, tmp_path, cli
         f["x"] = [1, 2]
     before = other.read_bytes()
     for path, words in ((text, "not an HDF5 file"), (other, "not a sirst-synth noise bank")):
-        r = cli("build-noise-bank", demo / "data", "--out", path, "-q", "--overwrite")
+        r = cli("build-noise-bank", demo / "data", "--bank", path, "-q", "--overwrite")
         assert r.code == 2 and words in one_line(r.err) and "refusing to replace" in r.err
     assert text.read_text() == "my notes" and other.read_bytes() == before
 
@@ -443,7 +443,7 @@ def test_range_train_from_bank_to_generate_train_and_evaluate(tmp_path, cli):
         pairs[f"r{i}"] = (image, mask)
     root = write_dataset(tmp_path / "ds", pairs, ["r0", "r1", "r2", "r3"], ["r4", "r5"])
     bank = tmp_path / "b.h5"
-    r = cli("build-noise-bank", root, "--out", bank, "--range", "train", "-q", "--sigma", "1e6")
+    r = cli("build-noise-bank", root, "--bank", bank, "--range", "train", "-q", "--sigma", "1e6")
     assert r.code == 0, r.err
     from sirst_synth.io.bank import bank_range, read_bank_index
 
@@ -518,7 +518,7 @@ def test_a_read_only_output_is_one_line_naming_it(demo, tmp_path, cli, read_only
         "demo-dataset": ["demo-dataset", out, "--images", "2"],
         "evaluate": ["evaluate", data, "--pred-dir", data / "masks", "--json-out",
                      read_only / "m.json"],
-        "bank": ["build-noise-bank", data, "--out", read_only / "b.h5"],
+        "bank": ["build-noise-bank", data, "--bank", read_only / "b.h5"],
     }[command]  # fmt: skip
     before = tree_hashes(data)
     r = cli(*args, "-q")

@@ -34,9 +34,9 @@ def test_both_split_layouts_by_default_and_consistent(demo_root, demo_bank, tmp_
     assert (
         "copied byte for byte" in card and "| test (copied byte for byte) | 6 of 6 listed |" in card
     )
-    # --layout narrows
+    # --split-files narrows
     one = tmp_path / "One"
-    assert _gen(cli, demo_root, demo_bank, one, "--count", "2", "--layout", "dnanet").code == 0
+    assert _gen(cli, demo_root, demo_bank, one, "--count", "2", "--split-files", "dnanet").code == 0
     assert (one / "50_50" / "train.txt").is_file() and not (one / "img_idx").exists()
 
 
@@ -56,7 +56,7 @@ def test_test_gray_converts_test_images_like_training_images(tmp_path, cli):
         pairs[stem] = (img, mask)
     src = write_dataset(tmp_path / "src", pairs, ["a", "b"], ["c", "d"])
     assert (
-        cli("build-noise-bank", src, "--out", tmp_path / "bank.h5", "--sigma", "1e9", "-q").code
+        cli("build-noise-bank", src, "--bank", tmp_path / "bank.h5", "--sigma", "1e9", "-q").code
         == 0
     )
     out = tmp_path / "G"
@@ -82,7 +82,7 @@ def test_card_lists_skipped_pairs_and_split_sizes(tmp_path, cli):
     pairs = {s: (img, mask) for s in ("a", "b", "c")}
     pairs["bad"] = (img, np.zeros((20, 20), np.uint8))
     src = write_dataset(tmp_path / "src", pairs, ["a", "b"], ["c", "bad"])
-    assert cli("build-noise-bank", src, "--out", tmp_path / "bank.h5", "-q").code == 0
+    assert cli("build-noise-bank", src, "--bank", tmp_path / "bank.h5", "-q").code == 0
     r = _gen(cli, src, tmp_path / "bank.h5", tmp_path / "O", "--on-error", "skip")
     assert r.code == 0, r.err
     card = (tmp_path / "O" / "README.md").read_text()

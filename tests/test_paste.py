@@ -160,7 +160,7 @@ def test_generate_paste_is_worker_independent_with_provenance(src, tmp_path, cli
     r = cli("verify", tmp_path / "a", "-q")
     assert r.code == 0, r.err
     sheet = tmp_path / "sheet.png"
-    r = cli("preview", tmp_path / "a", "--out", sheet, "--targets", "3")
+    r = cli("preview", tmp_path / "a", "--sheet", sheet, "--targets", "3")
     assert r.code == 0, r.err
     img = cv2.imread(str(sheet))
     assert img.shape == (20 + 3 * 136, 8 * 136, 3)  # header + 3 rows of 8 tiles

@@ -93,7 +93,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert where.startswith(str(env_dir))  # the wheel's copy, not the checkout
     for args in (
         ("demo-dataset", "d", "-n", "6", "-q"),
-        ("build-noise-bank", "d", "--out", "bank.h5", "-q"),
+        ("build-noise-bank", "d", "--bank", "bank.h5", "-q"),
         (
             "generate",
             "d",
@@ -122,7 +122,7 @@ def test_recipe_by_name_and_by_path(demo_root, tmp_path, cli, monkeypatch):
 
     assert {"sirst5k", "train", "study-cpu", "study-paper", "study-smoke"} <= set(recipe_names())
     monkeypatch.chdir(tmp_path)
-    assert cli("build-noise-bank", demo_root, "--out", "bank.h5", "-q").code == 0
+    assert cli("build-noise-bank", demo_root, "--bank", "bank.h5", "-q").code == 0
     r = cli(
         "generate",
         demo_root,

@@ -20,7 +20,7 @@ def write_preview(
     out: Path, sheet: Path, targets: int = 6, seed: int = 0, overwrite: bool = False
 ) -> int:
     """Pick ``targets`` complete rotation groups (seeded) and write their contact sheet."""
-    check_output_file(sheet, "--out", overwrite, [out])
+    check_output_file(sheet, "--sheet", overwrite, [out])
     rows = read_manifest(out)
     originals = {r.source: r for r in rows if r.split == "original"}
     groups: dict[str, list[ManifestRow]] = {}

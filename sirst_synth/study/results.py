@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from sirst_synth.io.files import write_bytes_atomic, write_text_atomic
+from sirst_synth.names import UNITS_SENTENCE as UNITS
+from sirst_synth.names import in_units
 from sirst_synth.stats import compare, iqm, mean_std
 from sirst_synth.study.schema import METRICS, StudyRecipe
 
-#: Every table prints IoU, nIoU and Pd x100 and Fa x1e-6 (the field's units).
-SCALE = {"IoU": 100.0, "nIoU": 100.0, "Pd": 100.0, "Fa": 1e6}
-UNITS = "IoU, nIoU and Pd x100; Fa x1e-6 (false-alarm pixels per million)"
-
 
 def fmt(metric: str, value: float | None) -> str:
-    return "-" if value is None else f"{value * SCALE[metric]:.2f}"
+    return "-" if value is None else in_units(metric, value)
 
 
 def _ms(metric: str, values: list[float]) -> str:
@@ -94,9 +92,9 @@ def _diff_cell(metric: str, c: dict | None) -> str:
     if not c or c["mean_diff"] is None:
         return "-"
     ci = c["ci"]
-    text = f"{c['mean_diff'] * SCALE[metric]:+.2f}"
+    text = in_units(metric, c["mean_diff"], signed=True)
     if ci is not None:
-        text += f" [{ci[0] * SCALE[metric]:+.2f}, {ci[1] * SCALE[metric]:+.2f}]"
+        text += f" [{in_units(metric, ci[0], True)}, {in_units(metric, ci[1], True)}]"
     return text
 
 
