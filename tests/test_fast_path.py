@@ -18,7 +18,13 @@ from sirst_synth.io.samples import split_items  # noqa: E402
 from sirst_synth.recipe import TrainRecipe  # noqa: E402
 from sirst_synth.train.checkpoint import load_checkpoint  # noqa: E402
 from sirst_synth.train.data import SegmentationSet  # noqa: E402
-from sirst_synth.train.device import cpu_flags, resolve_precision  # noqa: E402
+from sirst_synth.train.device import (  # noqa: E402
+    NARROW_BN,
+    Runtime,
+    cpu_flags,
+    probe_narrow_bn,
+    resolve_precision,
+)
 from sirst_synth.train.losses import deep_supervision_loss  # noqa: E402
 from sirst_synth.train.model import BatchNorm2d, build_model  # noqa: E402
 
@@ -106,10 +112,12 @@ def test_fast_model_tracks_reference_bf16():
     assert float(lf.detach()) == pytest.approx(float(lr.detach()), rel=5e-3)
 
 
-def test_narrow_batch_norm_is_stock_batch_norm():
+@pytest.mark.parametrize("narrow_contiguous", [True, False])
+def test_narrow_batch_norm_is_stock_batch_norm(narrow_contiguous):
     torch.manual_seed(0)
     for channels in (8, 16):
         stock, mine = torch.nn.BatchNorm2d(channels), BatchNorm2d(channels)
+        mine.narrow_contiguous = narrow_contiguous
         with torch.no_grad():
             stock.weight.uniform_(0.5, 2)
             stock.bias.normal_()
@@ -167,6 +175,40 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(info) == frozenset({"fpu", "avx2", "amx_bf16"})
     assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_the_runtime_tells_the_model_which_batch_norm_kernel_to_run():
+    model = build_model("aff-unet-tiny")
+    bns = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
+    assert bns and all(m.narrow_contiguous for m in bns)  # the class default
+    Runtime(CPU, False, narrow_bn="channels_last").layout(model)
+    assert not any(m.narrow_contiguous for m in bns)
+    Runtime(CPU, False, narrow_bn="contiguous").layout(model)
+    assert all(m.narrow_contiguous for m in bns)
+    assert probe_narrow_bn(False, repeat=1) in NARROW_BN
+
+
+def test_narrow_batch_norm_choice_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):
+    from sirst_synth.train import device, loop
+
+    root = demo_with_bank(tmp_path, images=6, seed=4)
+    recipe = TrainRecipe(model="aff-unet-tiny", epochs=2, batch_size=4, crop=32, eval_every=1)
+    calls = []
+
+    def fake(bf16):
+        calls.append(bf16)
+        return "channels_last"
+
+    monkeypatch.setattr(device, "probe_narrow_bn", fake)
+    run = tmp_path / "run"
+    said: list[str] = []
+    loop.train(root / "data", run, recipe, "cpu", "fp32", stop_after=1, log=said.append)
+    assert calls == [False] and any("narrow batch norm: channels_last" in s for s in said)
+    assert load_checkpoint(run / "last.pt")["narrow_bn"] == "channels_last"
+    loop.train(root / "data", run, recipe, "cpu", "fp32", resume=True)
+    assert calls == [False]  # resumed: the recorded choice, no new probe
+    rows = [r for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
+    assert [r["narrow_bn"] for r in rows] == ["channels_last", "channels_last"]
 
 
 def test_precision_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):

@@ -158,5 +158,6 @@ def snapshot(run: Run) -> dict:
         "best": run.best,
         "parameters": run.n_params,
         "precision": run.rt.precision,
+        "narrow_bn": run.rt.narrow_bn,
         "data_fingerprint": run.data_fingerprint,
     }

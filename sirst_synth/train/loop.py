@@ -151,7 +151,7 @@ def _train(
     rt, why = runtime_for(device, precision, local_rank, state, out)
     if rt.device.type == "cuda":
         torch.cuda.set_device(rt.device)
-    log(f"precision {rt.precision} ({why})")
+    log(f"precision {rt.precision} ({why}); narrow batch norm: {rt.narrow_bn}")
     if state is not None and state.get("synth") != (online and online["identity"]):
         raise UsageError(
             f"--resume: {out / 'last.pt'} was trained with other synthesis "
@@ -277,6 +277,7 @@ def _train_epoch(run: Run, epoch: int, history: list[dict]) -> dict:
         "lr": run.lr,
         "images_per_s": rate,
         "precision": run.rt.precision,
+        "narrow_bn": run.rt.narrow_bn,
     }
 
 

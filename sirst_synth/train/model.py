@@ -54,18 +54,22 @@ class SpatialAttention(nn.Module):
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (same parameters, same function) that runs narrow channels_last
+    """``nn.BatchNorm2d`` (same parameters, same function) that can run narrow channels_last
     inputs through the contiguous kernel.
 
-    On CPU, PyTorch's channels_last batch-norm kernel is 4-5x slower than the contiguous one
-    below 16 channels (measured: 23 ms against 4.8 ms forward + backward for 16 x 8 x 128 x
-    128), while convolutions are 2-6x faster in channels_last. The two layout copies cost
-    less than the difference; the tiny model's full-resolution stage has 8 channels.
+    On some CPUs PyTorch's channels_last batch-norm kernel is 4-5x slower than the contiguous
+    one below 16 channels (a Sapphire Rapids Xeon: 23 ms against 4.8 ms forward + backward for
+    16 x 8 x 128 x 128), on others it is the faster one even before the two layout copies the
+    detour costs (a Zen 4 EPYC). The run measures which (``device.probe_narrow_bn``) and sets
+    ``narrow_contiguous``; the tiny model's full-resolution stage has 8 channels.
     """
+
+    narrow_contiguous = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
-            x.shape[1] < 16
+            self.narrow_contiguous
+            and x.shape[1] < 16
             and x.is_contiguous(memory_format=torch.channels_last)
             and (not x.is_contiguous())
         ):
