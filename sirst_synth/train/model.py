@@ -44,13 +44,31 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    def __init__(self, kernel: int = 7):
+    def __init__(self, kernel: int = 7, reference: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel, padding=kernel // 2, bias=False)
+        self.reference = reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
-        return x * torch.sigmoid(self.conv(maps))
+        return x * torch.sigmoid(self.conv(self.maps(x)))
+
+    def maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The channel-wise max and mean maps (N x 2 x H x W).
+
+        The fast form computes the same values without the two slow paths of the plain one on
+        CPU (2x less time for forward and backward at full resolution in bf16, 1.3x in fp32):
+        amax's backward counts ties through a bool-to-integer copy of the whole input, and a
+        bf16 mean first copies the input to fp32. It takes the max with its index (the
+        gradient goes to one of tied channels rather than split among them; the input is a
+        ReLU output times positive weights, so channels tie only at 0, where the ReLU passes
+        no gradient) and the channel sum as a 1x1 convolution with weights 1, which oneDNN
+        accumulates in fp32 in any precision.
+        """
+        if self.reference:
+            return torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        peak = x.max(dim=1, keepdim=True).values
+        total = F.conv2d(x, x.new_ones((1, x.shape[1], 1, 1)))
+        return torch.cat([peak, total * (1.0 / x.shape[1])], dim=1)
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -133,7 +151,7 @@ class AttentionFeatureFusion(nn.Module):
         super().__init__()
         self.block = ResBlock(cskip + cdeep, cout, reference)
         self.ca = ChannelAttention(cout) if attention else nn.Identity()
-        self.sa = SpatialAttention() if attention else nn.Identity()
+        self.sa = SpatialAttention(reference=reference) if attention else nn.Identity()
         self.reference = reference
 
     def forward(self, skip: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
