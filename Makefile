@@ -6,7 +6,7 @@ DEMO ?= demo-out
 # A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
 
-.PHONY: venv demo test test-fast lint format bench bench-gpu gpu-data gpu-check study
+.PHONY: venv demo test test-fast lint format bench bench-gpu gpu-data gpu-check study study-length-check
 SIRST ?= ../shared/datasets/sirst-v1
 STUDY ?= study-out
 
@@ -80,3 +80,10 @@ study: venv
 		--resume --publish $(PUBLISH) \
 		--extra-test v2-targets=$(V2):$(V2)/idx_v2/targets.txt \
 		--extra-test v2-backgrounds=$(V2):$(V2)/idx_v2/backgrounds.txt
+
+# Is study-cpu long enough? Its reference arm at twice the steps (make study
+# STUDY_RECIPE=study-length PUBLISH=docs/results/sirst-v1-length) against its own reference runs,
+# on the validation split; writes length.md and the curve beside the longer runs.
+study-length-check: venv
+	$(BIN)/sirst-synth length-check docs/results/sirst-v1 docs/results/sirst-v1-length \
+		--long-arm reference-6000 --out docs/results/sirst-v1-length --overwrite

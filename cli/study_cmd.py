@@ -116,3 +116,56 @@ def _pair(key: str, ms) -> str:
     return f"{metric_label(key)} {in_units(key, mean)}" + (
         "" if std is None else f" ± {in_units(key, std)}"
     )
+
+
+@app.command("length-check")
+def length_check_cmd(
+    short: Annotated[Path, typer.Argument(help="A study (or its --publish folder).")],
+    long: Annotated[Path, typer.Argument(help="The study of the same arm at more steps.")],
+    arm: Annotated[str, typer.Option("--arm", help="The arm in SHORT.")] = "reference",
+    long_arm: Annotated[
+        str | None, typer.Option("--long-arm", help="The arm in LONG [default: --arm].")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for length.md and the curve (created if new)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace length.md and the curve in --out.")
+    ] = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Is the study long enough? Its arm at more steps, same seeds, must gain less than 1.5
+    validation IoU points (x100) on average."""
+    from sirst_synth.io.files import (
+        check_output_file,
+        make_folders,
+        write_bytes_atomic,
+        write_text_atomic,
+    )
+    from sirst_synth.study.length import length_check, length_markdown, load_arm
+
+    long_arm = long_arm or arm
+    short_runs, long_runs = load_arm(short, arm), load_arm(long, long_arm)
+    check = length_check(short_runs, long_runs)  # reads only: nothing written if it fails
+    if out is not None:
+        from sirst_synth.plots import study_iou_vs_step
+
+        make_folders(out, ("",), "length-check --out")
+        for name in ("length.md", "length-iou-vs-step.png"):
+            check_output_file(out / name, "--out", overwrite, [short, long])
+
+        write_text_atomic(out / "length.md", length_markdown(check, arm, long_arm))
+        write_bytes_atomic(
+            out / "length-iou-vs-step.png",
+            study_iou_vs_step([arm, long_arm], short_runs + long_runs),
+        )
+    rows = [
+        (f"seed {r['seed']}", f"{in_units('IoU', r['short_val_IoU'])} -> "
+         f"{in_units('IoU', r['long_val_IoU'])} ({in_units('IoU', r['gain'], True)})")
+        for r in check["seeds"]
+    ]  # fmt: skip
+    rows.append(("mean gain, val IoU x100", in_units("IoU", check["mean_gain"], True)))
+    rows.append(("verdict", "adequate" if check["adequate"] else "too short"))
+    emit(f"length check: {arm} against {long_arm}", rows, check, quiet, as_json)
