@@ -115,16 +115,24 @@ class Comparison:
     verdict: str
 
 
-def verdict(metric: str, ci: tuple[float, float] | None, p: float | None, fmt=str) -> str:
+def verdict(
+    metric: str, ci: tuple[float, float] | None, p: float | None, fmt=str, pairs: int | None = None
+) -> str:
     """ "better" or "worse" when the interval excludes zero and p < 0.05, else no detectable
-    difference with the interval (``fmt`` prints its ends in the metric's unit)."""
+    difference with the interval (``fmt`` prints its ends in the metric's unit). With
+    ``pairs``, an interval that excludes zero beside a p the sign-flip test could never bring
+    under 0.05 (its smallest two-sided value is 2 / 2**pairs) says so, so that a reader does
+    not take the missing verdict for an effect of zero."""
     if ci is None or p is None:
         return "too few seeds to tell"
     lo, hi = ci
     if p < 0.05 and (lo > 0 or hi < 0):
         up = lo > 0
         return "better" if up != (metric in LOWER_IS_BETTER) else "worse"
-    return f"no detectable difference (95% CI [{fmt(lo)}, {fmt(hi)}])"
+    text = f"no detectable difference (95% CI [{fmt(lo)}, {fmt(hi)}]"
+    if pairs is not None and (lo > 0 or hi < 0) and 2 / 2**pairs >= 0.05:
+        text += f"; {pairs} pairs cannot reach p < 0.05"
+    return text + ")"
 
 
 def compare(metric: str, arm: dict[int, float], ref: dict[int, float], fmt=str) -> Comparison:
@@ -147,7 +155,7 @@ def compare(metric: str, arm: dict[int, float], ref: dict[int, float], fmt=str) 
         ci,
         p,
         poi,
-        verdict(metric, ci, p, fmt),
+        verdict(metric, ci, p, fmt, len(diffs)),
     )
 
 

@@ -81,6 +81,11 @@ def test_verdicts():
     five = compare("IoU", {s: six_up[s] for s in range(5)}, ref)
     assert five.ci[0] > 0 and five.p == pytest.approx(0.0625)
     assert five.verdict.startswith("no detectable difference (95% CI [")
+    assert five.verdict.endswith("; 5 pairs cannot reach p < 0.05)")
+    # six pairs could reach it: a mixed six-seed arm whose interval excludes 0 says nothing more
+    six_mixed = {0: 0.52, 1: 0.53, 2: 0.51, 3: 0.54, 4: 0.52, 5: 0.498}
+    m = compare("IoU", six_mixed, ref)
+    assert m.ci[0] > 0 and m.p == pytest.approx(4 / 64) and m.verdict.endswith("])")
     # a noisy arm
     noisy = compare("IoU", {0: 0.6, 1: 0.4, 2: 0.55, 3: 0.45}, {s: 0.5 for s in range(4)})
     assert noisy.mean_diff == pytest.approx(0.0) and "no detectable" in noisy.verdict

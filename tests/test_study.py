@@ -327,6 +327,7 @@ SHIPPED = [
     "study-smoke",
     "study-length",
     "study-shuffle",
+    "study-paste-tune",
 ]
 
 
