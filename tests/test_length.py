@@ -20,7 +20,9 @@ def _run(arm, seed, steps, vals):
         {"step": steps * (i + 1) // 4, "IoU": v, "nIoU": v, "Pd": 0.9, "Fa": 1e-5}
         for i, v in enumerate(vals)
     ]
-    return RunResult(arm, seed, steps, "x.pt", 0.5, 0.5, 0.9, 1e-5, 1.0, history=history)
+    return RunResult(
+        arm, seed, steps, "x.pt", 0.5, 0.5, 0.9, 1e-5, 1.0, history=history, detected=9
+    )
 
 
 SHORT = [_run("reference", 0, 3000, [0.1, 0.6, 0.68, 0.70]),
@@ -70,3 +72,18 @@ def test_length_check_command_writes_the_table_and_the_curve(tmp_path, cli):
     assert r.code == 2 and "exists; pass --overwrite" in one_line(r.err)
     r = cli("length-check", tmp_path / "short", tmp_path / "long")  # no arm 'reference' in long
     assert r.code == 1 and "no finished run of arm 'reference'" in one_line(r.err)
+
+
+def test_results_show_the_final_models_validation_iou():
+    """The column a choice between arms may read: the final model on the validation split."""
+    from sirst_synth.study.results import comparisons, results_markdown, summarise
+    from sirst_synth.study.schema import load_study_recipe
+
+    recipe = load_study_recipe(
+        "seeds: 2\ntrain: {steps: 3000}\narms:\n  reference: {data: original}\n", "r.yaml"
+    )
+    table = summarise(recipe, SHORT)
+    mean, std = table[0]["final_val_IoU"]
+    assert mean == pytest.approx(0.685) and std == pytest.approx(0.0212132, abs=1e-6)
+    md = results_markdown(recipe, table, comparisons(recipe, SHORT), [])
+    assert "| reference | 1 | 2 | 0 | 68.50 ± 2.12 | 50.00 ± 0.00 |" in md

@@ -50,6 +50,9 @@ def summarise(recipe: StudyRecipe, runs: list) -> list[dict]:
             row[f"{k}_iqm"] = iqm(values)
         best = [r.best_on_val["IoU"] for r in mine if r.best_on_val]
         row["best_val_IoU_on_test"] = mean_std(best) if best else None
+        # the final model on the validation split: what a choice between arms may look at
+        val = [r.history[-1]["IoU"] for r in mine if r.history and r.history[-1]["step"] == r.steps]
+        row["final_val_IoU"] = mean_std(val) if val else None
         row["wall_s"] = sum(r.wall_s for r in mine)
         row["paper_iou"], row["paper_row"] = arm.paper_iou, arm.paper_row
         rows.append(row)
@@ -146,14 +149,16 @@ def results_markdown(
         f"Final model after {steps} optimiser steps, scored once on the test split; mean ± "
         f"sample std over seeds (no ± for one run), IQM = interquartile mean. {UNITS}. "
         "'best-val model' is best.pt, the validation point with the highest IoU, chosen on the "
-        "validation split and read on the test split. A collapsed run predicts no target at "
-        "all, or has Fa above 1e-2.",
+        "validation split and read on the test split. 'val IoU' is the final model on the "
+        "validation split: the only score a choice between arms or settings may use. A "
+        "collapsed run predicts no target at all, or has Fa above 1e-2.",
         "",
-        "| arm | fraction | runs | collapsed | IoU | IoU IQM | nIoU | Pd | Fa | best-val model IoU | paper, NUDT-SIRST (IoU) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| arm | fraction | runs | collapsed | val IoU | IoU | IoU IQM | nIoU | Pd | Fa | best-val model IoU | paper, NUDT-SIRST (IoU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table:
-        cells = [_pair(k, row[k]) for k in ("IoU",)]
+        cells = [_pair("IoU", row["final_val_IoU"]) if row["final_val_IoU"] else "-"]
+        cells += [_pair(k, row[k]) for k in ("IoU",)]
         cells.append(fmt("IoU", row["IoU_iqm"]))
         cells += [_pair(k, row[k]) for k in ("nIoU", "Pd", "Fa")]
         best = _pair("IoU", row["best_val_IoU_on_test"]) if row["best_val_IoU_on_test"] else "-"
