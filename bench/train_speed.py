@@ -94,6 +94,7 @@ def train_rate(data: Path, work: Path, crop: int, steps: int, bf16: bool, refere
         "cpu",
         "bf16" if bf16 else "fp32",
         reference=reference,
+        narrow_bn="probe",  # what --precision auto runs: the kernel measured faster here
         skip_errors=True,
     )
     seconds = time.perf_counter() - t0

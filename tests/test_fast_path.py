@@ -200,13 +200,26 @@ def test_narrow_batch_norm_choice_is_recorded_and_reused_on_resume(tmp_path, mon
         return "channels_last"
 
     monkeypatch.setattr(device, "probe_narrow_bn", fake)
+    monkeypatch.setattr(
+        device, "resolve_precision", lambda p, d: ("fp32" if p == "auto" else p, "faked")
+    )
     run = tmp_path / "run"
     said: list[str] = []
-    loop.train(root / "data", run, recipe, "cpu", "fp32", stop_after=1, log=said.append)
+    loop.train(root / "data", run, recipe, "cpu", "auto", stop_after=1, log=said.append)
     assert calls == [False] and any("narrow batch norm: channels_last" in s for s in said)
     assert load_checkpoint(run / "last.pt")["narrow_bn"] == "channels_last"
-    loop.train(root / "data", run, recipe, "cpu", "fp32", resume=True)
+    loop.train(root / "data", run, recipe, "cpu", "auto", resume=True)
     assert calls == [False]  # resumed: the recorded choice, no new probe
+    # an asked-for precision measures nothing: the fixed kernel, run after run
+    loop.train(root / "data", tmp_path / "fixed", recipe, "cpu", "fp32", stop_after=1)
+    assert calls == [False]
+    assert load_checkpoint(tmp_path / "fixed" / "last.pt")["narrow_bn"] == "contiguous"
+    # the benchmarks ask for the measurement whatever the precision
+    loop.train(
+        root / "data", tmp_path / "b", recipe, "cpu", "bf16", stop_after=1, narrow_bn="probe"
+    )
+    assert calls == [False, True]
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["narrow_bn"] == "channels_last"
     rows = [r for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
     assert [r["narrow_bn"] for r in rows] == ["channels_last", "channels_last"]
 

@@ -8,7 +8,10 @@ a CPU without native bf16 emulates it, several times slower. Keeping the choice 
 device lets the CUDA configuration run, and be tested, on a CPU.
 
 A choice made by the probe depends on the machine and its load, so a run records the
-precision it resolved to, and a resumed run reuses it instead of probing again.
+precision it resolved to, and a resumed run reuses it instead of probing again. Under ``auto``
+the run also measures which batch-norm kernel is faster for narrow layers (``narrow_bn``);
+an asked-for precision keeps the fixed kernel, so that two fresh runs of one command on one
+machine give the same numbers.
 """
 
 from __future__ import annotations
@@ -163,10 +166,17 @@ def runtime(
 
 
 def runtime_for(
-    device: str, precision: str, local_rank: int, state: dict | None, out: Path
+    device: str,
+    precision: str,
+    local_rank: int,
+    state: dict | None,
+    out: Path,
+    narrow_bn: str | None = None,
 ) -> tuple[Runtime, str]:
     """The run's device and precision; a resumed run keeps the precision it recorded (an
-    ``auto`` choice probed under other load could differ, and so would the numbers)."""
+    ``auto`` choice probed under other load could differ, and so would the numbers).
+    ``narrow_bn``: None decides as below; "probe" measures whatever the precision (the
+    benchmarks); a NARROW_BN name fixes it."""
     dev = pick_device(device, local_rank)
     recorded = (state or {}).get("precision")
     if recorded is not None:
@@ -179,8 +189,15 @@ def runtime_for(
     else:
         chosen, why = resolve_precision(precision, dev)
         bf16 = chosen == "bf16"
-    # the batch-norm kernel changes rounding, so a resumed run keeps the one it recorded
-    narrow = (state or {}).get("narrow_bn")
+    # The batch-norm kernel changes rounding: a resumed run keeps the one it recorded, and only
+    # --precision auto measures this machine (an asked-for precision gives the same numbers
+    # run after run, so it keeps the fixed kernel).
+    narrow = (state or {}).get("narrow_bn") or narrow_bn
     if narrow not in NARROW_BN:
-        narrow = "channels_last" if dev.type != "cpu" else probe_narrow_bn(bf16)
+        if dev.type != "cpu":
+            narrow = "channels_last"
+        elif precision == "auto" or narrow == "probe":
+            narrow = probe_narrow_bn(bf16)
+        else:
+            narrow = "contiguous"
     return Runtime(dev, bf16, narrow_bn=narrow), why

@@ -113,6 +113,7 @@ def _train(
     reference: bool = False,
     value_range: str = "full",
     train_split: Path | None = None,
+    narrow_bn: str | None = None,
 ) -> TrainResult:
     """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
 
@@ -123,6 +124,9 @@ def _train(
 
     ``synth="online"``: DATA is a source dataset and every epoch makes fresh development
     samples from ``bank`` in memory (``OnlineSynthSet``), as generate would for that pass.
+
+    ``narrow_bn``: which batch-norm kernel narrow layers use on a CPU (``device.runtime_for``;
+    None: measured under ``precision="auto"``, fixed otherwise).
 
     ``reference``: the slower path of earlier versions (the plain model form, contiguous fp32
     layout, decoding every pair at every step), kept so ``make bench`` can measure both.
@@ -148,7 +152,7 @@ def _train(
     if synth == "online":
         online = online_setup(data, Path(bank), synth_recipe or SynthRecipe(), train_split)
     state = resume_state(out, recipe, resume)
-    rt, why = runtime_for(device, precision, local_rank, state, out)
+    rt, why = runtime_for(device, precision, local_rank, state, out, narrow_bn)
     if rt.device.type == "cuda":
         torch.cuda.set_device(rt.device)
     log(f"precision {rt.precision} ({why}); narrow batch norm: {rt.narrow_bn}")
