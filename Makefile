@@ -83,7 +83,7 @@ study: venv
 
 # Is study-cpu long enough? Its reference arm at twice the steps (make study
 # STUDY_RECIPE=study-length PUBLISH=docs/results/sirst-v1-length) against its own reference runs,
-# on the validation split; writes length.md and the curve beside the longer runs.
+# on the validation split; writes length.md and the curve to docs/results/sirst-v1-length-check.
 study-length-check: venv
 	$(BIN)/sirst-synth length-check docs/results/sirst-v1 docs/results/sirst-v1-length \
-		--long-arm reference-6000 --out docs/results/sirst-v1-length --overwrite
+		--long-arm reference-6000 --out docs/results/sirst-v1-length-check --overwrite
