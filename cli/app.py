@@ -142,11 +142,11 @@ def build_noise_bank_cmd(
     """Scan the training images into a grid and keep the noise-prone regions."""
     from sirst_synth.api import build_noise_bank
 
-    out = renamed(bank, out_old, "--out", "--bank", Path("bank.h5"))
-    check_json_out(json_out, overwrite, [dataset], [("--bank", out)])
+    bank = renamed(bank, out_old, "--out", "--bank", Path("bank.h5"))
+    check_json_out(json_out, overwrite, [dataset], [("--bank", bank)])
     res = build_noise_bank(
         dataset,
-        bank=out,
+        bank=bank,
         recipe=recipe,
         train_split=train_split,
         overwrite=overwrite,

@@ -155,7 +155,6 @@ def length_check_cmd(
         make_folders(out, ("",), "length-check --out")
         for name in ("length.md", "length-iou-vs-step.png"):
             check_output_file(out / name, "--out", overwrite, [short, long])
-
         write_text_atomic(out / "length.md", length_markdown(check, arm, long_arm))
         write_bytes_atomic(
             out / "length-iou-vs-step.png",

@@ -51,7 +51,7 @@ def summarise(recipe: StudyRecipe, runs: list) -> list[dict]:
         best = [r.best_on_val["IoU"] for r in mine if r.best_on_val]
         row["best_val_IoU_on_test"] = mean_std(best) if best else None
         # the final model on the validation split: what a choice between arms may look at
-        val = [r.history[-1]["IoU"] for r in mine if r.history and r.history[-1]["step"] == r.steps]
+        val = [r.final_val_IoU for r in mine if r.final_val_IoU is not None]
         row["final_val_IoU"] = mean_std(val) if val else None
         row["wall_s"] = sum(r.wall_s for r in mine)
         row["paper_iou"], row["paper_row"] = arm.paper_iou, arm.paper_row

@@ -70,6 +70,14 @@ class RunResult:
     env: dict = field(default_factory=dict)  # commit, precision, cpu, torch
 
     @property
+    def final_val_IoU(self) -> float | None:
+        """Validation IoU of the final model: the validation point at the run's last step (None
+        where the run has none)."""
+        if not self.history or self.history[-1]["step"] != self.steps:
+            return None
+        return float(self.history[-1]["IoU"])
+
+    @property
     def collapsed(self) -> bool:
         """No target predicted at all, or false alarms everywhere (Fa above 1e-2)."""
         return (self.detected == 0 and self.fa_pixels == 0) or self.Fa > 1e-2
