@@ -326,6 +326,7 @@ SHIPPED = [
     "study-paper",
     "study-smoke",
     "study-length",
+    "study-length-12000",
     "study-shuffle",
     "study-paste-tune",
 ]
