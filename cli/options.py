@@ -59,7 +59,12 @@ Workers = Annotated[
     int, typer.Option("--workers", "-j", help="Worker processes (results do not depend on it).")
 ]
 TrainSplit = Annotated[
-    Path | None, typer.Option("--train-split", help="Training split file (overrides detection).")
+    Path | None,
+    typer.Option(
+        "--train-split",
+        help="Training split file of a dataset folder (overrides detection; a generate "
+        "output's manifest says its own).",
+    ),
 ]
 TestSplit = Annotated[
     Path | None, typer.Option("--test-split", help="Test split file (overrides detection).")

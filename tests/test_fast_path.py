@@ -222,6 +222,18 @@ def test_narrow_batch_norm_choice_is_recorded_and_reused_on_resume(tmp_path, mon
     assert load_checkpoint(tmp_path / "b" / "last.pt")["narrow_bn"] == "channels_last"
     rows = [r for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
     assert [r["narrow_bn"] for r in rows] == ["channels_last", "channels_last"]
+    # a model without narrow batch norm has nothing to measure, even under auto
+    wide = TrainRecipe(model="unet", epochs=1, batch_size=2, crop=32, eval_every=1)
+    loop.train(root / "data", tmp_path / "wide", wide, "cpu", "auto", stop_after=1)
+    assert calls == [False, True]
+    assert load_checkpoint(tmp_path / "wide" / "last.pt")["narrow_bn"] == "contiguous"
+
+
+def test_which_models_have_narrow_batch_norm():
+    from sirst_synth.train.model import has_narrow_norm
+
+    assert has_narrow_norm("aff-unet-tiny")  # 8 channels at full resolution
+    assert not has_narrow_norm("aff-unet") and not has_narrow_norm("unet")  # 32 and up
 
 
 def test_precision_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):

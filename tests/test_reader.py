@@ -84,3 +84,20 @@ def test_train_reads_train_split(four, tmp_path, cli):
     ss.train(root, out=tmp_path / "run1", train_split=alt, model="aff-unet-tiny", steps=1,
              batch_size=1, crop=32, precision="fp32", log=said.append)  # fmt: skip
     assert any("1 training samples per epoch, 2 validation" in s for s in said), said
+
+
+def test_a_split_file_on_a_generate_output_is_a_usage_error(four, tmp_path, cli):
+    """A generate output's manifest says which samples train and which test; a split file
+    given beside it was silently ignored before."""
+    root, alt = four
+    gen, bank = tmp_path / "gen", tmp_path / "bank.h5"
+    assert cli("build-noise-bank", root, "--bank", bank, "--sigma", "1000", "-q").code == 0
+    assert cli("generate", root, "--bank", bank, "--out", gen, "--count", "2",
+               "--quiet").code == 0  # fmt: skip
+    r = cli("train", gen, "--out", tmp_path / "run", "--train-split", alt, "--steps", "1",
+            "--model", "aff-unet-tiny", "--quiet")  # fmt: skip
+    assert r.code == 2
+    assert one_line(r.err).endswith(
+        f"--train-split goes with a dataset folder; {gen} is a generate output"
+    )
+    assert not (tmp_path / "run").exists()

@@ -47,8 +47,10 @@ def split_items(
     root = Path(root)
     if split not in SPLIT_CHOICES:
         raise UsageError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
-    if split_file is not None and (root / MANIFEST).is_file():
-        raise UsageError(f"--split-file goes with a dataset folder; {root} is a generate output")
+    if (root / MANIFEST).is_file():
+        for flag, given in (("--split-file", split_file), ("--train-split", train_split)):
+            if given is not None:  # its manifest already says which samples are which
+                raise UsageError(f"{flag} goes with a dataset folder; {root} is a generate output")
     skipped: list[tuple[str, str]] = []
     if (root / MANIFEST).is_file():
         want = {"train": ("original", "development"), "test": ("test",)}.get(split, SPLITS)

@@ -172,11 +172,13 @@ def runtime_for(
     state: dict | None,
     out: Path,
     narrow_bn: str | None = None,
+    narrow_layers: bool = True,
 ) -> tuple[Runtime, str]:
     """The run's device and precision; a resumed run keeps the precision it recorded (an
     ``auto`` choice probed under other load could differ, and so would the numbers).
     ``narrow_bn``: None decides as below; "probe" measures whatever the precision (the
-    benchmarks); a NARROW_BN name fixes it."""
+    benchmarks); a NARROW_BN name fixes it. ``narrow_layers`` False (a model without narrow
+    batch norm): nothing to measure, the fixed kernel is recorded."""
     dev = pick_device(device, local_rank)
     recorded = (state or {}).get("precision")
     if recorded is not None:
@@ -196,7 +198,7 @@ def runtime_for(
     if narrow not in NARROW_BN:
         if dev.type != "cpu":
             narrow = "channels_last"
-        elif precision == "auto" or narrow == "probe":
+        elif narrow_layers and (precision == "auto" or narrow == "probe"):
             narrow = probe_narrow_bn(bf16)
         else:
             narrow = "contiguous"

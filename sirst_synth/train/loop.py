@@ -24,6 +24,7 @@ from sirst_synth.train.checkpoint import load_checkpoint, resume_state, save_che
 from sirst_synth.train.data import batch_groups, online_setup
 from sirst_synth.train.device import Runtime, runtime_for
 from sirst_synth.train.losses import deep_supervision_loss, group_loss
+from sirst_synth.train.model import has_narrow_norm
 from sirst_synth.train.schedule import learning_rate
 from sirst_synth.train.setup import Run, dist_env, setup_run
 from sirst_synth.train.validation import check_finite, epoch_best, step_validation_due, validate
@@ -152,7 +153,9 @@ def _train(
     if synth == "online":
         online = online_setup(data, Path(bank), synth_recipe or SynthRecipe(), train_split)
     state = resume_state(out, recipe, resume)
-    rt, why = runtime_for(device, precision, local_rank, state, out, narrow_bn)
+    rt, why = runtime_for(
+        device, precision, local_rank, state, out, narrow_bn, has_narrow_norm(recipe.model)
+    )
     if rt.device.type == "cuda":
         torch.cuda.set_device(rt.device)
     log(f"precision {rt.precision} ({why}); narrow batch norm: {rt.narrow_bn}")

@@ -71,6 +71,10 @@ class SpatialAttention(nn.Module):
         return torch.cat([peak, total * (1.0 / x.shape[1])], dim=1)
 
 
+#: Batch norm over fewer channels than this is "narrow": its kernel choice depends on the CPU.
+NARROW_CHANNELS = 16
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, same function) that can run narrow channels_last
     inputs through the contiguous kernel.
@@ -87,7 +91,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
             self.narrow_contiguous
-            and x.shape[1] < 16
+            and x.shape[1] < NARROW_CHANNELS
             and x.is_contiguous(memory_format=torch.channels_last)
             and (not x.is_contiguous())
         ):
@@ -222,6 +226,12 @@ def build_model(name: str, reference: bool = False) -> AFFUNet:
     if name not in WIDTHS:
         raise UsageError(f"--model must be one of {', '.join(WIDTHS)}, got {name!r}")
     return AFFUNet(WIDTHS[name], attention=name != "unet", reference=reference)
+
+
+def has_narrow_norm(name: str) -> bool:
+    """Whether the model has a narrow batch norm, the only layer whose kernel the run chooses
+    per CPU (a model without one skips the measurement)."""
+    return min(WIDTHS[name]) < NARROW_CHANNELS if name in WIDTHS else True
 
 
 def parameter_count(model: nn.Module) -> int:
