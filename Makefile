@@ -81,9 +81,17 @@ study: venv
 		--extra-test v2-targets=$(V2):$(V2)/idx_v2/targets.txt \
 		--extra-test v2-backgrounds=$(V2):$(V2)/idx_v2/backgrounds.txt
 
-# Is study-cpu long enough? Its reference arm at twice the steps (make study
-# STUDY_RECIPE=study-length PUBLISH=docs/results/sirst-v1-length) against its own reference runs,
-# on the validation split; writes length.md and the curve to docs/results/sirst-v1-length-check.
+# Is a study long enough? Its reference arm at twice the steps against its own reference runs,
+# on the validation split. The first check: study-cpu's 3,000 steps against study-length's 6,000
+# (make study STUDY_RECIPE=study-length PUBLISH=docs/results/sirst-v1-length); the second:
+# 6,000 against study-length-12000's 12,000 (LENGTH=12000). Writes length.md and the curve.
+LENGTH ?= 6000
+LENGTH_SHORT_6000 = docs/results/sirst-v1 --arm reference
+LENGTH_SHORT_12000 = docs/results/sirst-v1-length --arm reference-6000
+LENGTH_LONG_6000 = docs/results/sirst-v1-length
+LENGTH_LONG_12000 = docs/results/sirst-v1-length-12000
+LENGTH_OUT_6000 = docs/results/sirst-v1-length-check
+LENGTH_OUT_12000 = docs/results/sirst-v1-length-check-12000
 study-length-check: venv
-	$(BIN)/sirst-synth length-check docs/results/sirst-v1 docs/results/sirst-v1-length \
-		--long-arm reference-6000 --out docs/results/sirst-v1-length-check --overwrite
+	$(BIN)/sirst-synth length-check $(LENGTH_SHORT_$(LENGTH)) $(LENGTH_LONG_$(LENGTH)) \
+		--long-arm reference-$(LENGTH) --out $(LENGTH_OUT_$(LENGTH)) --overwrite

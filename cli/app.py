@@ -110,7 +110,7 @@ def build_noise_bank_cmd(
     bank: Annotated[
         Path | None,
         typer.Option(
-            "--bank", "-o", help="The noise bank file (HDF5) to write [default: bank.h5]."
+            "--bank", "-o", help="The noise bank file (HDF5) to write (default: bank.h5)."
         ),
     ] = None,
     out_old: Annotated[Path | None, old_name("--out", "--bank")] = None,
@@ -203,7 +203,7 @@ def generate_cmd(
         Layout | None,
         typer.Option(
             "--split-files",
-            help="Split files to write: both (BasicIRSTD's and DNA-Net's), or one [default: both].",
+            help="Split files to write: both (BasicIRSTD's and DNA-Net's), or one (default: both).",
         ),
     ] = None,
     layout_old: Annotated[Layout | None, old_name("--layout", "--split-files")] = None,
@@ -334,7 +334,7 @@ def preview_cmd(
     sheet: Annotated[
         Path | None,
         typer.Option(
-            "--sheet", "-o", help="The contact sheet (PNG) to write [default: preview.png]."
+            "--sheet", "-o", help="The contact sheet (PNG) to write (default: preview.png)."
         ),
     ] = None,
     out_old: Annotated[Path | None, old_name("--out", "--sheet")] = None,

@@ -124,7 +124,7 @@ def length_check_cmd(
     long: Annotated[Path, typer.Argument(help="The study of the same arm at more steps.")],
     arm: Annotated[str, typer.Option("--arm", help="The arm in SHORT.")] = "reference",
     long_arm: Annotated[
-        str | None, typer.Option("--long-arm", help="The arm in LONG [default: --arm].")
+        str | None, typer.Option("--long-arm", help="The arm in LONG (default: the same as --arm).")
     ] = None,
     out: Annotated[
         Path | None,

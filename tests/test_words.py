@@ -85,6 +85,19 @@ def test_help_says_the_words_and_hides_the_old_names(cli):
         ), cmd
 
 
+def test_no_help_text_is_eaten_as_markup(cli):
+    """Rich reads "[default: x]" as a style tag and drops it: the help said "to write ."."""
+    from sirst_synth.cli.main import app
+
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    assert len(names) >= 10
+    for cmd in names:
+        words = " ".join(re.sub("[│╭╮╰╯─]", " ", cli(cmd, "--help").out).split())
+        assert not re.search(r" [.,]( |$)", words), cmd  # a word was dropped before it
+    words = " ".join(re.sub("[│╭╮╰╯─]", " ", cli("build-noise-bank", "--help").out).split())
+    assert "to write (default: bank.h5)." in words
+
+
 def test_one_unit_convention():
     assert [metric_label(k) for k in ("IoU", "nIoU", "Pd", "Fa")] == [
         "IoU x100", "nIoU x100", "Pd x100", "Fa x1e-6",
