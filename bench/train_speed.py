@@ -102,6 +102,38 @@ def train_rate(data: Path, work: Path, crop: int, steps: int, bf16: bool, refere
     return steps * BATCH / seconds
 
 
+def kernel_difference(bf16: bool, narrow: str, other: str = "channels_last") -> dict:
+    """One training step of the tiny model with the narrow batch norms run by ``narrow``
+    against ``other``, same weights and batch: largest relative difference of the fused
+    output, and of the gradients (one norm over all). "compiled" against the stock kernel is
+    the check the tests cannot make (they run no torch.compile); "contiguous" against it shows
+    how far two stock kernels' rounding alone moves the same numbers."""
+    import torch
+
+    from sirst_synth.train.device import Runtime
+    from sirst_synth.train.losses import deep_supervision_loss
+    from sirst_synth.train.model import build_model
+
+    torch.manual_seed(0)
+    nets = [build_model("aff-unet-tiny") for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x = torch.randn(BATCH, 1, 128, 128).to(memory_format=torch.channels_last)
+    y = (torch.rand(BATCH, 1, 128, 128) > 0.99).float()
+    outs, grads = [], []
+    for net, kernel in zip(nets, (other, narrow), strict=True):
+        rt = Runtime(torch.device("cpu"), bf16, narrow_bn=kernel)
+        rt.layout(net)
+        with rt.autocast():
+            out = net(x)
+        deep_supervision_loss(out, y).mean().backward()
+        outs.append(out[0].float().detach())
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    return {
+        "output_rel": float((outs[1] - outs[0]).abs().max() / outs[0].abs().max()),
+        "grad_rel": float((grads[1] - grads[0]).norm() / grads[0].norm()),
+    }
+
+
 def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) -> None:
     import torch
 
@@ -113,6 +145,10 @@ def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) 
     native = has_native_bf16(cpu_flags())
     precisions = [False, True] if native else [False]
     peak = {bf16: matmul_gflops(bf16) for bf16 in precisions}
+    for bf16 in precisions:
+        results[f"narrow_bn_kernels_{'bf16' if bf16 else 'fp32'}"] = {
+            k: kernel_difference(bf16, k) for k in ("compiled", "contiguous")
+        }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if (SIRST / "images").is_dir():

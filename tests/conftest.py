@@ -13,6 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 SIRST_V1 = Path(os.environ.get("SIRST_V1_DIR", REPO.parent / "shared" / "datasets" / "sirst-v1"))
 
 
+@pytest.fixture(autouse=True)
+def no_torch_compile(monkeypatch):
+    """No torch.compile in the tests (seconds per shape, and a C++ compiler): the "compiled"
+    batch-norm kernels run as the eager functions they compile, so the code around them is
+    tested here and ``make bench`` checks the compiled kernels against the stock ones."""
+    from sirst_synth.train import model
+
+    monkeypatch.setattr(model, "compiled", lambda fn: fn)
+
+
 def tree_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under root, by relative path."""
     return {

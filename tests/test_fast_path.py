@@ -112,12 +112,12 @@ def test_fast_model_tracks_reference_bf16():
     assert float(lf.detach()) == pytest.approx(float(lr.detach()), rel=5e-3)
 
 
-@pytest.mark.parametrize("narrow_contiguous", [True, False])
-def test_narrow_batch_norm_is_stock_batch_norm(narrow_contiguous):
+@pytest.mark.parametrize("narrow", NARROW_BN)
+def test_narrow_batch_norm_is_stock_batch_norm(narrow):
     torch.manual_seed(0)
     for channels in (8, 16):
         stock, mine = torch.nn.BatchNorm2d(channels), BatchNorm2d(channels)
-        mine.narrow_contiguous = narrow_contiguous
+        mine.narrow = narrow
         with torch.no_grad():
             stock.weight.uniform_(0.5, 2)
             stock.bias.normal_()
@@ -133,6 +133,56 @@ def test_narrow_batch_norm_is_stock_batch_norm(narrow_contiguous):
         assert _rel(b, a) < 1e-6 and _rel(xm.grad, xs.grad) < 1e-5
         assert _rel(mine.weight.grad, stock.weight.grad) < 1e-5
         assert torch.allclose(mine.running_var, stock.running_var)
+        assert int(mine.num_batches_tracked) == int(stock.num_batches_tracked) == 1
+        assert mine.runs_compiled(xm) == (narrow == "compiled" and channels == 8)
+        mine.eval()
+        assert not mine.runs_compiled(xm)  # scoring never runs the compiled kernels
+
+
+def test_compiled_batch_norm_in_the_model_is_the_stock_one(monkeypatch):
+    """ "compiled" runs the narrow batch norms through torch.compile (here as the eager function
+    it would compile): same outputs, gradients, running statistics and batch counts as the
+    stock kernels, in training; scoring never calls it."""
+    torch.manual_seed(0)
+    stock = build_model("aff-unet-tiny")
+    mine = build_model("aff-unet-tiny")
+    mine.load_state_dict(stock.state_dict())
+    Runtime(CPU, False, narrow_bn="channels_last").layout(stock)
+    Runtime(CPU, False, narrow_bn="compiled").layout(mine)
+    from sirst_synth.train import model
+
+    calls = []
+    monkeypatch.setattr(model, "compiled", lambda fn: calls.append(fn.__name__) or fn)
+    x = torch.randn(4, 1, 32, 32).to(memory_format=torch.channels_last)
+    y = (torch.rand(4, 1, 32, 32) > 0.97).float()
+    outs = [net(x) for net in (stock, mine)]
+    for out in outs:
+        deep_supervision_loss(out, y).mean().backward()
+    assert _rel(outs[1][0], outs[0][0]) < 1e-5
+    # enc[0] and dec[0] (two in the body, one on the 1x1 shortcut each) run at 8 channels
+    assert calls == ["_batch_norm"] * 6
+    for (name, a), b in zip(stock.named_parameters(), mine.parameters(), strict=True):
+        assert _rel(b.grad, a.grad) < 1e-5, name
+    for (name, a), b in zip(stock.named_buffers(), mine.buffers(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
+    stock.eval(), mine.eval()
+    calls.clear()
+    with torch.no_grad():
+        assert _rel(mine(x)[0], stock(x)[0]) < 1e-5
+    assert calls == []
+
+
+def test_the_probe_takes_compiled_batch_norm_only_where_it_compiles_and_matches(monkeypatch):
+    from sirst_synth.train import model
+
+    def broken(fn):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(model, "compiled", broken)
+    assert probe_narrow_bn(False, repeat=1) in ("contiguous", "channels_last")
+    # a kernel that is fast and wrong is never taken
+    monkeypatch.setattr(model, "compiled", lambda fn: lambda x, *a: x * 1.05)
+    assert probe_narrow_bn(True, repeat=1) in ("contiguous", "channels_last")
 
 
 def test_decoded_cache_gives_the_same_batches(tmp_path):
@@ -180,11 +230,10 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
 def test_the_runtime_tells_the_model_which_batch_norm_kernel_to_run():
     model = build_model("aff-unet-tiny")
     bns = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
-    assert bns and all(m.narrow_contiguous for m in bns)  # the class default
-    Runtime(CPU, False, narrow_bn="channels_last").layout(model)
-    assert not any(m.narrow_contiguous for m in bns)
-    Runtime(CPU, False, narrow_bn="contiguous").layout(model)
-    assert all(m.narrow_contiguous for m in bns)
+    assert bns and all(m.narrow == "contiguous" for m in bns)  # the class default
+    for narrow in NARROW_BN:
+        Runtime(CPU, False, narrow_bn=narrow).layout(model)
+        assert all(m.narrow == narrow for m in bns)
     assert probe_narrow_bn(False, repeat=1) in NARROW_BN
 
 

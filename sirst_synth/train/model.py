@@ -10,6 +10,8 @@ full, 1/2, 1/4 and 1/8 scale are supervised and fused by a 1x1 convolution into 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,28 +78,62 @@ NARROW_CHANNELS = 16
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (same parameters, same function) that can run narrow channels_last
-    inputs through the contiguous kernel.
+    """``nn.BatchNorm2d`` (same parameters, same function) with a choice of kernel for narrow
+    channels_last inputs (``narrow``, one of ``device.NARROW_BN``).
 
-    On some CPUs PyTorch's channels_last batch-norm kernel is 4-5x slower than the contiguous
-    one below 16 channels (a Sapphire Rapids Xeon: 23 ms against 4.8 ms forward + backward for
-    16 x 8 x 128 x 128), on others it is the faster one even before the two layout copies the
-    detour costs (a Zen 4 EPYC). The run measures which (``device.probe_narrow_bn``) and sets
-    ``narrow_contiguous``; the tiny model's full-resolution stage has 8 channels.
+    PyTorch's channels_last batch-norm kernel vectorises across channels, so below 16 channels
+    it runs 4-9x slower per element than at 16 (a Zen 4 EPYC: 7.4 ms forward + backward for
+    16 x 8 x 128 x 128 in bf16, against 0.8 ms for 16 x 16 x 64 x 64). "contiguous" detours
+    through the contiguous kernel (two layout copies; the faster one on a Sapphire Rapids Xeon),
+    "channels_last" runs the stock kernel, "compiled" runs training-mode batch norm as a kernel
+    torch.compile generates for this shape (3.0 ms there). The run measures which is fastest
+    (``device.probe_narrow_bn``); the tiny model's full-resolution stage has 8 channels.
     """
 
-    narrow_contiguous = True
+    narrow = "contiguous"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
-            self.narrow_contiguous
+            self.narrow != "channels_last"
             and x.shape[1] < NARROW_CHANNELS
             and x.is_contiguous(memory_format=torch.channels_last)
             and (not x.is_contiguous())
         ):
-            out = super().forward(x.contiguous())
-            return out.contiguous(memory_format=torch.channels_last)
+            if self.narrow == "contiguous":
+                out = super().forward(x.contiguous())
+                return out.contiguous(memory_format=torch.channels_last)
+            if self.runs_compiled(x):
+                self.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does in training
+                return compiled(_batch_norm)(
+                    x, self.running_mean, self.running_var, self.weight, self.bias,
+                    self.momentum, self.eps,
+                )  # fmt: skip
         return super().forward(x)
+
+    def runs_compiled(self, x: torch.Tensor) -> bool:
+        """Whether this call runs through the compiled kernel ("compiled", training mode, a
+        narrow channels_last input)."""
+        return (
+            self.narrow == "compiled"
+            and self.training
+            and self.track_running_stats
+            and self.momentum is not None
+            and x.shape[1] < NARROW_CHANNELS
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous()
+        )
+
+
+def _batch_norm(x, mean, var, weight, bias, momentum: float, eps: float):
+    return F.batch_norm(x, mean, var, weight, bias, True, momentum, eps)
+
+
+@functools.cache
+def compiled(fn):
+    """``fn`` through torch.compile, made once per process on first use (inductor's CPU code
+    needs a C++ compiler; the probe chooses "compiled" only where it compiled, matched the
+    stock kernel and ran faster). Training only: scoring never calls it."""
+    return torch.compile(fn, dynamic=None)
 
 
 class ResBlock(nn.Module):
