@@ -144,6 +144,12 @@ def test_smoke_study_end_to_end(demo, tmp_path, cli):
     assert {r["source"] for r in rows if r["split"] == "development"} <= set(train)
     env = [x for x in res["runs"] if x["arm"] == "baseline"][0]["env"]
     assert env["precision"] == "fp32" and env["torch"] == torch.__version__
+    # one batch-norm kernel, chosen once for the study, ran every run
+    chosen = json.loads((out / "precision.json").read_text())["narrow_bn"]
+    for arm in ("baseline", "sirst5k", "baseline-half"):
+        ckpt = torch.load(out / "runs" / arm / "seed0" / "train" / "last.pt", weights_only=True)
+        assert ckpt["narrow_bn"] == chosen, arm
+    assert env["narrow_bn"] == chosen and "| narrow batch norm |" in md
     # the study's numbers are those of a separate evaluate of the same final checkpoint
     for run in res["runs"]:
         e = cli(
@@ -389,3 +395,26 @@ def test_core_arms_run_seed_by_seed_before_exploratory_arms():
     assert order[:7] == [(a, 0) for a in core] + [("reference", 1)]
     assert order[35] == ("paste-quarter", 5) and order[36] == ("n2n", 0)
     assert len(order) == 6 * 6 + 4 * 3 and len(set(order)) == len(order)
+
+
+def test_a_study_chooses_its_batch_norm_kernel_once(tmp_path, monkeypatch):
+    from sirst_synth.study import runner
+    from sirst_synth.train import device
+
+    probes = []
+    monkeypatch.setattr(device, "probe_narrow_bn", lambda bf16: probes.append(bf16) or "compiled")
+    resolve = lambda requested, dev: ("fp32", "asked for")  # noqa: E731
+    cpu = torch.device("cpu")
+    assert runner._study_precision(tmp_path, "fp32", cpu, resolve) == ("fp32", "compiled")
+    assert runner._study_precision(tmp_path, "fp32", cpu, resolve) == ("fp32", "compiled")
+    assert probes == [False]  # recorded: not measured again on resume
+    # a study recorded before the kernel was chosen keeps the fixed one its runs used
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "precision.json").write_text('{"precision": "fp32", "why": "asked for"}\n')
+    assert runner._study_precision(old, "fp32", cpu, resolve) == ("fp32", "contiguous")
+    # models without narrow batch norm: nothing to measure
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    assert runner._study_precision(wide, "fp32", cpu, resolve, False) == ("fp32", "contiguous")
+    assert probes == [False]

@@ -9,7 +9,7 @@ compared with the reference arm seed by seed (``sirst_synth.stats``).
 Layout of STUDY:
 
     study.yaml                 the resolved recipe (a resume with another one is refused)
-    precision.json             the precision every run uses (an auto choice made once)
+    precision.json             precision and narrow batch-norm kernel of every run (chosen once)
     views/VIEW/                the training subset and validation split as a dataset (links)
     banks/VIEW.h5              the noise bank of a view's training images
     data/KIND-...-VIEW-seedK/  generated data, shared by the arms that use the same data

@@ -209,16 +209,23 @@ def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tupl
     return out
 
 
+ENV_KEYS = ("commit", "precision", "narrow_bn", "cpu", "torch")
+
+
 def environments(runs: list) -> str:
-    """Where the runs of one study differ in commit, precision, CPU or torch (results are
-    equal only on the same CPU kind and precision)."""
+    """Where the runs of one study differ in commit, precision, narrow batch-norm kernel, CPU
+    or torch (results are equal only on the same CPU kind, precision and kernel)."""
     seen: dict[tuple, int] = {}
     for r in runs:
         env = r.env or {}
-        key = tuple(env.get(k, "unrecorded") for k in ("commit", "precision", "cpu", "torch"))
+        key = tuple(env.get(k, "unrecorded") for k in ENV_KEYS)
         seen[key] = seen.get(key, 0) + 1
-    lines = ["## Where the runs ran", "", "| runs | commit | precision | CPU | torch |"]
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines = [
+        "## Where the runs ran",
+        "",
+        "| runs | commit | precision | narrow batch norm | CPU | torch |",
+    ]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
     for key, n in sorted(seen.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {n} | " + " | ".join(key) + " |")
     return "\n".join(lines) + "\n"

@@ -92,8 +92,9 @@ class StudySummary:
     comparisons: list[dict] = field(default_factory=list)
 
 
-def environment(precision: str) -> dict:
-    """Where a run ran: results are equal only on the same CPU kind, precision and torch."""
+def environment(precision: str, narrow_bn: str = "contiguous") -> dict:
+    """Where a run ran: results are equal only on the same CPU kind, precision, batch-norm
+    kernel and torch."""
     import platform
 
     import torch
@@ -121,6 +122,7 @@ def environment(precision: str) -> dict:
         "version": __version__,
         "commit": commit or "unknown",
         "precision": precision,
+        "narrow_bn": narrow_bn,
         "cpu": cpu,
         "device": device,
         "torch": torch.__version__,
@@ -147,6 +149,7 @@ def run_study(
 
     from sirst_synth.study.results import write_results
     from sirst_synth.train.device import pick_device, resolve_precision
+    from sirst_synth.train.model import has_narrow_norm
 
     overall, progress = overall or Progress(), progress or Progress()
     data, out = Path(data), Path(out)
@@ -165,12 +168,15 @@ def run_study(
     check_study_out(out, data, bank, identity, resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    precision = _study_precision(out, recipe.precision, pick_device(device), resolve_precision)
+    narrow_models = any(has_narrow_norm(arm.train.model) for arm in recipe.arms)
+    precision, narrow_bn = _study_precision(
+        out, recipe.precision, pick_device(device), resolve_precision, narrow_models
+    )
     log(
         f"splits: {len(splits.train)} training, {len(splits.val)} validation ({splits.how}); "
-        f"precision {precision}"
+        f"precision {precision}; narrow batch norm: {narrow_bn}"
     )
-    env = environment(precision)  # the code this process runs: recorded once, at its start
+    env = environment(precision, narrow_bn)  # the code this process runs: recorded at its start
     finished: dict[tuple[str, int], RunResult] = {}
     jobs = run_order(recipe)
     overall.start("study runs", len(jobs))
@@ -204,15 +210,26 @@ def run_study(
     return StudySummary(out, runs, reused, table, comparisons)
 
 
-def _study_precision(out: Path, requested: str, dev, resolve) -> str:
-    """One precision for every run of a study: an ``auto`` choice is made once and recorded
-    (a probe on another day, under other load, could choose otherwise)."""
+def _study_precision(
+    out: Path, requested: str, dev, resolve, narrow_models: bool = True
+) -> tuple[str, str]:
+    """One precision and one narrow batch-norm kernel for every run of a study, chosen once
+    and recorded (a probe on another day, under other load, could choose otherwise). The
+    kernel is the one this CPU runs fastest (``device.probe_narrow_bn``); a study recorded
+    before the kernel was chosen keeps the fixed one its runs used."""
+    from sirst_synth.train.device import probe_narrow_bn
+
     path = out / "precision.json"
     if path.is_file():
-        return json.loads(path.read_text())["precision"]
+        recorded = json.loads(path.read_text())
+        return recorded["precision"], recorded.get("narrow_bn", "contiguous")
     chosen, why = resolve(requested, dev)
-    write_text_atomic(path, json.dumps({"precision": chosen, "why": why}) + "\n")
-    return chosen
+    narrow = "channels_last" if dev.type != "cpu" else "contiguous"
+    if dev.type == "cpu" and narrow_models:
+        narrow = probe_narrow_bn(chosen == "bf16")
+    record = {"precision": chosen, "why": why, "narrow_bn": narrow}
+    write_text_atomic(path, json.dumps(record) + "\n")
+    return chosen, narrow
 
 
 def _listed(recipe: StudyRecipe, finished: dict[tuple[str, int], RunResult]) -> list[RunResult]:
@@ -284,6 +301,7 @@ def _run_one(
         resume=(train_dir / "last.pt").is_file(),
         skip_errors=True,
         progress=progress,
+        narrow_bn=env.get("narrow_bn"),
         synth="online" if arm.data == "online" else "offline",
         bank=view_bank if arm.data == "online" else None,
         synth_recipe=synth if arm.data == "online" else None,
