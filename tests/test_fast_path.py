@@ -6,6 +6,7 @@ contiguous kernel, channels_last) must give the reference form's outputs and gra
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,6 +171,26 @@ def test_compiled_batch_norm_in_the_model_is_the_stock_one(monkeypatch):
     with torch.no_grad():
         assert _rel(mine(x)[0], stock(x)[0]) < 1e-5
     assert calls == []
+
+
+def test_a_recorded_compiled_kernel_that_does_not_compile_is_one_line(monkeypatch):
+    from sirst_synth.train import device, model
+
+    def broken(fn):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n(more lines)")
+
+    monkeypatch.setattr(model, "compiled", broken)
+    state = {"precision": "fp32", "narrow_bn": "compiled"}
+    with pytest.raises(UsageError) as exc:
+        device.runtime_for("cpu", "auto", 0, state, Path("run"))
+    assert str(exc.value) == (
+        "narrow batch norm 'compiled' (recorded by the run being resumed) does not compile on "
+        "this machine (InvalidCxxCompiler: No working C++ compiler found); install a C++ "
+        "compiler, or start a new --out"
+    )
+    # a model without narrow batch norm never runs it: nothing to refuse
+    rt, _ = device.runtime_for("cpu", "auto", 0, state, Path("run"), narrow_layers=False)
+    assert rt.narrow_bn == "compiled"
 
 
 def test_the_probe_takes_compiled_batch_norm_only_where_it_compiles_and_matches(monkeypatch):

@@ -224,4 +224,24 @@ def runtime_for(
             narrow = probe_narrow_bn(bf16)
         else:
             narrow = "contiguous"
+    elif narrow == "compiled" and dev.type == "cpu" and narrow_layers:
+        check_compiled_bn(bf16, "recorded by the run being resumed" if state else "asked for")
     return Runtime(dev, bf16, narrow_bn=narrow), why
+
+
+def check_compiled_bn(bf16: bool, why: str) -> None:
+    """A recorded or asked-for "compiled" kernel must compile here (inductor needs a C++
+    compiler): say so in one line before any training, not in a traceback at the first step."""
+    from sirst_synth.train.model import BatchNorm2d
+
+    bn = BatchNorm2d(8)
+    bn.narrow = "compiled"
+    x = torch.randn(2, 8, 4, 4).to(memory_format=torch.channels_last)
+    try:
+        bn(x.to(torch.bfloat16 if bf16 else torch.float32).requires_grad_()).sum().backward()
+    except Exception as exc:  # noqa: BLE001 - any failure to compile is this one error
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"narrow batch norm 'compiled' ({why}) does not compile on this machine "
+            f"({reason}); install a C++ compiler, or start a new --out"
+        ) from None

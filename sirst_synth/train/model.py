@@ -104,10 +104,13 @@ class BatchNorm2d(nn.BatchNorm2d):
                 return out.contiguous(memory_format=torch.channels_last)
             if self.runs_compiled(x):
                 self.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does in training
-                return compiled(_batch_norm)(
-                    x, self.running_mean, self.running_var, self.weight, self.bias,
-                    self.momentum, self.eps,
-                )  # fmt: skip
+                # Batch norm runs in its input's dtype with or without autocast; outside it,
+                # the kernel the probe compiled is the one training calls (no recompilation).
+                with torch.autocast(x.device.type, enabled=False):
+                    return compiled(_batch_norm)(
+                        x, self.running_mean, self.running_var, self.weight, self.bias,
+                        self.momentum, self.eps,
+                    )  # fmt: skip
         return super().forward(x)
 
     def runs_compiled(self, x: torch.Tensor) -> bool:
@@ -133,7 +136,7 @@ def compiled(fn):
     """``fn`` through torch.compile, made once per process on first use (inductor's CPU code
     needs a C++ compiler; the probe chooses "compiled" only where it compiled, matched the
     stock kernel and ran faster). Training only: scoring never calls it."""
-    return torch.compile(fn, dynamic=None)
+    return torch.compile(fn, dynamic=False)  # one static kernel per shape (few in training)
 
 
 class ResBlock(nn.Module):
