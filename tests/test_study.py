@@ -329,6 +329,7 @@ SHIPPED = [
     "demo-train",
     "basicirstd",
     "study-cpu",
+    "study-cpu-6000",
     "study-paper",
     "study-smoke",
     "study-length",
@@ -358,6 +359,11 @@ def test_every_shipped_recipe_loads(name):
     if name.startswith("study-"):
         recipe = load_study_recipe(text, name)
         assert recipe.arms
+        if name == "study-cpu-6000":
+            arms = {a.name: a for a in recipe.arms}
+            assert {a.train.steps for a in recipe.arms} == {6000} and recipe.seeds == 6
+            assert (arms["paste"].synth.k, arms["paste"].synth.scale) == ((1, 1), (1.0, 1.0))
+            assert arms["paste"].synth.alpha == 0.0 and arms["paste-n2n"].synth.alpha == 0.1
         if name == "study-cpu":
             arms = {a.name: a for a in recipe.arms}
             assert recipe.reference == "reference" and recipe.seeds == 6
