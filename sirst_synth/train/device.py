@@ -124,10 +124,10 @@ def probe_narrow_bn(bf16: bool, repeat: int = 3) -> str:
     does not give the stock kernel's output and gradient (``COMPILED_BN_TOLERANCE``)."""
     from sirst_synth.train.model import BatchNorm2d
 
-    torch.manual_seed(0)
-    x = torch.randn(16, 8, 128, 128).to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)  # its own: the run's random stream is not touched
+    x = torch.randn(16, 8, 128, 128, generator=gen).to(memory_format=torch.channels_last)
     x = x.to(torch.bfloat16 if bf16 else torch.float32)
-    grad = torch.randn_like(x)
+    grad = torch.randn(x.shape, generator=gen).to(x.dtype).to(memory_format=torch.channels_last)
 
     def run(narrow: str) -> tuple[float, torch.Tensor, torch.Tensor]:
         bn = BatchNorm2d(8)
