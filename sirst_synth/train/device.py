@@ -181,10 +181,12 @@ def runtime(
     local_rank: int = 0,
     channels_last: bool = True,
 ) -> Runtime:
-    """The device (this process's GPU under torchrun) and the precision it runs in."""
+    """The device (this process's GPU under torchrun) and the precision it runs in (on a GPU
+    narrow batch norm runs the stock kernel, as in training)."""
     dev = pick_device(device, local_rank)
     chosen, _ = resolve_precision(precision, dev)
-    return Runtime(dev, chosen == "bf16", channels_last)
+    narrow = "channels_last" if dev.type == "cuda" else "contiguous"
+    return Runtime(dev, chosen == "bf16", channels_last, narrow_bn=narrow)
 
 
 def runtime_for(
