@@ -215,18 +215,16 @@ def _study_precision(
 ) -> tuple[str, str]:
     """One precision and one narrow batch-norm kernel for every run of a study, chosen once
     and recorded (a probe on another day, under other load, could choose otherwise). The
-    kernel is the one this CPU runs fastest (``device.probe_narrow_bn``); a study recorded
+    kernel is the one this CPU runs fastest (``device.choose_narrow_bn``); a study recorded
     before the kernel was chosen keeps the fixed one its runs used."""
-    from sirst_synth.train.device import probe_narrow_bn
+    from sirst_synth.train.device import choose_narrow_bn
 
     path = out / "precision.json"
     if path.is_file():
         recorded = json.loads(path.read_text())
         return recorded["precision"], recorded.get("narrow_bn", "contiguous")
     chosen, why = resolve(requested, dev)
-    narrow = "channels_last" if dev.type != "cpu" else "contiguous"
-    if dev.type == "cpu" and narrow_models:
-        narrow = probe_narrow_bn(chosen == "bf16")
+    narrow = choose_narrow_bn(dev, chosen == "bf16", True, narrow_models)
     record = {"precision": chosen, "why": why, "narrow_bn": narrow}
     write_text_atomic(path, json.dumps(record) + "\n")
     return chosen, narrow

@@ -185,8 +185,21 @@ def runtime(
     narrow batch norm runs the stock kernel, as in training)."""
     dev = pick_device(device, local_rank)
     chosen, _ = resolve_precision(precision, dev)
-    narrow = "channels_last" if dev.type == "cuda" else "contiguous"
+    narrow = choose_narrow_bn(dev, chosen == "bf16", measure=False)
     return Runtime(dev, chosen == "bf16", channels_last, narrow_bn=narrow)
+
+
+def choose_narrow_bn(
+    dev: torch.device, bf16: bool, measure: bool, narrow_layers: bool = True
+) -> str:
+    """The narrow batch-norm kernel where none is recorded or given: the stock kernel on a GPU;
+    on a CPU the fastest one measured here when ``measure`` (and the model has narrow layers),
+    else the fixed contiguous one (the same numbers run after run)."""
+    if dev.type != "cpu":
+        return "channels_last"
+    if measure and narrow_layers:
+        return probe_narrow_bn(bf16)
+    return "contiguous"
 
 
 def runtime_for(
@@ -220,12 +233,8 @@ def runtime_for(
     # run after run, so it keeps the fixed kernel).
     narrow = (state or {}).get("narrow_bn") or narrow_bn
     if narrow not in NARROW_BN:
-        if dev.type != "cpu":
-            narrow = "channels_last"
-        elif narrow_layers and (precision == "auto" or narrow == "probe"):
-            narrow = probe_narrow_bn(bf16)
-        else:
-            narrow = "contiguous"
+        measure = precision == "auto" or narrow == "probe"
+        narrow = choose_narrow_bn(dev, bf16, measure, narrow_layers)
     elif narrow == "compiled" and dev.type == "cpu" and narrow_layers:
         check_compiled_bn(bf16, "recorded by the run being resumed" if state else "asked for")
     return Runtime(dev, bf16, narrow_bn=narrow), why

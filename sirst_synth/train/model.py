@@ -93,24 +93,18 @@ class BatchNorm2d(nn.BatchNorm2d):
     narrow = "contiguous"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            self.narrow != "channels_last"
-            and x.shape[1] < NARROW_CHANNELS
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and (not x.is_contiguous())
-        ):
-            if self.narrow == "contiguous":
-                out = super().forward(x.contiguous())
-                return out.contiguous(memory_format=torch.channels_last)
-            if self.runs_compiled(x):
-                self.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does in training
-                # Batch norm runs in its input's dtype with or without autocast; outside it,
-                # the kernel the probe compiled is the one training calls (no recompilation).
-                with torch.autocast(x.device.type, enabled=False):
-                    return compiled(_batch_norm)(
-                        x, self.running_mean, self.running_var, self.weight, self.bias,
-                        self.momentum, self.eps,
-                    )  # fmt: skip
+        if self.narrow == "contiguous" and _narrow_channels_last(x):
+            out = super().forward(x.contiguous())
+            return out.contiguous(memory_format=torch.channels_last)
+        if self.runs_compiled(x):
+            self.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does in training
+            # Batch norm runs in its input's dtype with or without autocast; outside it, the
+            # kernel the probe compiled is the one training calls (no recompilation).
+            with torch.autocast(x.device.type, enabled=False):
+                return compiled(_batch_norm)(
+                    x, self.running_mean, self.running_var, self.weight, self.bias,
+                    self.momentum, self.eps,
+                )  # fmt: skip
         return super().forward(x)
 
     def runs_compiled(self, x: torch.Tensor) -> bool:
@@ -121,10 +115,18 @@ class BatchNorm2d(nn.BatchNorm2d):
             and self.training
             and self.track_running_stats
             and self.momentum is not None
-            and x.shape[1] < NARROW_CHANNELS
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous()
+            and _narrow_channels_last(x)
         )
+
+
+def _narrow_channels_last(x: torch.Tensor) -> bool:
+    """Fewer than NARROW_CHANNELS channels in channels_last memory (not also contiguous, as a
+    1 x 1 image or one channel would be): the input whose kernel is chosen."""
+    return (
+        x.shape[1] < NARROW_CHANNELS
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+    )
 
 
 def _batch_norm(x, mean, var, weight, bias, momentum: float, eps: float):
