@@ -74,10 +74,12 @@ gpu-check:
 V2 ?= ../shared/datasets/sirst-v2-new
 STUDY_RECIPE ?= study-cpu
 PUBLISH ?= docs/results/sirst-v1
+# Runs trained at once (each with the recipe's threads): study-cpu-6000 has threads 1 for 2 jobs.
+STUDY_JOBS ?= 1
 study: venv
 	mkdir -p $(STUDY)
 	$(BIN)/sirst-synth study $(SIRST) --out $(STUDY)/$(STUDY_RECIPE) --recipe $(STUDY_RECIPE) \
-		--resume --publish $(PUBLISH) \
+		--resume --publish $(PUBLISH) --jobs $(STUDY_JOBS) \
 		--extra-test v2-targets=$(V2):$(V2)/idx_v2/targets.txt \
 		--extra-test v2-backgrounds=$(V2):$(V2)/idx_v2/backgrounds.txt
 

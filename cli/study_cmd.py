@@ -58,6 +58,16 @@ def study_cmd(
             "--resume takes a run found here as finished.",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Runs trained at once, each in its own process with the recipe's threads "
+            "(results do not depend on it).",
+        ),
+    ] = 1,
     device: DeviceOpt = Device.auto,
     resume: Annotated[bool, resume_option("its finished runs")] = False,
     overwrite: Overwrite = False,
@@ -82,6 +92,7 @@ def study_cmd(
         extra_tests=tuple(extra_test or ()),
         publish=publish,
         bank=bank,
+        jobs=jobs,
         overall=bars.overall if bars else Progress(),
         progress=bars.current if bars else Progress(),
         log=None if quiet or as_json else (lambda m: console.print(escape(m), highlight=False)),

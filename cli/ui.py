@@ -152,6 +152,7 @@ class _Task(Progress):
 
     def __init__(self, owner: StackedBars, keep: bool) -> None:
         self.owner, self.keep, self.task = owner, keep, None
+        self.lanes: dict[int, _Task] = {0: self}
 
     def start(self, description: str, total: int) -> None:
         bar = self.owner.bar()
@@ -167,10 +168,17 @@ class _Task(Progress):
         if self.keep:
             self.owner.close()
 
+    def lane(self, i: int) -> Progress:
+        """Concurrent work ``i`` gets a line of its own under this one."""
+        if i not in self.lanes:
+            self.lanes[i] = _Task(self.owner, self.keep)
+        return self.lanes[i]
+
 
 class StackedBars:
-    """Two lines in one rich display: an overall bar (runs done / total, ETA) above the bar of
-    the current phase, which is replaced when the next phase starts."""
+    """Lines in one rich display: an overall bar (runs done / total, ETA) above the bar of the
+    current phase, which is replaced when the next phase starts (one such line per run under
+    ``study --jobs``)."""
 
     def __init__(self) -> None:
         self._bar: RichBar | None = None

@@ -239,13 +239,15 @@ def study(
     extra_tests: tuple = (),
     publish: str | Path | None = None,
     bank: str | Path | None = None,
+    jobs: int = 1,
     overall=None,
     progress=None,
     log=None,
 ):
     """Train every arm of a study recipe over seeds and compare each with the reference
     (``study.StudySummary``). ``recipe``: a ``StudyRecipe``, a shipped name or a file;
-    ``extra_tests``: ``"NAME=DIR[:SPLITFILE]"`` strings or ``study.ExtraTest``s."""
+    ``extra_tests``: ``"NAME=DIR[:SPLITFILE]"`` strings or ``study.ExtraTest``s; ``jobs``: runs
+    trained at once, each in its own process."""
     from sirst_synth.recipe import read_recipe_text
     from sirst_synth.study import ExtraTest, StudyRecipe, load_study_recipe, run_study
 
@@ -255,7 +257,7 @@ def study(
     return run_study(
         Path(data), _path(bank), Path(out), recipe, resume=resume, device=device,
         overall=overall, progress=progress, log=log or (lambda m: None), extra_tests=extras,
-        publish=_path(publish),
+        publish=_path(publish), jobs=jobs,
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import demo_with_bank, read_jsonl, tree_hashes
 
+from sirst_synth.errors import UsageError
 from sirst_synth.io.demo_writer import write_demo_dataset
 from sirst_synth.recipe import TrainRecipe
 from sirst_synth.train.schedule import cosine_lr
@@ -364,6 +365,7 @@ def test_every_shipped_recipe_loads(name):
             assert {a.train.steps for a in recipe.arms} == {6000} and recipe.seeds == 6
             assert (arms["paste"].synth.k, arms["paste"].synth.scale) == ((1, 1), (1.0, 1.0))
             assert arms["paste"].synth.alpha == 0.0 and arms["paste-n2n"].synth.alpha == 0.1
+            assert recipe.threads == 1  # run with --jobs 2 on 2 cores
         if name == "study-cpu":
             arms = {a.name: a for a in recipe.arms}
             assert recipe.reference == "reference" and recipe.seeds == 6
@@ -424,3 +426,45 @@ def test_a_study_chooses_its_batch_norm_kernel_once(tmp_path, monkeypatch):
     wide.mkdir()
     assert runner._study_precision(wide, "fp32", cpu, resolve, False) == ("fp32", "contiguous")
     assert probes == [False]
+
+
+@pytest.mark.slow
+def test_runs_in_parallel_give_the_runs_of_one_process(demo, tmp_path, cli, monkeypatch):
+    from sirst_synth.train import device
+
+    # the tests compile nothing: the spawned workers would not see conftest's stand-in
+    monkeypatch.setattr(device, "probe_narrow_bn", lambda bf16: "contiguous")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _study(cli, demo, one).code == 0
+    r = _study(cli, demo, two, "--jobs", "2")
+    assert r.code == 0, r.err
+    order = [(x["arm"], x["seed"]) for x in json.loads((one / "results.json").read_text())["runs"]]
+    assert [
+        (x["arm"], x["seed"]) for x in json.loads((two / "results.json").read_text())["runs"]
+    ] == (order)
+    for arm, seed in order:
+        done = [
+            json.loads((d / "runs" / arm / f"seed{seed}" / "done.json").read_text())
+            for d in (one, two)
+        ]
+        assert done[0].pop("wall_s") > 0 and done[1].pop("wall_s") > 0
+        assert done[0] == done[1]  # scores, validation history, Pd-Fa curve, extra tests, env
+        assert done[0]["history"] and done[0]["curve"]
+        ckpts = [
+            torch.load(d / done[0]["checkpoint"], weights_only=True)["model"] for d in (one, two)
+        ]
+        assert all(torch.equal(ckpts[0][k], ckpts[1][k]) for k in ckpts[0])
+    assert (one / "results.md").read_text().split("## Where")[0] == (
+        (two / "results.md").read_text().split("## Where")[0]
+    )
+
+
+def test_study_jobs_must_be_a_whole_number_of_at_least_one(demo, tmp_path, cli):
+    from sirst_synth import api
+
+    r = _study(cli, demo, tmp_path / "st", "--jobs", "0")
+    assert r.code == 2 and "--jobs" in r.err and "Traceback" not in r.err
+    for bad in (0, 1.5, True):
+        with pytest.raises(UsageError, match="jobs must be a whole number >= 1"):
+            api.study(demo / "data", out=tmp_path / "st2", recipe="study-smoke", jobs=bad)
+    assert not (tmp_path / "st").exists() and not (tmp_path / "st2").exists()
