@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -68,7 +69,9 @@ class LanePool:
             self.manager = ctx.Manager()
             self.events = self.manager.Queue()  # progress, from the workers
             self.results: queue.Queue = queue.Queue()  # (lane, result, error), from callbacks
-            self.pool = ctx.Pool(self.workers, _quiet_worker, (None, ()), maxtasksperchild=1)
+            self.pool = ctx.Pool(
+                self.workers, _quiet_worker, (_exit_with_parent, (os.getpid(),)), maxtasksperchild=1
+            )
             self.relay = threading.Thread(target=self._relay, daemon=True)
             self.relay.start()
         return self
@@ -140,6 +143,20 @@ class _QueueProgress(Progress):
 
     def stop(self) -> None:
         self.queue.put((self.lane_no, "stop", ()))
+
+
+def _exit_with_parent(parent: int, every_s: float = 2.0) -> None:
+    """A worker whose parent is gone (killed, out of memory) stops too, instead of training on
+    unseen and holding its run's lock."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _on_lane(fn: Callable[[Any, Progress], Any], item: Any, queue: Any, lane: int) -> Any:

@@ -3,6 +3,12 @@ in the calling process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from sirst_synth.errors import DataError
@@ -59,3 +65,49 @@ def test_a_workers_error_is_raised_here(workers):
             list(pool.free_lane())
             pool.submit(x)
         list(pool.drain())
+
+
+def tell_and_wait(path: str, progress: Progress) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+PARENT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_pool import tell_and_wait
+from sirst_synth.pool import LanePool
+from sirst_synth.progress import Progress
+if __name__ == "__main__":
+    with LanePool(tell_and_wait, 2, Progress()) as pool:
+        for path in {paths!r}:
+            list(pool.free_lane())
+            pool.submit(path)
+        list(pool.drain())
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().count("State:\tZ") == 1  # unreaped
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's /proc")
+def test_workers_stop_when_the_process_that_started_them_is_killed(tmp_path):
+    paths = [str(tmp_path / f"worker{i}.pid") for i in range(2)]
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT.format(tests=str(Path(__file__).parent), paths=paths))
+    parent = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 120
+    while not all(Path(p).is_file() for p in paths) and time.time() < deadline:
+        time.sleep(0.1)
+    pids = [int(Path(p).read_text()) for p in paths]
+    assert not any(_gone(pid) for pid in pids)
+    parent.kill()  # no cleanup runs in the parent
+    parent.wait()
+    deadline = time.time() + 30
+    while not all(_gone(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(pid) for pid in pids)
