@@ -354,6 +354,7 @@ def test_every_shipped_recipe_loads(name):
 
     from sirst_synth.recipe import SynthRecipe, TrainRecipe, load_recipe
     from sirst_synth.study import load_study_recipe
+    from sirst_synth.study.runner import run_order
 
     assert name in recipe_names()
     text = recipe_path(name).read_text()
@@ -366,6 +367,12 @@ def test_every_shipped_recipe_loads(name):
             assert (arms["paste"].synth.k, arms["paste"].synth.scale) == ((1, 1), (1.0, 1.0))
             assert arms["paste"].synth.alpha == 0.0 and arms["paste-n2n"].synth.alpha == 0.1
             assert recipe.threads == 1  # run with --jobs 2 on 2 cores
+            quarter = {a.name: a.exploratory for a in recipe.arms if a.train_fraction == 0.25}
+            assert quarter == {
+                "reference-quarter": False, "paste-quarter": False, "paste-n2n-quarter": True
+            }  # fmt: skip
+            assert arms["paste-quarter"].synth == arms["paste"].synth
+            assert len(run_order(recipe)) == 6 * 6 + 5 * 3
         if name == "study-cpu":
             arms = {a.name: a for a in recipe.arms}
             assert recipe.reference == "reference" and recipe.seeds == 6
