@@ -7,6 +7,7 @@ split, and its final model is read once on the test split and on every extra tes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import subprocess
@@ -207,28 +208,17 @@ def run_study(
         overall.advance()
 
     threads = recipe.threads or (max(1, torch.get_num_threads() // jobs) if jobs > 1 else None)
+    prepare = functools.partial(
+        _prepare_run, data, bank, out, splits=splits, precision=precision, device=device,
+        extra=extra_tests, log=log, env=env, threads=threads,
+    )  # fmt: skip
     with LanePool(_train_and_score, jobs, progress) as pool:
         for arm, seed in run_jobs:
             if (arm.name, seed) in finished:
                 continue
             for result in pool.free_lane():
                 record(result)
-            pool.submit(
-                _prepare_run(
-                    data,
-                    bank,
-                    out,
-                    arm,
-                    seed,
-                    splits,
-                    precision,
-                    device,
-                    extra_tests,
-                    log,
-                    env,
-                    threads,
-                )  # fmt: skip
-            )
+            pool.submit(prepare(arm, seed))
         for result in pool.drain():
             record(result)
     runs = _listed(recipe, finished)
@@ -308,8 +298,9 @@ class RunJob:
     prep_s: float  # seconds spent preparing its data
 
 
-def _prepare_run(data, bank, out, arm, seed, splits: Splits, precision, device, extra, log, env,
-                 threads) -> RunJob:  # fmt: skip
+def _prepare_run(
+    data, bank, out, arm, seed, *, splits: Splits, precision, device, extra, log, env, threads
+) -> RunJob:
     """The run's view, noise bank and synthesised data (made once, in the study's process)."""
     t0 = time.perf_counter()
     run_dir = out / "runs" / arm.name / f"seed{seed}"
