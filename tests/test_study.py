@@ -437,14 +437,16 @@ def test_a_study_chooses_its_batch_norm_kernel_once(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_runs_in_parallel_give_the_runs_of_one_process(demo, tmp_path, cli, monkeypatch):
+    from sirst_synth import api
     from sirst_synth.train import device
 
     # the tests compile nothing: the spawned workers would not see conftest's stand-in
     monkeypatch.setattr(device, "probe_narrow_bn", lambda bf16: "contiguous")
     one, two = tmp_path / "one", tmp_path / "two"
     assert _study(cli, demo, one).code == 0
-    r = _study(cli, demo, two, "--jobs", "2")
-    assert r.code == 0, r.err
+    lines: list[str] = []
+    api.study(demo / "data", out=two, recipe="study-smoke", bank=demo / "bank.h5", jobs=2,
+              device="cpu", log=lines.append)  # fmt: skip
     order = [(x["arm"], x["seed"]) for x in json.loads((one / "results.json").read_text())["runs"]]
     assert [
         (x["arm"], x["seed"]) for x in json.loads((two / "results.json").read_text())["runs"]
@@ -457,6 +459,9 @@ def test_runs_in_parallel_give_the_runs_of_one_process(demo, tmp_path, cli, monk
         assert done[0].pop("wall_s") > 0 and done[1].pop("wall_s") > 0
         assert done[0] == done[1]  # scores, validation history, Pd-Fa curve, extra tests, env
         assert done[0]["history"] and done[0]["curve"]
+        val, test = (f"{100 * x:.2f}" for x in (done[0]["history"][-1]["IoU"], done[0]["IoU"]))
+        said = f"final model IoU x100 {val} (validation), {test} (test)"
+        assert sum(f"{arm} seed {seed} done in" in x and said in x for x in lines) == 1
         ckpts = [
             torch.load(d / done[0]["checkpoint"], weights_only=True)["model"] for d in (one, two)
         ]

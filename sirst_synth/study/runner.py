@@ -20,6 +20,7 @@ from sirst_synth.errors import UsageError
 from sirst_synth.io.files import write_text_atomic
 from sirst_synth.io.manifest import read_manifest
 from sirst_synth.io.views import Splits, has_test_split, study_splits, write_view
+from sirst_synth.names import in_units
 from sirst_synth.pool import LanePool
 from sirst_synth.progress import Labelled, Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, to_yaml
@@ -198,6 +199,12 @@ def run_study(
 
     def record(result: RunResult) -> None:
         finished[result.arm, result.seed] = result
+        val = result.final_val_IoU
+        log(
+            f"{result.arm} seed {result.seed} done in {result.wall_s / 60:.0f} min: final model "
+            f"IoU x100 {'-' if val is None else in_units('IoU', val)} (validation), "
+            f"{in_units('IoU', result.IoU)} (test)"
+        )
         if publish is not None:  # a study spans sessions: its results follow every run
             _publish_run(
                 out / "runs" / result.arm / f"seed{result.seed}",
