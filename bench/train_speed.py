@@ -8,7 +8,9 @@ every step: the path before the fast one) and the fast path, in the same run:
   from the call's wall time (setup and the decode cache included; no validation split);
 - the step's GFLOP/s, from the FLOPs of one forward + backward counted once with
   ``torch.utils.flop_counter.FlopCounterMode``;
-- that rate's share of a large matmul of the same precision, measured in this run.
+- that rate's share of a large matmul of the same precision, measured in this run;
+- for ``study --jobs``: one run with a thread per core against one 1-thread run per core at
+  once (fp32, crop 128), in images/s of the whole group.
 
 Run alone with ``python bench/train_speed.py [STEPS_128] [STEPS_256]``; ``make bench`` runs it.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,7 +78,15 @@ def train_only_copy(source: Path, work: Path) -> Path:
     return root
 
 
-def train_rate(data: Path, work: Path, crop: int, steps: int, bf16: bool, reference: bool) -> float:
+def train_rate(
+    data: Path,
+    work: Path,
+    crop: int,
+    steps: int,
+    bf16: bool,
+    reference: bool,
+    narrow_bn: str = "probe",  # what --precision auto runs: the kernel measured faster here
+) -> float:
     import torch
 
     from sirst_synth.recipe import TrainRecipe
@@ -94,7 +105,7 @@ def train_rate(data: Path, work: Path, crop: int, steps: int, bf16: bool, refere
         "cpu",
         "bf16" if bf16 else "fp32",
         reference=reference,
-        narrow_bn="probe",  # what --precision auto runs: the kernel measured faster here
+        narrow_bn=narrow_bn,
         skip_errors=True,
     )
     seconds = time.perf_counter() - t0
@@ -132,6 +143,45 @@ def kernel_difference(bf16: bool, narrow: str, other: str = "channels_last") -> 
         "output_rel": float((outs[1] - outs[0]).abs().max() / outs[0].abs().max()),
         "grad_rel": float((grads[1] - grads[0]).norm() / grads[0].norm()),
     }
+
+
+def jobs_rate(data: Path, crop: int, steps: int) -> dict:
+    """The study's two ways to use this machine's cores, fp32: one run with a thread per core,
+    or one 1-thread run per core at once (``study --jobs``). Images/s of the whole group from
+    its wall time, process start and setup included."""
+    from sirst_synth.train.device import probe_narrow_bn
+
+    cores = len(os.sched_getaffinity(0))
+    kernel = probe_narrow_bn(False)  # chosen once, as a study does
+
+    def together(runs: int, threads: int) -> float:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", str(data)]
+        cmd += [str(crop), str(steps), str(threads), kernel]
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(runs)]
+        codes = [p.wait() for p in procs]
+        assert codes == [0] * runs, codes
+        return runs * steps * BATCH / (time.perf_counter() - t0)
+
+    one, many = together(1, cores), together(cores, 1)
+    return {
+        "crop": crop,
+        "steps": steps,
+        "one_run_threads": cores,
+        "one_run_images_per_s": round(one, 1),
+        "runs_at_once": cores,
+        "runs_at_once_images_per_s": round(many, 1),
+        "gain": round(many / one, 2),
+        "narrow_bn": kernel,
+    }
+
+
+def _one_run(data: str, crop: str, steps: str, threads: str, kernel: str) -> None:
+    import torch
+
+    torch.set_num_threads(int(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        train_rate(Path(data), Path(tmp), int(crop), int(steps), False, False, kernel)
 
 
 def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) -> None:
@@ -172,10 +222,13 @@ def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) 
                 row["matmul_gflops"] = round(peak[bf16], 1)
                 row["step_gflop"] = round(gflop, 2)
                 results[f"train_path_{name}_crop{crop}"] = row
+        results["study_jobs_fp32_crop128"] = jobs_rate(data, 128, steps_128)
     results["train_path_machine"] = {"cores": cores, "native_bf16": native}
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:2] == ["--one-run"]:
+    _one_run(*sys.argv[2:])
+elif __name__ == "__main__":
     out: dict = {}
     args = [int(a) for a in sys.argv[1:]]
     bench_train_speed(out, *args)
