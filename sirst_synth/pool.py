@@ -66,7 +66,11 @@ class LanePool:
             import threading
 
             ctx = mp.get_context("spawn")
-            self.manager = ctx.Manager()
+            from multiprocessing.managers import SyncManager
+
+            # the queue's server process, too, stops with this one
+            self.manager = SyncManager(ctx=ctx)
+            self.manager.start(_quiet_worker, (_exit_with_parent, (os.getpid(),)))
             self.events = self.manager.Queue()  # progress, from the workers
             self.results: queue.Queue = queue.Queue()  # (lane, result, error), from callbacks
             self.pool = ctx.Pool(

@@ -87,6 +87,13 @@ if __name__ == "__main__":
 """
 
 
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/status").read_text().count("State:\tZ") == 1  # unreaped
@@ -104,10 +111,12 @@ def test_workers_stop_when_the_process_that_started_them_is_killed(tmp_path):
     while not all(Path(p).is_file() for p in paths) and time.time() < deadline:
         time.sleep(0.1)
     pids = [int(Path(p).read_text()) for p in paths]
-    assert not any(_gone(pid) for pid in pids)
+    children = [int(d.name) for d in Path("/proc").iterdir() if _parent(d) == parent.pid]
+    assert set(pids) < set(children)  # the workers, and the progress queue's server
+    assert not any(_gone(pid) for pid in children)
     parent.kill()  # no cleanup runs in the parent
     parent.wait()
     deadline = time.time() + 30
-    while not all(_gone(pid) for pid in pids) and time.time() < deadline:
+    while not all(_gone(pid) for pid in children) and time.time() < deadline:
         time.sleep(0.2)
-    assert all(_gone(pid) for pid in pids)
+    assert all(_gone(pid) for pid in children)
