@@ -68,14 +68,15 @@ gpu-check:
 	$(GPU_PY) bench/gpu_check.py --out $(GPU_OUT)
 
 # The CPU study on real SIRST v1 (train/val/test of idx_427), with SIRST-V2's unseen scenes as
-# extra tests: many hours on 2 CPU cores (about 15 minutes a run, seeds x arms runs). Resumable
-# across machines: finished runs' small files are published under docs/results/sirst-v1 and
-# taken as finished by a later --resume.
+# extra tests: about 21 hours on 2 CPU cores (51 runs of about 50 minutes, 2 at a time).
+# Resumable across machines: finished runs' small files are published under
+# docs/results/sirst-v1-6000 and taken as finished by a later --resume. The 3,000-step study-cpu
+# (too short) is make study STUDY_RECIPE=study-cpu PUBLISH=docs/results/sirst-v1 STUDY_JOBS=1.
 V2 ?= ../shared/datasets/sirst-v2-new
-STUDY_RECIPE ?= study-cpu
-PUBLISH ?= docs/results/sirst-v1
-# Runs trained at once (each with the recipe's threads): study-cpu-6000 has threads 1 for 2 jobs.
-STUDY_JOBS ?= 1
+STUDY_RECIPE ?= study-cpu-6000
+PUBLISH ?= docs/results/sirst-v1-6000
+# Runs trained at once, each with the recipe's threads (study-cpu-6000: 1 thread, 2 jobs).
+STUDY_JOBS ?= 2
 study: venv
 	mkdir -p $(STUDY)
 	$(BIN)/sirst-synth study $(SIRST) --out $(STUDY)/$(STUDY_RECIPE) --recipe $(STUDY_RECIPE) \

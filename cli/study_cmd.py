@@ -37,8 +37,9 @@ def study_cmd(
         ),
     ] = None,
     recipe: Annotated[
-        str, typer.Option("--recipe", help="Study recipe: a YAML file or a name (study-cpu).")
-    ] = "study-cpu",
+        str,
+        typer.Option("--recipe", help="Study recipe: a YAML file or a name (study-cpu-6000)."),
+    ] = "study-cpu-6000",
     seeds: Annotated[
         int | None, typer.Option("--seeds", help="Seeds per arm (recipe: seeds).")
     ] = None,

@@ -232,7 +232,7 @@ def study(
     data: str | Path,
     *,
     out: str | Path,
-    recipe: Any = "study-cpu",
+    recipe: Any = "study-cpu-6000",
     seeds: int | None = None,
     resume: bool = False,
     device: str = "auto",
