@@ -226,10 +226,10 @@ def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) 
     results["train_path_machine"] = {"cores": cores, "native_bf16": native}
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--one-run"]:
-    _one_run(*sys.argv[2:])
-elif __name__ == "__main__":
-    out: dict = {}
-    args = [int(a) for a in sys.argv[1:]]
-    bench_train_speed(out, *args)
-    print(json.dumps(out, indent=1))
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--one-run"]:  # one run of jobs_rate's group
+        _one_run(*sys.argv[2:])
+    else:
+        out: dict = {}
+        bench_train_speed(out, *[int(a) for a in sys.argv[1:]])
+        print(json.dumps(out, indent=1))

@@ -64,18 +64,15 @@ class LanePool:
         if self.workers > 1:
             import queue
             import threading
-
-            ctx = mp.get_context("spawn")
             from multiprocessing.managers import SyncManager
 
-            # the queue's server process, too, stops with this one
-            self.manager = SyncManager(ctx=ctx)
-            self.manager.start(_quiet_worker, (_exit_with_parent, (os.getpid(),)))
+            ctx = mp.get_context("spawn")
+            guard = (_exit_with_parent, (os.getpid(),))  # every process here stops with this one
+            self.manager = SyncManager(ctx=ctx)  # serves the progress queue
+            self.manager.start(_quiet_worker, guard)
             self.events = self.manager.Queue()  # progress, from the workers
             self.results: queue.Queue = queue.Queue()  # (lane, result, error), from callbacks
-            self.pool = ctx.Pool(
-                self.workers, _quiet_worker, (_exit_with_parent, (os.getpid(),)), maxtasksperchild=1
-            )
+            self.pool = ctx.Pool(self.workers, _quiet_worker, guard, maxtasksperchild=1)
             self.relay = threading.Thread(target=self._relay, daemon=True)
             self.relay.start()
         return self

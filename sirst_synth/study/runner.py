@@ -189,9 +189,9 @@ def run_study(
     run_jobs = run_order(recipe)
     overall.start("study runs", len(run_jobs))
     for arm, seed in run_jobs:  # every finished run first, so interim results hold all of them
-        run_dir = out / "runs" / arm.name / f"seed{seed}"
+        run_dir = _run_path(out, arm.name, seed)
         if not (run_dir / "done.json").is_file() and publish is not None:
-            _restore(publish / "runs" / arm.name / f"seed{seed}", run_dir)
+            _restore(_run_path(publish, arm.name, seed), run_dir)
         if (run_dir / "done.json").is_file():
             finished[arm.name, seed] = load_result(run_dir / "done.json")
             overall.advance()
@@ -207,8 +207,7 @@ def run_study(
         )
         if publish is not None:  # a study spans sessions: its results follow every run
             _publish_run(
-                out / "runs" / result.arm / f"seed{result.seed}",
-                publish / "runs" / result.arm / f"seed{result.seed}",
+                _run_path(out, result.arm, result.seed), _run_path(publish, result.arm, result.seed)
             )
             write_results(publish, recipe, _listed(recipe, finished), [t.name for t in extra_tests])
             shutil.copyfile(out / "study.yaml", publish / "study.yaml")
@@ -310,7 +309,7 @@ def _prepare_run(
 ) -> RunJob:
     """The run's view, noise bank and synthesised data (made once, in the study's process)."""
     t0 = time.perf_counter()
-    run_dir = out / "runs" / arm.name / f"seed{seed}"
+    run_dir = _run_path(out, arm.name, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     key = view_key(arm, seed)
     train_stems = fraction_subset(list(splits.train), arm.train_fraction, seed)
@@ -354,7 +353,7 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
         torch.set_num_threads(job.threads)
     t0 = time.perf_counter()
     data, out, arm, seed, recipe = job.data, job.out, job.arm, job.seed, job.recipe
-    train_dir = out / "runs" / arm.name / f"seed{seed}" / "train"
+    train_dir = _run_path(out, arm.name, seed) / "train"
     online = arm.data == "online"
     res = train(
         job.train_data,
@@ -399,6 +398,11 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
     write_text_atomic(run_dir / "eval.json", json.dumps(m, indent=1) + "\n")
     write_text_atomic(run_dir / "done.json", json.dumps(dataclasses.asdict(result)) + "\n")
     return result
+
+
+def _run_path(root: Path, arm: str, seed: int) -> Path:
+    """A run's folder in a study (or its --publish folder)."""
+    return root / "runs" / arm / f"seed{seed}"
 
 
 def _scores(m: dict) -> dict:
