@@ -25,8 +25,8 @@ demo: venv
 	$(BIN)/sirst-synth generate $(DEMO)/dataset --bank $(DEMO)/bank.h5 --out $(DEMO)/sirst5k --workers 2
 	$(BIN)/sirst-synth verify $(DEMO)/sirst5k
 	$(BIN)/sirst-synth preview $(DEMO)/sirst5k --sheet $(DEMO)/preview.png
-	$(BIN)/sirst-synth train $(DEMO)/sirst5k --out $(DEMO)/run --recipe recipes/demo-train.yaml
-	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/best.pt --json-out $(DEMO)/eval.json --curve $(DEMO)/pdfa.png
+	$(BIN)/sirst-synth train $(DEMO)/sirst5k --out $(DEMO)/run --recipe recipes/demo-train.yaml --precision fp32
+	$(BIN)/sirst-synth evaluate $(DEMO)/sirst5k --checkpoint $(DEMO)/run/last.pt --json-out $(DEMO)/eval.json --curve $(DEMO)/pdfa.png
 	@echo "demo outputs: $(DEMO)/ (dataset, bank.h5, sirst5k/, preview.png, run/, eval.json)"
 
 # Every test, the slow ones included (CI runs this); `make test-fast` is the quick suite.

@@ -178,6 +178,14 @@ def train_cmd(
     ] = None,
     value_range: RangeOpt = "full",
     train_split: TrainSplit = None,
+    val: Annotated[
+        str | None,
+        typer.Option(
+            "--val",
+            help="DIR or DIR:SPLITFILE: validate there (best.pt is chosen on it) instead of "
+            "on DATA's test split, e.g. SIRST v1's idx_427/val.txt.",
+        ),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
     json_out: JsonOut = None,
@@ -212,6 +220,7 @@ def train_cmd(
         synth_recipe=sr,
         value_range=value_range,
         train_split=train_split,
+        val=val,
         progress=progress_for(quiet or not rank0, as_json),
         log=(lambda m: console.print(escape(m), highlight=False))
         if rank0 and not (quiet or as_json)

@@ -207,11 +207,13 @@ def train(
     log=None,
     value_range: str = "full",
     train_split: str | Path | None = None,
+    val: str | Path | tuple | None = None,
     **overrides: Any,
 ):
     """Train a detector on ``data`` into ``out``; overrides: any ``TrainRecipe`` key
     (``model``, ``steps``, ``lr``, ``optimizer``, ``pos_prob``, ``augment``, ...).
-    Returns ``train.loop.TrainResult``."""
+    ``val``: validate there instead of on DATA's test split: ``"DIR"`` (its test split),
+    ``"DIR:SPLITFILE"`` or ``(DIR, SPLITFILE)``. Returns ``train.loop.TrainResult``."""
     from sirst_synth.train.loop import train as run
 
     r = resolve_recipe(TrainRecipe, recipe, overrides)
@@ -225,7 +227,20 @@ def train(
         stop_after, skip_errors, progress, log or (lambda m: None), synth=synth,
         bank=_path(bank), synth_recipe=sr, value_range=value_range,
         train_split=_path(train_split),
+        val=_split_source(val),
     )  # fmt: skip
+
+
+def _split_source(val: str | Path | tuple | None) -> tuple[Path, Path | None] | None:
+    from sirst_synth.io.samples import parse_split_source
+
+    if val is None:
+        return None
+    if isinstance(val, tuple):
+        return Path(val[0]), _path(val[1])
+    if isinstance(val, Path):
+        return val, None
+    return parse_split_source(val, "--val")
 
 
 def study(

@@ -4,6 +4,7 @@ same way (`open_dataset`), and a given split file is the one read."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,67 @@ def test_a_split_file_on_a_generate_output_is_a_usage_error(four, tmp_path, cli)
         f"--train-split goes with a dataset folder; {gen} is a generate output"
     )
     assert not (tmp_path / "run").exists()
+
+
+def _tiny(**kw):
+    return {"model": "aff-unet-tiny", "steps": 1, "batch_size": 1, "crop": 32,
+            "precision": "fp32", **kw}  # fmt: skip
+
+
+def test_train_validates_on_the_split_given_by_val_and_says_where(four, tmp_path):
+    """--val DIR:SPLITFILE replaces DATA's test split as what best.pt is chosen on; without it
+    the run says that it chooses on the test split."""
+    import sirst_synth.api as ss
+
+    root, alt = four  # alt lists c alone, one of the two test images
+    said: list[str] = []
+    ss.train(root, out=tmp_path / "run0", log=said.append, **_tiny())
+    assert any(f"2 validation ({root}'s test split)" in s for s in said), said
+    assert any("best.pt is chosen on that test split" in s for s in said), said
+    said.clear()
+    ss.train(root, out=tmp_path / "run1", log=said.append, val=f"{root}:{alt}", **_tiny())
+    assert any(f"1 validation ({alt} of {root})" in s for s in said), said
+    assert not any("best.pt is chosen on that test split" in s for s in said), said
+    said.clear()
+    ss.train(root, out=tmp_path / "run2", log=said.append, val=(root, alt), **_tiny())
+    assert any("1 validation" in s for s in said), said
+
+
+def test_val_sharing_an_image_with_training_is_refused_before_the_run_starts(four, tmp_path, cli):
+    root, _ = four
+    (tmp_path / "leak.txt").write_text("c\nb\n")  # b trains
+    r = cli("train", root, "--out", tmp_path / "run", "--val", f"{root}:{tmp_path / 'leak.txt'}",
+            "--model", "aff-unet-tiny", "--steps", "1", "--batch-size", "1", "--crop", "32",
+            "--precision", "fp32", "--quiet")  # fmt: skip
+    assert r.code == 2
+    assert one_line(r.err) == (
+        f"error: --val: 1 validation images are also training images (e.g. "
+        f"{(root / 'images' / 'b.png').resolve()}); validate on images the run does not train on"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_other_validation_images_is_refused(four, tmp_path):
+    """best.pt was chosen on the first run's validation images: another set would make it a
+    choice over two sets."""
+    import sirst_synth.api as ss
+    from sirst_synth.errors import UsageError
+
+    root, alt = four
+    ss.train(root, out=tmp_path / "run", val=f"{root}:{alt}", **_tiny())
+    with pytest.raises(UsageError, match=r"other validation files than .*test split"):
+        ss.train(root, out=tmp_path / "run", resume=True, **_tiny(steps=2))
+    res = ss.train(root, out=tmp_path / "run", resume=True, val=f"{root}:{alt}", **_tiny(steps=2))
+    assert res.steps == 2
+
+
+def test_dir_and_split_file_are_parsed_the_same_for_val_and_extra_tests(tmp_path):
+    from sirst_synth.errors import UsageError
+    from sirst_synth.io.samples import parse_split_source
+    from sirst_synth.study import ExtraTest
+
+    assert parse_split_source("d", "--val") == (Path("d"), None)
+    assert parse_split_source("d:x/v.txt", "--val") == (Path("d"), Path("x/v.txt"))
+    assert ExtraTest.parse("v2=d:x/v.txt") == ExtraTest("v2", Path("d"), Path("x/v.txt"))
+    with pytest.raises(UsageError, match=r"--val ':v.txt': write DIR or DIR:SPLITFILE"):
+        parse_split_source(":v.txt", "--val")

@@ -27,6 +27,15 @@ class Item:
     value_range: tuple[float, float] | None = None  # how a 16-bit or float image maps to 8 bits
 
 
+def parse_split_source(text: str, flag: str) -> tuple[Path, Path | None]:
+    """``DIR`` or ``DIR:SPLITFILE`` (``--val``, ``--extra-test``): a folder, and optionally the
+    split file whose stems to read there instead of the folder's test split."""
+    root, _, split = str(text).partition(":")
+    if not root:
+        raise UsageError(f"{flag} {text!r}: write DIR or DIR:SPLITFILE")
+    return Path(root), Path(split) if split else None
+
+
 def split_items(
     root: Path,
     split: str,

@@ -19,6 +19,7 @@ from sirst_synth import __version__
 from sirst_synth.errors import UsageError
 from sirst_synth.io.files import write_text_atomic
 from sirst_synth.io.manifest import read_manifest
+from sirst_synth.io.samples import parse_split_source
 from sirst_synth.io.views import Splits, has_test_split, study_splits, write_view
 from sirst_synth.names import in_units
 from sirst_synth.pool import LanePool
@@ -46,11 +47,7 @@ class ExtraTest:
         name, sep, rest = text.partition("=")
         if not sep or not name or not rest:
             raise UsageError(f"--extra-test {text!r}: write NAME=DIR or NAME=DIR:SPLITFILE")
-        root, _, split = rest.partition(":")
-        return cls(name, Path(root), Path(split) if split else None)
-
-    def label(self) -> str:
-        return self.name if self.split_file is None else f"{self.name}"
+        return cls(name, *parse_split_source(rest, "--extra-test"))
 
 
 @dataclass

@@ -160,4 +160,5 @@ def snapshot(run: Run) -> dict:
         "precision": run.rt.precision,
         "narrow_bn": run.rt.narrow_bn,
         "data_fingerprint": run.data_fingerprint,
+        "val_fingerprint": run.val_fingerprint,
     }

@@ -115,6 +115,7 @@ def _train(
     value_range: str = "full",
     train_split: Path | None = None,
     narrow_bn: str | None = None,
+    val: tuple[Path, Path | None] | None = None,
 ) -> TrainResult:
     """Train a detector on ``data`` into ``out`` (last.pt, best.pt, metrics.jsonl).
 
@@ -128,6 +129,9 @@ def _train(
 
     ``narrow_bn``: which batch-norm kernel narrow layers use on a CPU (``device.runtime_for``;
     None: measured under ``precision="auto"``, fixed otherwise).
+
+    ``val``: (DIR, SPLITFILE or None) to validate on instead of DATA's test split (best.pt
+    is chosen there).
 
     ``reference``: the slower path of earlier versions (the plain model form, contiguous fp32
     layout, decoding every pair at every step), kept so ``make bench`` can measure both.
@@ -168,7 +172,7 @@ def _train(
         rt = Runtime(rt.device, rt.bf16, channels_last=rt.bf16)
     run, skipped = setup_run(
         data, out, recipe, rt, rank, world, state, online, workers, skip_errors, reference,
-        value_range, train_split,
+        value_range, train_split, val,
     )  # fmt: skip
     if run.value_range is not None:
         lo, hi = run.value_range
@@ -179,8 +183,10 @@ def _train(
         _open_metrics(run, state is not None)
     log(
         f"model {recipe.model}: {run.n_params:,} parameters; {len(run.ds)} training samples "
-        f"per epoch, {len(run.val_items)} validation; device {rt.device}"
+        f"per epoch, {len(run.val_items)} validation ({run.val_source}); device {rt.device}"
     )
+    if val is None and run.val_items:
+        log("best.pt is chosen on that test split; pass --val for a validation split")
 
     start_epoch, end_epoch = run.epoch, _end_epoch(run, stop_after)
     history, rate, loss_value = [], 0.0, float("nan")

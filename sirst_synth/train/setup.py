@@ -65,6 +65,8 @@ class Run:
     lr: float = 0.0
     best: dict = field(default_factory=dict)
     data_fingerprint: str = ""  # of the training files: a resume on other data is refused
+    val_fingerprint: str = ""  # of the validation files, which best.pt was chosen on
+    val_source: str = ""  # where validation reads, for the log
     value_range: tuple[float, float] | None = None  # how 16-bit and float images map to 8 bits
 
     @property
@@ -91,24 +93,34 @@ def setup_run(
     reference: bool = False,
     value_range: str = "full",
     train_split: Path | None = None,
+    val: tuple[Path, Path | None] | None = None,
 ) -> tuple[Run, list[tuple[str, str]]]:
-    """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader."""
+    """Items, normalisation, model, optimiser (restored from ``state`` on resume) and loader.
+
+    ``val``: (DIR, SPLITFILE or None) to validate on instead of DATA's test split."""
     train_items, skipped = split_items(
         data, "train", train_split=train_split, skip_errors=skip_errors
     )
-    val_items, val_skipped = split_items(data, "test", skip_errors=skip_errors, required=False)
+    val_items, val_skipped, val_source = validation_items(data, val, train_items, skip_errors)
     vr = image_range(data, train_items, state, online, value_range)
     train_items, val_items = read_with_range(train_items, vr), read_with_range(val_items, vr)
     skipped += val_skipped
     data_fp = fingerprint(Path(data), [p for it in train_items for p in (it.image, it.mask)])
+    val_root = Path(data) if val is None else Path(val[0])
+    val_fp = fingerprint(val_root, [p for it in val_items for p in (it.image, it.mask)])
     if state is not None:
-        recorded = state.get("data_fingerprint")
-        if recorded is not None and recorded != data_fp:
-            raise UsageError(
-                f"--resume: {out / 'last.pt'} was trained on other training files than {data} "
-                "(its normalisation and batches belong to those); resume on the same data or "
-                "use a new --out"
-            )
+        for key, now, what, why in (
+            ("data_fingerprint", data_fp, f"training files than {data}",
+             "its normalisation and batches belong to those"),
+            ("val_fingerprint", val_fp, f"validation files than {val_source}",
+             "best.pt was chosen on those"),
+        ):  # fmt: skip
+            recorded = state.get(key)
+            if recorded is not None and recorded != now:
+                raise UsageError(
+                    f"--resume: {out / 'last.pt'} was trained with other {what} ({why}); "
+                    "resume on the same data or use a new --out"
+                )
         mean, std = state["norm"]["mean"], state["norm"]["std"]
     else:
         mean, std = normalisation(train_items)
@@ -163,7 +175,8 @@ def setup_run(
     )
     run = Run(
         recipe, out, rt, rank, world, model, net, opt, ds, sampler, loader, val_items,
-        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp, vr,
+        mean, std, n_params, online, epoch, step, recipe.lr, best, data_fp, val_fp,
+        val_source, vr,
     )  # fmt: skip
     return run, skipped
 
@@ -173,6 +186,29 @@ def make_optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.O
     if recipe.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=recipe.lr)
     return torch.optim.Adagrad(model.parameters(), lr=recipe.lr)
+
+
+def validation_items(
+    data: Path, val: tuple[Path, Path | None] | None, train_items: list[Item], skip_errors: bool
+) -> tuple[list[Item], list[tuple[str, str]], str]:
+    """The validation items, the pairs left out, and where they come from (for the log).
+
+    DATA's test split by default (the toolboxes' habit: best.pt is then chosen on the test
+    split); ``val`` names a validation split instead, which must share no image file with the
+    training items."""
+    if val is None:
+        items, skipped = split_items(data, "test", skip_errors=skip_errors, required=False)
+        return items, skipped, f"{data}'s test split"
+    root, split_file = val
+    items, skipped = split_items(root, "test", split_file, skip_errors=skip_errors)
+    shared = {it.image.resolve() for it in train_items} & {it.image.resolve() for it in items}
+    if shared:
+        first = min(shared)
+        raise UsageError(
+            f"--val: {len(shared)} validation images are also training images (e.g. {first}); "
+            "validate on images the run does not train on"
+        )
+    return items, skipped, str(root) if split_file is None else f"{split_file} of {root}"
 
 
 def image_range(
