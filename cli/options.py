@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.markup import escape
 from sirst_synth.cli.ui import err_console
+from typer.models import OptionInfo
 
 from sirst_synth.errors import SKIP_HINT
 
@@ -133,7 +134,7 @@ JsonOut = Annotated[
 ]
 
 
-def resume_option(what: str):
+def resume_option(what: str) -> OptionInfo:
     """``--resume``: one meaning in every command; ``what`` says what a finished part is."""
     return typer.Option(
         "--resume",
@@ -168,7 +169,7 @@ def print_skipped(skipped: list[tuple[str, str]]) -> None:
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
 
 
-def old_name(flag: str, new: str):
+def old_name(flag: str, new: str) -> OptionInfo:
     """A renamed flag's old name, still read for one version: hidden from --help; using it
     prints a warning that names the new one (``renamed``)."""
     return typer.Option(flag, hidden=True, help=f"Deprecated: use {new}.")

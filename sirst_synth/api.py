@@ -12,11 +12,22 @@ torch nor matplotlib: the torch parts load when ``train``, ``evaluate`` with a c
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe, resolve_recipe
+
+if TYPE_CHECKING:  # the summaries' modules import torch or h5py; annotations only name them
+    from sirst_synth.bank_build import BankSummary
+    from sirst_synth.generate import GenerateSummary
+    from sirst_synth.study import StudySummary
+    from sirst_synth.train.loop import TrainResult
+
+#: A line of news for a person watching (the command line prints it).
+Log = Callable[[str], None]
 
 __all__ = [
     "VerifySummary",
@@ -49,11 +60,11 @@ def build_noise_bank(
     resume: bool = False,
     skip_errors: bool = False,
     workers: int = 1,
-    progress=None,
+    progress: Progress | None = None,
     value_range: str = "full",
     out: str | Path | None = None,
     **overrides: Any,
-):
+) -> BankSummary:
     """Scan ``source``'s training images into the noise bank file ``bank`` (HDF5); overrides:
     ``grid``, ``sigma``, ``mu``; ``value_range="train"`` maps 16-bit and float images by the
     training split's range. ``out``: the old name of ``bank`` (deprecated). Returns
@@ -88,10 +99,10 @@ def generate(
     test_gray: bool = False,
     no_test: bool = False,
     allow_foreign_bank: bool = False,
-    progress=None,
+    progress: Progress | None = None,
     layout: str | None = None,
     **overrides: Any,
-):
+) -> GenerateSummary:
     """Write the SIRST-5K set (or the recipe's ``mode``: n2n, paste) of ``source`` into
     ``out``; overrides: any ``SynthRecipe`` key (``alpha``, ``s``, ``count``, ``seed``, ...).
     ``split_files``: both (BasicIRSTD's and DNA-Net's), basicirstd or dnanet; ``layout`` is
@@ -203,13 +214,13 @@ def train(
     synth: str = "offline",
     bank: str | Path | None = None,
     synth_recipe: Any = None,
-    progress=None,
-    log=None,
+    progress: Progress | None = None,
+    log: Log | None = None,
     value_range: str = "full",
     train_split: str | Path | None = None,
     val: str | Path | tuple | None = None,
     **overrides: Any,
-):
+) -> TrainResult:
     """Train a detector on ``data`` into ``out``; overrides: any ``TrainRecipe`` key
     (``model``, ``steps``, ``lr``, ``optimizer``, ``pos_prob``, ``augment``, ...).
     ``val``: validate there instead of on DATA's test split: ``"DIR"`` (its test split),
@@ -255,10 +266,10 @@ def study(
     publish: str | Path | None = None,
     bank: str | Path | None = None,
     jobs: int = 1,
-    overall=None,
-    progress=None,
-    log=None,
-):
+    overall: Progress | None = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> StudySummary:
     """Train every arm of a study recipe over seeds and compare each with the reference
     (``study.StudySummary``). ``recipe``: a ``StudyRecipe``, a shipped name or a file;
     ``extra_tests``: ``"NAME=DIR[:SPLITFILE]"`` strings or ``study.ExtraTest``s; ``jobs``: runs
@@ -276,7 +287,7 @@ def study(
     )  # fmt: skip
 
 
-def _renamed(value, old_value, old: str, new: str):
+def _renamed(value: Any, old_value: Any, old: str, new: str) -> Any:
     """A renamed keyword, given under its new name or (with a FutureWarning) its old one."""
     if old_value is None:
         return value

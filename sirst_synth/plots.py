@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sirst_synth.names import METRIC_SCALE, METRIC_UNIT, metric_label
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn
+    from matplotlib.figure import Figure
 
 
 def _figure(size=(6.4, 4.2)):
@@ -20,7 +23,7 @@ def _figure(size=(6.4, 4.2)):
     return fig, ax
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes (fixed metadata: the same figure gives the same bytes), closed."""
     import matplotlib.pyplot as plt
 
@@ -38,7 +41,7 @@ def _fa_axis(ax, fa: np.ndarray) -> None:
     ax.set_xlabel("Fa (x1e-6)" + (" — 0 at every threshold" if top == 0 else ""))
 
 
-def pd_fa_figure(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds"):
+def pd_fa_figure(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds") -> Figure:
     """Pd against Fa over thresholds, one line per curve; every 4th threshold is labelled."""
     fig, ax = _figure()
     all_fa = []
@@ -71,7 +74,7 @@ def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds
     return png_bytes(pd_fa_figure(curves, title))
 
 
-def iou_vs_step_figure(arms: list[str], runs: list[Any]):
+def iou_vs_step_figure(arms: list[str], runs: list[Any]) -> Figure:
     """Validation IoU against step: one thin line per run, the arm's mean over seeds bold."""
     fig, ax = _figure()
     for i, arm in enumerate(arms):
@@ -110,7 +113,7 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def points_figure(arms: list[str], runs: list[Any]):
+def points_figure(arms: list[str], runs: list[Any]) -> Figure:
     """IoU, Pd and Fa of every final model as a point, beside the arm's mean and its 95%
     t-interval; the interval is clipped to [0, 1] x scale, where these metrics end."""
     fig, _ = _figure((10.5, 3.8))
@@ -140,7 +143,9 @@ def study_points(arms: list[str], runs: list[Any]) -> bytes:
     return png_bytes(points_figure(arms, runs))
 
 
-def differences_figure(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")):
+def differences_figure(
+    comparisons: list[dict], metrics: tuple[str, ...] = ("IoU", "Pd", "Fa")
+) -> Figure:
     """Each arm minus the reference: the mean paired difference and its 95% t-interval, with
     the zero line (a difference may be negative)."""
     fig, _ = _figure((10.5, 3.8))

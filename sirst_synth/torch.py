@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from sirst_synth.recipe import SynthRecipe, resolve_recipe
 
@@ -72,7 +72,7 @@ class SynthDataset(Dataset):
     def groups(self) -> list[str]:
         return self.online.groups()
 
-    def group_sampler(self, batch_size: int, rank: int = 0, world: int = 1):
+    def group_sampler(self, batch_size: int, rank: int = 0, world: int = 1) -> Sampler[list[int]]:
         """Batches that keep a group together, shuffled per (seed, epoch); call
         ``set_epoch`` on the sampler too (or build it anew each epoch)."""
         from sirst_synth.train.data import GroupBatchSampler

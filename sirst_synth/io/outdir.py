@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from sirst_synth.diffs import differences
@@ -206,7 +207,7 @@ def check_free_space(out: Path, ds: Dataset, train: list[str], test: list[str], 
 
 
 @contextlib.contextmanager
-def locked(out: Path, command: str = "generate"):
+def locked(out: Path, command: str = "generate") -> Iterator[None]:
     """One writer per OUT: a second generate (or train) into the same folder stops with the
     other's pid."""
     out.mkdir(parents=True, exist_ok=True)

@@ -231,7 +231,9 @@ def environments(runs: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(out: Path, recipe: StudyRecipe, runs: list, extra_names: list[str]):
+def write_results(
+    out: Path, recipe: StudyRecipe, runs: list, extra_names: list[str]
+) -> tuple[list[dict], list[dict]]:
     """results.json, results.csv, results.md and the plots; returns (table, comparisons)."""
     table = summarise(recipe, runs)
     comps = comparisons(recipe, runs)

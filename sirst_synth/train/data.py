@@ -47,7 +47,9 @@ def training_pair(
     return image, mask
 
 
-def to_tensors(image: np.ndarray, mask: np.ndarray, mean: float, std: float):
+def to_tensors(
+    image: np.ndarray, mask: np.ndarray, mean: float, std: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's input (1 x H x W, normalised) and target (1 x H x W, 0/1 float)."""
     x = normalise(image, mean, std)
     return torch.from_numpy(x)[None], torch.from_numpy(mask.astype(np.float32))[None]

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -35,6 +36,8 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: a Zen 4 EPYC it is the faster one (in bf16 3x, layout copies included), and a kernel
 #: torch.compile generates for the shape is faster still (``model.BatchNorm2d``).
 NARROW_BN = ("contiguous", "channels_last", "compiled")
+
+T = TypeVar("T", torch.Tensor, torch.nn.Module)
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Runtime:
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def layout(self, t: torch.Tensor | torch.nn.Module):
+    def layout(self, t: T) -> T:
         """channels_last (a model or a 4-D batch), unless this runtime keeps the contiguous
         layout (the reference path of the benchmarks). A model's narrow batch norms are told
         which kernel to run (``narrow_bn``)."""

@@ -11,6 +11,7 @@ full, 1/2, 1/4 and 1/8 scale are supervised and fused by a 1x1 convolution into 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -134,7 +135,7 @@ def _batch_norm(x, mean, var, weight, bias, momentum: float, eps: float):
 
 
 @functools.cache
-def compiled(fn):
+def compiled(fn: Callable) -> Callable:
     """``fn`` through torch.compile, made once per process on first use (inductor's CPU code
     needs a C++ compiler; the probe chooses "compiled" only where it compiled, matched the
     stock kernel and ran faster). Training only: scoring never calls it."""
