@@ -347,11 +347,22 @@ def evaluate_cmd(
         Path | None,
         typer.Option("--json-out", help="Also write the metrics as JSON to this file."),
     ] = None,
+    per_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--per-image",
+            help="Also write every image's counts (IoU, targets, detected, false-alarm "
+            "pixels) as CSV to this file.",
+        ),
+    ] = None,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     on_error: OnErrorOpt = OnError.fail,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing --curve / --json-out files.")
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace existing --curve / --json-out / --per-image files."
+        ),
     ] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -377,14 +388,22 @@ def evaluate_cmd(
         overwrite=overwrite,
         tile=tile,
         pred_kind=pred_kind,
+        per_image=per_image,
     )
     print_skipped(m["skipped"])
+    worst = m["most_false_alarms"]
     rows = [
         ("images", m["images"]),
         *((metric_label(k), in_units(k, m[k])) for k in ("IoU", "nIoU", "Pd", "Fa")),
         ("targets / detected", f"{m['targets']} / {m['detected']}"),
         ("images with false alarms", m["images_with_false_alarm"]),
-    ]
+        *(
+            [("most false-alarm pixels", f"{worst['image']}: {worst['fa_pixels']:,} "
+              f"({worst['share']:.0%} of all)")]
+            if worst
+            else []
+        ),
+    ]  # fmt: skip
     size = f", {resize}x{resize}" if resize else ""
     what = split_file.name if split_file is not None else split.value
     emit(f"evaluate ({what}, Fa: {fa_compat}{size})", rows, m, quiet, as_json)

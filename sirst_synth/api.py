@@ -159,6 +159,7 @@ def evaluate(
     overwrite: bool = False,
     tile: int | None = None,
     pred_kind: str = "auto",
+    per_image: str | Path | None = None,
 ) -> dict:
     """IoU, nIoU, Pd, Fa (and counts) of a checkpoint or a folder of predictions on one
     split, as DNA-Net / BasicIRSTD define them: the dict ``evaluate --json`` prints."""
@@ -169,7 +170,7 @@ def evaluate(
         threshold=threshold, fa_mode=fa_compat, save_pred=_path(save_pred), curve=_path(curve),
         json_out=_path(json_out), device=device, skip_errors=skip_errors, precision=precision,
         resize=resize, overwrite=overwrite, tile=tile, split_file=_path(split_file),
-        pred_kind=pred_kind,
+        pred_kind=pred_kind, per_image=_path(per_image),
     )  # fmt: skip
 
 

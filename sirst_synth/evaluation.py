@@ -6,6 +6,8 @@ torch (lazily); the predictions path needs none.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -24,7 +26,13 @@ from sirst_synth.io.files import (
 )
 from sirst_synth.io.predictions import find_prediction, prediction_index, read_probability
 from sirst_synth.io.samples import Item, split_items
-from sirst_synth.metrics import FA_MODES, MetricTotals, pd_fa_curve, score_probability
+from sirst_synth.metrics import (
+    FA_MODES,
+    MetricTotals,
+    most_false_alarms,
+    pd_fa_curve,
+    score_probability,
+)
 
 #: Thresholds of the Pd-Fa curve.
 CURVE_THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)
@@ -49,8 +57,10 @@ def evaluate(
     tile: int | None = None,
     split_file: Path | None = None,
     pred_kind: str = "auto",
+    per_image: Path | None = None,
 ) -> dict:
-    """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked."""
+    """The split's IoU, nIoU, Pd, Fa (and Pd-Fa curve) as a dict; files written as asked.
+    ``per_image``: a CSV of every image's counts (``MetricTotals.per_image``)."""
     if (checkpoint is None) == (pred_dir is None):
         raise UsageError(
             "pass exactly one of --checkpoint (a trained model) or --pred-dir (predictions)"
@@ -75,7 +85,7 @@ def evaluate(
     if fa_mode not in FA_MODES:
         raise UsageError(f"--fa-compat must be one of {', '.join(FA_MODES)}, got {fa_mode!r}")
     reads = [root, pred_dir, checkpoint]  # a run folder beside the checkpoint may take the files
-    outputs = [("--curve", curve), ("--json-out", json_out)]
+    outputs = [("--curve", curve), ("--json-out", json_out), ("--per-image", per_image)]
     for flag, path in outputs:
         if path is not None:
             others = [o for o in outputs if o[0] != flag] + [("--save-pred", save_pred)]
@@ -95,7 +105,7 @@ def evaluate(
             raise UsageError(f"--save-pred {save_pred} is not empty; choose a new folder")
     thresholds = CURVE_THRESHOLDS if curve is not None or curve_points else None
     if pred_dir is not None:
-        totals, points, _, skipped = score_predictions(
+        totals, points, items, skipped = score_predictions(
             root, pred_dir, split, threshold, thresholds, fa_mode, skip_errors, resize, split_file,
             pred_kind,
         )  # fmt: skip
@@ -123,6 +133,7 @@ def evaluate(
             for it, p in zip(items, probs, strict=True):
                 levels = quantise_u8(p * 255)
                 write_bytes_atomic(save_pred / f"{it.stem}.png", encode_png(levels))
+    rows = totals.per_image([it.stem for it in items], fa_mode)
     data = {
         "source": str(checkpoint or pred_dir),
         "split": split if split_file is None else str(split_file),
@@ -130,8 +141,11 @@ def evaluate(
         "fa_compat": fa_mode,
         "resize": resize,
         **totals.summary(fa_mode),
+        "most_false_alarms": most_false_alarms(rows),
         "skipped": skipped,
     }
+    if per_image is not None:
+        write_text_atomic(per_image, per_image_csv(rows))
     if points is not None:
         data["curve"] = points
     if curve is not None:
@@ -141,6 +155,17 @@ def evaluate(
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(data, indent=1) + "\n")
     return data
+
+
+def per_image_csv(rows: list[dict]) -> str:
+    """The per-image rows as CSV text, the header first (IoU to 6 decimals)."""
+    buf = io.StringIO()
+    fields = ["image", "IoU", "intersection", "union", "targets", "detected", "fa_pixels", "pixels"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r | {"IoU": f"{r['IoU']:.6f}"})
+    return buf.getvalue()
 
 
 def score_predictions(

@@ -193,6 +193,40 @@ class MetricTotals:
             ),
         }
 
+    def per_image(self, stems: list[str], fa_mode: str = "identity") -> list[dict]:
+        """One row per image, in order: the numbers behind the totals. One image can carry a
+        split's IoU (a large false alarm adds to the summed union), so a reader needs to see
+        which image did."""
+        rows = []
+        for stem, x in zip(stems, self.scores, strict=True):
+            rows.append(
+                {
+                    "image": stem,
+                    "IoU": x.inter / x.union if x.union else 0.0,
+                    "intersection": x.inter,
+                    "union": x.union,
+                    "targets": x.targets,
+                    "detected": x.detected,
+                    "fa_pixels": x.fa_pixels if fa_mode == "identity" else x.fa_pixels_dnanet,
+                    "pixels": x.pixels,
+                }
+            )
+        return rows
+
+
+def most_false_alarms(rows: list[dict]) -> dict | None:
+    """The image with the most false-alarm pixels (the first of equals) and its share of the
+    split's false-alarm pixels; None where no image has any."""
+    worst = max(rows, key=lambda r: r["fa_pixels"], default=None)
+    if worst is None or worst["fa_pixels"] == 0:
+        return None
+    total = sum(r["fa_pixels"] for r in rows)
+    return {
+        "image": worst["image"],
+        "fa_pixels": worst["fa_pixels"],
+        "share": worst["fa_pixels"] / total,
+    }
+
 
 def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
     """Predicted target pixels: probability strictly above the threshold."""

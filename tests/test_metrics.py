@@ -99,3 +99,70 @@ def test_curve_is_monotone_in_threshold():
     curve = pd_fa_curve([(prob, label)], np.array([0.3, 0.5, 0.7, 0.95]))
     assert [c["Pd"] for c in curve] == [1.0, 0.5, 0.5, 0.0]
     assert [c["Fa"] * 256 for c in curve] == [1.0, 1.0, 0.0, 0.0]
+
+
+def _three_images():
+    """(stem, prediction, label), 8x8 each: A hits its 2x2 target and adds one stray pixel;
+    B misses a one-pixel target; C has no target and a 3-pixel false alarm."""
+    a_label = np.zeros((8, 8), np.uint8)
+    a_label[1:3, 1:3] = 1
+    a_pred = a_label.copy()
+    a_pred[6, 6] = 1
+    b_label = np.zeros((8, 8), np.uint8)
+    b_label[2, 2] = 1
+    c_pred = np.zeros((8, 8), np.uint8)
+    c_pred[5, 1:4] = 1
+    return [("A", a_pred, a_label), ("B", np.zeros((8, 8), np.uint8), b_label),
+            ("C", c_pred, np.zeros((8, 8), np.uint8))]  # fmt: skip
+
+
+def test_per_image_rows_are_the_counts_behind_the_totals(native):
+    from sirst_synth.metrics import most_false_alarms
+
+    t = MetricTotals()
+    cases = _three_images()
+    for _, pred, label in cases:
+        t.add(score_image(pred, label, native=native))
+    rows = t.per_image([stem for stem, _, _ in cases])
+    assert rows == [
+        {"image": "A", "IoU": 0.8, "intersection": 4, "union": 5, "targets": 1, "detected": 1,
+         "fa_pixels": 1, "pixels": 64},
+        {"image": "B", "IoU": 0.0, "intersection": 0, "union": 1, "targets": 1, "detected": 0,
+         "fa_pixels": 0, "pixels": 64},
+        {"image": "C", "IoU": 0.0, "intersection": 0, "union": 3, "targets": 0, "detected": 0,
+         "fa_pixels": 3, "pixels": 64},
+    ]  # fmt: skip
+    assert t.summary()["IoU"] == 4 / 9  # summed: C's false alarm weighs on the split's IoU
+    assert most_false_alarms(rows) == {"image": "C", "fa_pixels": 3, "share": 0.75}
+    assert most_false_alarms(rows[1:2]) is None
+    with pytest.raises(ValueError):
+        t.per_image(["A", "B"])  # a stem per score, never a silent shift
+
+
+def test_evaluate_writes_the_per_image_csv_and_names_the_worst_image(tmp_path, cli):
+    import json
+
+    import cv2
+    from conftest import one_line, write_dataset
+
+    cases = _three_images()
+    root = write_dataset(tmp_path / "ds", {s: (np.full((8, 8), 40, np.uint8), lab * 255)
+                                           for s, _, lab in cases}, [], ["A", "B", "C"])  # fmt: skip
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for stem, pred, _ in cases:
+        assert cv2.imwrite(str(preds / f"{stem}.png"), pred * 255)
+    out = tmp_path / "per-image.csv"
+    args = ("evaluate", root, "--pred-dir", preds, "--per-image", out, "--json")
+    r = cli(*args)
+    assert r.code == 0, r.err
+    assert out.read_text() == (
+        "image,IoU,intersection,union,targets,detected,fa_pixels,pixels\n"
+        "A,0.800000,4,5,1,1,1,64\n"
+        "B,0.000000,0,1,1,0,0,64\n"
+        "C,0.000000,0,3,0,0,3,64\n"
+    )
+    assert json.loads(r.out)["most_false_alarms"] == {"image": "C", "fa_pixels": 3, "share": 0.75}
+    r = cli(*args)
+    assert r.code == 2
+    assert "--per-image" in one_line(r.err) and str(out) in r.err
