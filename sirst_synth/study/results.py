@@ -114,15 +114,18 @@ def results_markdown(
             "t-interval, the exact two-sided sign-flip p-value, and P(improve): the chance that "
             "a run of the arm beats a run of the reference (all pairs of runs, ties half; "
             f"unpaired by definition). {UNITS}. A verdict is 'better' or 'worse' only when the "
-            "interval excludes 0 and p < 0.05.",
+            "interval excludes 0 and p < 0.05. IoU sums intersections and unions over the "
+            "split, so one image with a large false alarm can carry it; nIoU averages per "
+            "image and shows whether the change is broad.",
             "",
-            "| arm | pairs | collapsed (arm/ref) | ΔIoU [95% CI] | p | P(improve) | verdict (IoU) | ΔPd [95% CI] | ΔFa [95% CI] | verdict (Fa) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| arm | pairs | collapsed (arm/ref) | ΔIoU [95% CI] | p | P(improve) | verdict (IoU) | ΔnIoU [95% CI] | verdict (nIoU) | ΔPd [95% CI] | ΔFa [95% CI] | verdict (Fa) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         coll = {row["arm"]: row["collapsed"] for row in table}
         for c in comps:
             block = c["all"]
-            iou, pd, fa = block.get("IoU"), block.get("Pd"), block.get("Fa")
+            iou, niou = block.get("IoU"), block.get("nIoU")
+            pd, fa = block.get("Pd"), block.get("Fa")
             if iou is None:
                 continue
             p = "-" if iou["p"] is None else f"{iou['p']:.3f}"
@@ -131,6 +134,7 @@ def results_markdown(
             lines.append(
                 f"| {label} | {iou['pairs']} | {coll[c['arm']]}/{coll[recipe.reference]} | "
                 f"{_diff_cell('IoU', iou)} | {p} | {poi} | {iou['verdict']} | "
+                f"{_diff_cell('nIoU', niou)} | {niou['verdict'] if niou else '-'} | "
                 f"{_diff_cell('Pd', pd)} | {_diff_cell('Fa', fa)} | "
                 f"{fa['verdict'] if fa else '-'} |"
             )
