@@ -136,10 +136,29 @@ def test_val_sharing_an_image_with_training_is_refused_before_the_run_starts(fou
             "--precision", "fp32", "--quiet")  # fmt: skip
     assert r.code == 2
     assert one_line(r.err) == (
-        f"error: --val: 1 validation images are also training images (e.g. "
-        f"{(root / 'images' / 'b.png').resolve()}); validate on images the run does not train on"
+        "error: --val: 1 validation images are also training images (e.g. b); validate on "
+        "images the run does not train on (for a generate output: generate from a training "
+        "split without them)"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_val_images_that_went_into_a_generate_output_are_refused(four, tmp_path):
+    """The generate output holds copies of its training images (other paths, same names)."""
+    import sirst_synth.api as ss
+    from sirst_synth.errors import UsageError
+
+    root, alt = four  # a, b train; alt lists c
+    (tmp_path / "val.txt").write_text("a\n")
+    ss.build_noise_bank(root, bank=tmp_path / "bank.h5", sigma=1000)
+    gen = tmp_path / "gen"
+    ss.generate(root, bank=tmp_path / "bank.h5", out=gen, count=2)
+    with pytest.raises(
+        UsageError, match=r"1 validation images are also training images \(e\.g\. a\)"
+    ):
+        ss.train(gen, out=tmp_path / "run", val=(root, tmp_path / "val.txt"), **_tiny())
+    res = ss.train(gen, out=tmp_path / "run2", val=(root, alt), **_tiny())
+    assert res.steps == 1
 
 
 def test_resume_with_other_validation_images_is_refused(four, tmp_path):

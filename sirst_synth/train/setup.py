@@ -194,19 +194,20 @@ def validation_items(
     """The validation items, the pairs left out, and where they come from (for the log).
 
     DATA's test split by default (the toolboxes' habit: best.pt is then chosen on the test
-    split); ``val`` names a validation split instead, which must share no image file with the
-    training items."""
+    split); ``val`` names a validation split instead, which must share no image name with the
+    training items: a generate output keeps its originals' names, so a validation image that
+    went into the synthesis is caught too."""
     if val is None:
         items, skipped = split_items(data, "test", skip_errors=skip_errors, required=False)
         return items, skipped, f"{data}'s test split"
     root, split_file = val
     items, skipped = split_items(root, "test", split_file, skip_errors=skip_errors)
-    shared = {it.image.resolve() for it in train_items} & {it.image.resolve() for it in items}
+    shared = {it.stem for it in train_items} & {it.stem for it in items}
     if shared:
-        first = min(shared)
         raise UsageError(
-            f"--val: {len(shared)} validation images are also training images (e.g. {first}); "
-            "validate on images the run does not train on"
+            f"--val: {len(shared)} validation images are also training images (e.g. "
+            f"{min(shared)}); validate on images the run does not train on (for a generate "
+            "output: generate from a training split without them)"
         )
     return items, skipped, str(root) if split_file is None else f"{split_file} of {root}"
 
