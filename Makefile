@@ -6,7 +6,7 @@ DEMO ?= demo-out
 # A CPU build of torch where there is no NVIDIA GPU (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch>=2.2"; else echo "torch==2.13.0"; fi)
 
-.PHONY: venv demo test test-fast lint format bench bench-gpu gpu-data gpu-check study study-length-check
+.PHONY: venv demo test test-fast lint format bench bench-gpu gpu-data gpu-check study study-status study-length-check
 SIRST ?= ../shared/datasets/sirst-v1
 STUDY ?= study-out
 
@@ -83,6 +83,11 @@ study: venv
 		--resume --publish $(PUBLISH) --jobs $(STUDY_JOBS) \
 		--extra-test v2-targets=$(V2):$(V2)/idx_v2/targets.txt \
 		--extra-test v2-backgrounds=$(V2):$(V2)/idx_v2/backgrounds.txt
+
+# Where the study stands (reads only; safe beside a running study): its own folder where this
+# machine has it, else the published runs.
+study-status: venv
+	$(BIN)/sirst-synth study-status $$(test -f $(STUDY)/$(STUDY_RECIPE)/study.yaml && echo $(STUDY)/$(STUDY_RECIPE) || echo $(PUBLISH)) --jobs $(STUDY_JOBS)
 
 # Is a study long enough? Its reference arm at twice the steps against its own reference runs,
 # on the validation split. The first check: study-cpu's 3,000 steps against study-length's 6,000

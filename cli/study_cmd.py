@@ -180,3 +180,63 @@ def length_check_cmd(
     rows.append(("mean gain, val IoU x100", in_units("IoU", check["mean_gain"], True)))
     rows.append(("verdict", "adequate" if check["adequate"] else "too short"))
     emit(f"length check: {arm} against {long_arm}", rows, check, quiet, as_json)
+
+
+@app.command("study-status")
+def study_status_cmd(
+    study: Annotated[Path, typer.Argument(help="A study folder (or its --publish folder).")],
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Runs at a time, for the time left (1)."),
+    ] = 1,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Where a study stands: every run done, stopped part way or to do, and the training time
+    left. Reads only: safe beside a running study."""
+    import dataclasses
+
+    from sirst_synth.study.status import study_status
+
+    status = study_status(study)
+    rows = []
+    width = max(r.seed for r in status.runs) + 1  # seed columns line up across arms
+    for arm in dict.fromkeys(r.arm for r in status.runs):
+        cells = ["-"] * width  # a seed the arm does not run (exploratory arms run fewer)
+        for r in status.runs:
+            if r.arm == arm:
+                cells[r.seed] = _status_cell(r)
+        rows.append((arm, " ".join(c.rjust(6) for c in cells)))
+    total = len(status.runs)
+    rows.append(
+        ("runs", f"{status.count('done')} done, {status.count('partial')} part way, "
+         f"{status.count('to do')} to do, of {total}")
+    )  # fmt: skip
+    hours = status.hours_left(jobs)
+    if hours is not None:
+        rows.append(
+            ("training left", f"about {hours:.1f} h at {jobs} run{'s' if jobs > 1 else ''} at a "
+             f"time ({status.images_per_s:.1f} images/s a run)")
+        )  # fmt: skip
+    data = {
+        "runs": [dataclasses.asdict(r) for r in status.runs],
+        "images_per_s": status.images_per_s,
+        "hours_left": hours,
+        "jobs": jobs,
+    }
+    emit(
+        "study status: per seed, the final model's validation IoU x100 when done, % of steps "
+        "when part way, . to do, - not planned",
+        rows,
+        data,
+        quiet,
+        as_json,
+    )
+
+
+def _status_cell(r) -> str:
+    if r.state == "done":
+        return "-" if r.val_IoU is None else in_units("IoU", r.val_IoU)
+    if r.state == "partial":
+        return f"{100 * r.steps_done // r.steps}%"
+    return "."

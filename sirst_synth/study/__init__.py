@@ -18,7 +18,8 @@ Layout of STUDY:
     iou_vs_step.png  seeds.png  differences.png  pdfa.png
 
 Modules: ``schema`` (the recipe), ``identity`` (what --resume compares), ``runner`` (the
-loop), ``results`` (tables, verdicts, plots).
+loop), ``results`` (tables, verdicts, plots), ``length`` (is a study long enough?),
+``status`` (where a study stands, read only).
 """
 
 from sirst_synth.study.identity import check_study_out

@@ -1,0 +1,105 @@
+"""Where a study stands: which runs are finished, which stopped part way, what is left.
+
+A study runs for days over sessions and machines; its folder (or its --publish folder) says
+where it is without training anything. Read only: safe beside a running study.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from sirst_synth.errors import DataError, UsageError
+from sirst_synth.recipe import parse_yaml
+from sirst_synth.study.runner import load_result, run_order
+from sirst_synth.study.schema import STUDY_FILE, StudyRecipe, parse_study_recipe
+
+#: study.yaml keys that describe where a study ran, not its recipe.
+_IDENTITY_KEYS = ("tool", "version", "data", "device", "splits")
+
+
+@dataclass(frozen=True)
+class RunState:
+    arm: str
+    seed: int
+    state: str  # "done", "partial" (stopped or running) or "to do"
+    steps_done: int
+    steps: int
+    val_IoU: float | None = None  # the final model's, for a finished run
+    test_IoU: float | None = None
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    runs: list[RunState]  # in the order the study runs them
+    images_per_s: float | None  # median training rate of one run, from the runs' own logs
+    batch_size: int
+
+    def count(self, state: str) -> int:
+        return sum(r.state == state for r in self.runs)
+
+    def hours_left(self, jobs: int = 1) -> float | None:
+        """Training time left at ``jobs`` runs at a time, at the measured rate of one run
+        (validation and set-up not counted); None before any run has logged a rate."""
+        if not self.images_per_s:
+            return None
+        steps = sum(r.steps - r.steps_done for r in self.runs)
+        return steps * self.batch_size / self.images_per_s / jobs / 3600
+
+
+def recipe_of(study: Path) -> StudyRecipe:
+    """The recipe a study recorded in its study.yaml (also in a --publish folder)."""
+    path = Path(study) / STUDY_FILE
+    if not path.is_file():
+        raise UsageError(f"{study}: no {STUDY_FILE}; give a study folder or its --publish folder")
+    recorded = parse_yaml(path.read_text(), str(path))
+    if not isinstance(recorded, dict):
+        raise DataError(f"{path}: not a study record; it was changed by hand or is damaged")
+    return parse_study_recipe(
+        {k: v for k, v in recorded.items() if k not in _IDENTITY_KEYS}, str(path)
+    )
+
+
+def study_status(study: Path) -> StudyStatus:
+    """Every planned run's state: done (done.json), partial (a training log without done.json:
+    stopped, or running now) or to do."""
+    study = Path(study)
+    recipe = recipe_of(study)
+    runs, rates = [], []
+    for arm, seed in run_order(recipe):
+        folder = study / "runs" / arm.name / f"seed{seed}"
+        steps = arm.train.steps
+        if (folder / "done.json").is_file():
+            r = load_result(folder / "done.json")
+            runs.append(RunState(arm.name, seed, "done", steps, steps, r.final_val_IoU, r.IoU))
+        else:
+            done = _steps_logged(folder / "train" / "metrics.jsonl")
+            runs.append(RunState(arm.name, seed, "partial" if done else "to do", done, steps))
+        rates += _rates(folder / "train" / "metrics.jsonl")
+    return StudyStatus(
+        runs,
+        statistics.median(rates) if rates else None,
+        recipe.arms[0].train.batch_size,
+    )
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line being written as we read
+    return rows
+
+
+def _steps_logged(path: Path) -> int:
+    return max((int(r.get("step", 0)) for r in _rows(path)), default=0)
+
+
+def _rates(path: Path) -> list[float]:
+    return [float(r["images_per_s"]) for r in _rows(path) if r.get("images_per_s")]
