@@ -28,6 +28,7 @@ from sirst_synth.train.device import (  # noqa: E402
 )
 from sirst_synth.train.losses import deep_supervision_loss  # noqa: E402
 from sirst_synth.train.model import BatchNorm2d, build_model  # noqa: E402
+from sirst_synth.train.model import compiled as COMPILED  # noqa: E402 - before conftest stubs it
 
 CPU = torch.device("cpu")
 
@@ -334,3 +335,18 @@ def test_precision_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if "loss" in r] == [1, 2]
     assert np.isfinite([r["loss"] for r in rows if "loss" in r]).all()
+
+
+def test_compiled_kernels_have_room_for_every_batch_shape(monkeypatch):
+    """L_Neg's group batches take every size up to the batch size; at torch's default of 8
+    kernels a function, later shapes ran the stock kernel, so a resumed run (shapes in another
+    order) computed otherwise. The limit is raised before compiling; one static kernel a shape."""
+    import torch._dynamo.config as dynamo
+
+    name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+    monkeypatch.setattr(dynamo, name, 8)
+    asked = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: asked.append(kw) or fn)
+    fn = COMPILED.__wrapped__(abs)  # past the per-process cache
+    assert fn is abs and asked == [{"dynamic": False}]
+    assert getattr(dynamo, name) == 64 >= 16  # the batch sizes of the study recipes: at most 16

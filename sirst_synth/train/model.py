@@ -134,12 +134,27 @@ def _batch_norm(x, mean, var, weight, bias, momentum: float, eps: float):
     return F.batch_norm(x, mean, var, weight, bias, True, momentum, eps)
 
 
+#: Static kernels kept per compiled function: more than the batch shapes a run meets (L_Neg's
+#: group batches take every size up to the batch size), so that no shape falls back to eager.
+RECOMPILE_LIMIT = 64
+
+
 @functools.cache
 def compiled(fn: Callable) -> Callable:
     """``fn`` through torch.compile, made once per process on first use (inductor's CPU code
     needs a C++ compiler; the probe chooses "compiled" only where it compiled, matched the
-    stock kernel and ran faster). Training only: scoring never calls it."""
-    return torch.compile(fn, dynamic=False)  # one static kernel per shape (few in training)
+    stock kernel and ran faster). Training only: scoring never calls it.
+
+    One static kernel per shape, and room for every shape: at torch's default limit of 8,
+    shapes met after the eighth ran the stock kernel instead, so which kernel a batch ran
+    depended on the order shapes came in, and a resumed run (which meets them in another
+    order) was no longer the same computation."""
+    import torch._dynamo.config as dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the second: older torch's name
+        if hasattr(dynamo, name):
+            setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
+    return torch.compile(fn, dynamic=False)
 
 
 class ResBlock(nn.Module):
