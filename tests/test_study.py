@@ -480,3 +480,47 @@ def test_study_jobs_must_be_a_whole_number_of_at_least_one(demo, tmp_path, cli):
         with pytest.raises(UsageError, match="jobs must be a whole number >= 1"):
             api.study(demo / "data", out=tmp_path / "st2", recipe="study-smoke", jobs=bad)
     assert not (tmp_path / "st").exists() and not (tmp_path / "st2").exists()
+
+
+@pytest.mark.slow
+def test_extra_tests_and_publish_and_a_resume_from_published_files_alone(demo, tmp_path, cli):
+    """--extra-test scores every final model on another split file too; --publish keeps every
+    finished run's small files (per-image scores included, no checkpoint), and a study on a
+    machine without the first one's folder takes those runs as finished: nothing retrains."""
+    test = (demo / "data" / "50_50" / "test.txt").read_text().split()
+    (tmp_path / "two.txt").write_text("\n".join(test[:2]) + "\n")
+    pub = tmp_path / "pub"
+    extra = ("--extra-test", f"two={demo / 'data'}:{tmp_path / 'two.txt'}", "--publish", pub)
+    r = _study(cli, demo, tmp_path / "st", *extra)
+    assert r.code == 0, r.err
+    for arm in ("baseline", "sirst5k", "baseline-half"):
+        run = pub / "runs" / arm / "seed0"
+        assert sorted(p.name for p in run.iterdir()) == [
+            "done.json", "eval.json", "metrics.jsonl", "per-image-two.csv", "per-image.csv",
+            "recipe.yaml",
+        ]  # fmt: skip
+        done = json.loads((run / "done.json").read_text())
+        assert done["extra"]["two"]["images"] == 2
+        rows = (run / "per-image.csv").read_text().splitlines()
+        assert rows[0] == "image,IoU,intersection,union,targets,detected,fa_pixels,pixels"
+        assert [x.split(",")[0] for x in rows[1:]] == test  # every test image, in split order
+        two = (run / "per-image-two.csv").read_text().splitlines()
+        assert [x.split(",")[0] for x in two[1:]] == test[:2]
+        assert sum(int(x.split(",")[6]) for x in rows[1:]) == done["fa_pixels"]
+    assert not list(pub.rglob("*.pt")) and (pub / "results.md").is_file()
+    assert "## Extra test: two" in (pub / "results.md").read_text()
+    # elsewhere: a new study folder, only the published files
+    r = _study(cli, demo, tmp_path / "st2", "--resume", *extra)
+    assert r.code == 0, r.err
+    assert not list((tmp_path / "st2" / "runs").rglob("*.pt"))  # nothing trained again
+    first = json.loads((tmp_path / "st" / "results.json").read_text())["runs"]
+    again = json.loads((tmp_path / "st2" / "results.json").read_text())["runs"]
+    assert again == first
+    assert (tmp_path / "st2" / "runs" / "sirst5k" / "seed0" / "per-image-two.csv").is_file()
+
+
+def test_an_extra_test_name_that_cannot_name_a_file_is_refused():
+    from sirst_synth.study import ExtraTest
+
+    with pytest.raises(UsageError, match="NAME may hold letters, digits"):
+        ExtraTest.parse("a/b=dir")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -32,6 +33,9 @@ from sirst_synth.study.schema import METRICS, VAL_SHARE, Arm, StudyRecipe
 
 #: What a finished run keeps beside its checkpoints, and what --publish copies.
 SMALL_FILES = ("done.json", "eval.json", "train/metrics.jsonl", "recipe.yaml")
+#: Every image's counts for the final model on the test split (and per extra test set, named
+#: ``per-image-NAME.csv``): small, published, so later analyses need no checkpoint.
+PER_IMAGE = "per-image.csv"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class ExtraTest:
         name, sep, rest = text.partition("=")
         if not sep or not name or not rest:
             raise UsageError(f"--extra-test {text!r}: write NAME=DIR or NAME=DIR:SPLITFILE")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # it names files and columns
+            raise UsageError(
+                f"--extra-test {text!r}: NAME may hold letters, digits, '-', '_' and '.' only"
+            )
         return cls(name, *parse_split_source(rest, "--extra-test"))
 
 
@@ -370,7 +378,9 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
         threshold=recipe.threshold, device=job.device, skip_errors=True, precision=job.precision
     )
     final = train_dir / "last.pt"
-    m = evaluate(data, checkpoint=final, split="test", curve_points=True, **score)
+    run_dir = train_dir.parent
+    m = evaluate(data, checkpoint=final, split="test", curve_points=True,
+                 per_image=run_dir / PER_IMAGE, overwrite=True, **score)  # fmt: skip
     history = [
         {k: r[k] for k in ("step", *METRICS)}
         for r in _read_jsonl(train_dir / "metrics.jsonl")
@@ -383,7 +393,8 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
         best = {"step": best_val["step"], "val_IoU": best_val["IoU"], **_scores(b)}
     extras = {}
     for t in job.extra:
-        e = evaluate(t.root, checkpoint=final, split="test", split_file=t.split_file, **score)
+        e = evaluate(t.root, checkpoint=final, split="test", split_file=t.split_file,
+                     per_image=run_dir / _per_image_name(t.name), overwrite=True, **score)  # fmt: skip
         extras[t.name] = _scores(e)
     wall_s = round(job.prep_s + time.perf_counter() - t0, 1)
     result = RunResult(
@@ -391,7 +402,6 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
         m["IoU"], m["nIoU"], m["Pd"], m["Fa"], wall_s,
         best, m.get("curve", []), history, m["detected"], m["fa_pixels"], extras, job.env,
     )  # fmt: skip
-    run_dir = train_dir.parent
     write_text_atomic(run_dir / "eval.json", json.dumps(m, indent=1) + "\n")
     write_text_atomic(run_dir / "done.json", json.dumps(dataclasses.asdict(result)) + "\n")
     return result
@@ -410,12 +420,15 @@ def _scores(m: dict) -> dict:
     return out
 
 
+def _per_image_name(extra_test: str) -> str:
+    return f"per-image-{extra_test}.csv"
+
+
 def _publish_run(run_dir: Path, dest: Path) -> None:
     """Copy a finished run's small files (no checkpoints) to the publish folder."""
-    for rel in SMALL_FILES:
-        src = run_dir / rel
+    for src in [run_dir / rel for rel in SMALL_FILES] + sorted(run_dir.glob("per-image*.csv")):
         if src.is_file():
-            target = dest / Path(rel).name
+            target = dest / src.name
             target.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(target, src.read_text())
 
@@ -425,9 +438,11 @@ def _restore(published: Path, run_dir: Path) -> None:
     if not (published / "done.json").is_file():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("eval.json", "recipe.yaml"):
-        if (published / name).is_file():
-            write_text_atomic(run_dir / name, (published / name).read_text())
+    for src in [published / "eval.json", published / "recipe.yaml"] + sorted(
+        published.glob("per-image*.csv")
+    ):
+        if src.is_file():
+            write_text_atomic(run_dir / src.name, src.read_text())
     write_text_atomic(run_dir / "done.json", (published / "done.json").read_text())  # last
 
 
