@@ -27,8 +27,18 @@ from sirst_synth.names import in_units, metric_label
 @app.command("compare")
 def compare_cmd(
     dataset: Annotated[Path, typer.Argument(help="Dataset with the split to score.")],
-    a: Annotated[Path, typer.Argument(help="Model A: a checkpoint (.pt) or a prediction folder.")],
-    b: Annotated[Path, typer.Argument(help="Model B: a checkpoint (.pt) or a prediction folder.")],
+    a: Annotated[
+        Path,
+        typer.Argument(
+            help="Model A: a checkpoint (.pt), a prediction folder, or evaluate's --per-image CSV."
+        ),
+    ],
+    b: Annotated[
+        Path,
+        typer.Argument(
+            help="Model B: a checkpoint (.pt), a prediction folder, or evaluate's --per-image CSV."
+        ),
+    ],
     split: Annotated[
         Split, typer.Option("--split", help="The split both are scored on.")
     ] = Split.test,

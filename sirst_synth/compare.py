@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.errors import DataError, UsageError
-from sirst_synth.evaluation import score_predictions
+from sirst_synth.evaluation import read_per_image_csv, score_predictions
 from sirst_synth.metrics import MetricTotals
 from sirst_synth.seeding import rng_for
 from sirst_synth.stats import paired_bootstrap_iou
@@ -37,12 +37,17 @@ def compare(
     seed: int = 0,
     resamples: int = 10000,
 ) -> dict:
-    """IoU of ``a`` and ``b`` (each a checkpoint file or a folder of predictions) on one split,
-    ``a`` minus ``b`` and its 95% paired bootstrap interval over the split's images."""
+    """IoU of ``a`` and ``b`` (each a checkpoint file, a folder of predictions, or the CSV of
+    ``evaluate --per-image``) on one split, ``a`` minus ``b`` and its 95% paired bootstrap
+    interval over the split's images. A CSV is read as it is (the split was scored when it was
+    written), so two runs compare without their checkpoints."""
     if resamples < 100:
         raise UsageError(f"--resamples must be at least 100, got {resamples}")
     scored = {}
     for name, model in (("A", Path(a)), ("B", Path(b))):
+        if model.is_file() and model.suffix.lower() == ".csv":
+            scored[name] = (read_per_image_csv(model), [])
+            continue
         if model.is_dir():
             totals, _, items, skipped = score_predictions(
                 root, model, split, threshold, None, "identity", skip_errors, None, split_file
@@ -55,7 +60,10 @@ def compare(
                 split_file=split_file,
             )  # fmt: skip
         else:
-            raise UsageError(f"{name} {model}: neither a checkpoint file nor a prediction folder")
+            raise UsageError(
+                f"{name} {model}: neither a checkpoint file, a prediction folder nor a "
+                "per-image CSV"
+            )
         scored[name] = ({it.stem: s for it, s in zip(items, totals.scores, strict=True)}, skipped)
     both = [stem for stem in scored["A"][0] if stem in scored["B"][0]]
     if not both:

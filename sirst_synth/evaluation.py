@@ -28,6 +28,7 @@ from sirst_synth.io.predictions import find_prediction, prediction_index, read_p
 from sirst_synth.io.samples import Item, split_items
 from sirst_synth.metrics import (
     FA_MODES,
+    ImageScore,
     MetricTotals,
     most_false_alarms,
     pd_fa_curve,
@@ -166,6 +167,28 @@ def per_image_csv(rows: list[dict]) -> str:
     for r in rows:
         writer.writerow(r | {"IoU": f"{r['IoU']:.6f}"})
     return buf.getvalue()
+
+
+def read_per_image_csv(path: Path) -> dict[str, ImageScore]:
+    """The per-image counts ``per_image_csv`` wrote (``evaluate --per-image``), by image: what
+    ``compare`` needs of a model when its checkpoint is gone (a study publishes these)."""
+    need = ("image", "intersection", "union", "targets", "detected", "fa_pixels", "pixels")
+    try:
+        rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
+        scores = {}
+        for r in rows:
+            n = {k: int(r[k]) for k in need[1:]}
+            scores[r["image"]] = ImageScore(
+                n["intersection"], n["union"], n["targets"], n["detected"], n["fa_pixels"],
+                n["fa_pixels"], n["pixels"],
+            )  # fmt: skip
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+        raise DataError(
+            f"{path}: not a per-image file of evaluate --per-image (columns {', '.join(need)})"
+        ) from None
+    if not scores:
+        raise DataError(f"{path}: no image rows; score a split with evaluate --per-image")
+    return scores
 
 
 def score_predictions(

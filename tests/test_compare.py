@@ -45,7 +45,24 @@ def test_compare_two_prediction_folders_by_hand(tmp_path, cli):
     same = json.loads(cli("compare", root, a, a, "--json").out)
     assert same["IoU_diff"] == 0.0 and same["ci"] == [0.0, 0.0]
     r = cli("compare", root, a, tmp_path / "nothing", "--json")
-    assert r.code == 2 and "neither a checkpoint file nor a prediction folder" in r.err
+    assert r.code == 2 and "neither a checkpoint file, a prediction folder nor a" in r.err
+    # the same comparison from evaluate's per-image files alone (no predictions, no model)
+    for name, folder in (("a.csv", a), ("b.csv", b)):
+        r = cli("evaluate", root, "--pred-dir", folder, "--per-image", tmp_path / name, "-q")
+        assert r.code == 0, r.err
+    r = cli(
+        "compare", root, tmp_path / "a.csv", tmp_path / "b.csv", "--json", "--resamples", "2000"
+    )
+    assert r.code == 0, r.err
+    from_csv = json.loads(r.out)
+    for key in ("images", "IoU_diff", "ci", "scored_by_one_only"):
+        assert from_csv[key] == m[key], key
+    assert {k: v for k, v in from_csv["B"].items() if k != "model"} == {
+        k: v for k, v in m["B"].items() if k != "model"
+    }
+    (tmp_path / "bad.csv").write_text("image,IoU\nt0,1.0\n")
+    r = cli("compare", root, a, tmp_path / "bad.csv", "--json")
+    assert r.code == 1 and "bad.csv: not a per-image file of evaluate --per-image" in r.err
 
 
 def test_compare_a_checkpoint_with_a_prediction_folder(tmp_path, cli):
