@@ -28,6 +28,7 @@ from sirst_synth.io.predictions import find_prediction, prediction_index, read_p
 from sirst_synth.io.samples import Item, split_items
 from sirst_synth.metrics import (
     FA_MODES,
+    PER_IMAGE_COLUMNS,
     ImageScore,
     MetricTotals,
     most_false_alarms,
@@ -161,8 +162,7 @@ def evaluate(
 def per_image_csv(rows: list[dict]) -> str:
     """The per-image rows as CSV text, the header first (IoU to 6 decimals)."""
     buf = io.StringIO()
-    fields = ["image", "IoU", "intersection", "union", "targets", "detected", "fa_pixels", "pixels"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
         writer.writerow(r | {"IoU": f"{r['IoU']:.6f}"})
@@ -172,7 +172,7 @@ def per_image_csv(rows: list[dict]) -> str:
 def read_per_image_csv(path: Path) -> dict[str, ImageScore]:
     """The per-image counts ``per_image_csv`` wrote (``evaluate --per-image``), by image: what
     ``compare`` needs of a model when its checkpoint is gone (a study publishes these)."""
-    need = ("image", "intersection", "union", "targets", "detected", "fa_pixels", "pixels")
+    need = tuple(c for c in PER_IMAGE_COLUMNS if c != "IoU")  # IoU follows from the counts
     try:
         rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
         scores = {}

@@ -194,9 +194,9 @@ class MetricTotals:
         }
 
     def per_image(self, stems: list[str], fa_mode: str = "identity") -> list[dict]:
-        """One row per image, in order: the numbers behind the totals. One image can carry a
-        split's IoU (a large false alarm adds to the summed union), so a reader needs to see
-        which image did."""
+        """One row per image, in order, with the keys of PER_IMAGE_COLUMNS: the numbers behind
+        the totals. One image can carry a split's IoU (a large false alarm adds to the summed
+        union), so a reader needs to see which image did."""
         rows = []
         for stem, x in zip(stems, self.scores, strict=True):
             rows.append(
@@ -212,6 +212,12 @@ class MetricTotals:
                 }
             )
         return rows
+
+
+#: The columns of a per-image row (``MetricTotals.per_image``; ``evaluate --per-image``).
+PER_IMAGE_COLUMNS = (
+    "image", "IoU", "intersection", "union", "targets", "detected", "fa_pixels", "pixels",
+)  # fmt: skip
 
 
 def most_false_alarms(rows: list[dict]) -> dict | None:

@@ -34,8 +34,10 @@ from sirst_synth.study.schema import METRICS, VAL_SHARE, Arm, StudyRecipe
 #: What a finished run keeps beside its checkpoints, and what --publish copies.
 SMALL_FILES = ("done.json", "eval.json", "train/metrics.jsonl", "recipe.yaml")
 #: Every image's counts for the final model on the test split (and per extra test set, named
-#: ``per-image-NAME.csv``): small, published, so later analyses need no checkpoint.
+#: ``per-image-NAME.csv``, all matched by PER_IMAGE_FILES): small, published, so later
+#: analyses need no checkpoint.
 PER_IMAGE = "per-image.csv"
+PER_IMAGE_FILES = "per-image*.csv"
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
                  per_image=run_dir / PER_IMAGE, overwrite=True, **score)  # fmt: skip
     history = [
         {k: r[k] for k in ("step", *METRICS)}
-        for r in _read_jsonl(train_dir / "metrics.jsonl")
+        for r in read_jsonl(train_dir / "metrics.jsonl")
         if "IoU" in r
     ]
     best_val = max(history, key=lambda r: r["IoU"], default=None)
@@ -426,7 +428,7 @@ def _per_image_name(extra_test: str) -> str:
 
 def _publish_run(run_dir: Path, dest: Path) -> None:
     """Copy a finished run's small files (no checkpoints) to the publish folder."""
-    for src in [run_dir / rel for rel in SMALL_FILES] + sorted(run_dir.glob("per-image*.csv")):
+    for src in [run_dir / rel for rel in SMALL_FILES] + sorted(run_dir.glob(PER_IMAGE_FILES)):
         if src.is_file():
             target = dest / src.name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -439,17 +441,28 @@ def _restore(published: Path, run_dir: Path) -> None:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     for src in [published / "eval.json", published / "recipe.yaml"] + sorted(
-        published.glob("per-image*.csv")
+        published.glob(PER_IMAGE_FILES)
     ):
         if src.is_file():
             write_text_atomic(run_dir / src.name, src.read_text())
     write_text_atomic(run_dir / "done.json", (published / "done.json").read_text())  # last
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, growing: bool = False) -> list[dict]:
+    """The rows of a JSON-lines file ([] where there is none). ``growing``: a file a running
+    process is writing, so a line that does not parse (one being written) is left out."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if not growing:
+                raise
+    return rows
 
 
 def load_result(path: Path) -> RunResult:

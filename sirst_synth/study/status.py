@@ -6,14 +6,13 @@ where it is without training anything. Read only: safe beside a running study.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.recipe import parse_yaml
-from sirst_synth.study.runner import load_result, run_order
+from sirst_synth.study.runner import load_result, read_jsonl, run_order
 from sirst_synth.study.schema import STUDY_FILE, StudyRecipe, parse_study_recipe
 
 #: study.yaml keys that describe where a study ran, not its recipe.
@@ -71,35 +70,16 @@ def study_status(study: Path) -> StudyStatus:
     for arm, seed in run_order(recipe):
         folder = study / "runs" / arm.name / f"seed{seed}"
         steps = arm.train.steps
+        logged = read_jsonl(folder / "train" / "metrics.jsonl", growing=True)
         if (folder / "done.json").is_file():
             r = load_result(folder / "done.json")
             runs.append(RunState(arm.name, seed, "done", steps, steps, r.final_val_IoU, r.IoU))
         else:
-            done = _steps_logged(folder / "train" / "metrics.jsonl")
+            done = max((int(row.get("step", 0)) for row in logged), default=0)
             runs.append(RunState(arm.name, seed, "partial" if done else "to do", done, steps))
-        rates += _rates(folder / "train" / "metrics.jsonl")
+        rates += [float(row["images_per_s"]) for row in logged if row.get("images_per_s")]
     return StudyStatus(
         runs,
         statistics.median(rates) if rates else None,
         recipe.arms[0].train.batch_size,
     )
-
-
-def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written as we read
-    return rows
-
-
-def _steps_logged(path: Path) -> int:
-    return max((int(r.get("step", 0)) for r in _rows(path)), default=0)
-
-
-def _rates(path: Path) -> list[float]:
-    return [float(r["images_per_s"]) for r in _rows(path) if r.get("images_per_s")]
