@@ -101,12 +101,7 @@ def study_cmd(
     if bars:
         bars.close()
     rows = [("study", res.out), ("runs", len(res.runs)), ("reused from before", res.reused)]
-    verdicts = {c["arm"]: c["all"]["IoU"]["verdict"] for c in res.comparisons if "IoU" in c["all"]}
-    for row in res.table:
-        cell = f"{_pair('IoU', row['IoU'])}, {_pair('Pd', row['Pd'])}"
-        if row["arm"] in verdicts:
-            cell += f"; vs reference: {verdicts[row['arm']]}"
-        rows.append((row["arm"], cell))
+    rows += _arm_rows(res.table, res.comparisons)
     emit(
         "study (final models, test split)",
         rows,
@@ -120,6 +115,44 @@ def study_cmd(
         quiet,
         as_json,
         json_out,
+    )
+
+
+def _arm_rows(table: list[dict], comparisons: list[dict]) -> list[tuple[str, str]]:
+    """Per arm: its mean IoU and Pd, and its IoU verdict against the arm it is read against."""
+    verdicts = {
+        c["arm"]: f"vs {c['against']}: {c['all']['IoU']['verdict']}"
+        for c in comparisons
+        if "IoU" in c["all"]
+    }
+    rows = []
+    for row in table:
+        cell = f"{_pair('IoU', row['IoU'])}, {_pair('Pd', row['Pd'])}"
+        if row["arm"] in verdicts:
+            cell += f"; {verdicts[row['arm']]}"
+        rows.append((row["arm"], cell))
+    return rows
+
+
+@app.command("study-report")
+def study_report_cmd(
+    study: Annotated[Path, typer.Argument(help="A study folder (or its --publish folder).")],
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write a study's results (results.json/.csv/.md and plots) again from its finished runs,
+    training nothing: for a stopped study, or after an update of the report."""
+    from sirst_synth.study.status import rewrite_results
+
+    table, comparisons = rewrite_results(study)
+    rows = [("results", study / "results.md"), ("runs", sum(row["runs"] for row in table))]
+    rows += _arm_rows(table, comparisons)
+    emit(
+        "study report (final models, test split)",
+        rows,
+        {"out": str(study), "arms": table, "comparisons": comparisons},
+        quiet,
+        as_json,
     )
 
 

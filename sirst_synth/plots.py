@@ -146,11 +146,15 @@ def study_points(arms: list[str], runs: list[Any]) -> bytes:
 def differences_figure(
     comparisons: list[dict], metrics: tuple[str, ...] = ("IoU", "Pd", "Fa")
 ) -> Figure:
-    """Each arm minus the reference: the mean paired difference and its 95% t-interval, with
-    the zero line (a difference may be negative)."""
-    fig, _ = _figure((10.5, 3.8))
+    """Each arm minus its baseline: the mean paired difference and its 95% t-interval, with
+    the zero line (a difference may be negative). One baseline for all is named in the
+    titles; where arms have different ones (a scarce-data arm's is the reference on the same
+    fraction), each tick names its pair."""
+    baselines = {c["against"] for c in comparisons}
+    one = len(baselines) == 1
+    fig, _ = _figure((10.5, 3.8 if one else 4.6))
     fig.clf()
-    axes = fig.subplots(1, len(metrics))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     scale = METRIC_SCALE
     for ax, key in zip(axes, metrics, strict=True):
         names = []
@@ -162,15 +166,14 @@ def differences_figure(
             lo, hi = (v * scale[key] for v in block["ci"]) if block["ci"] else (mean, mean)
             ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
                         color=f"C{i % 10}")  # fmt: skip
-            names.append((i, c["arm"]))
+            names.append((i, c["arm"] if one else f"{c['arm']} − {c['against']}"))
         ax.axhline(0, color="k", linewidth=0.8)
         ax.set_xlim(-0.6, len(comparisons) - 0.4)
         ax.set_xticks(
             [i for i, _ in names], [n for _, n in names], rotation=30, ha="right", fontsize=8
         )
-        ax.set_title(
-            f"Δ{key} ({METRIC_UNIT[key]}) vs {comparisons[0]['against']}, 95% CI", fontsize=9
-        )
+        against = f" vs {comparisons[0]['against']}" if one else ""
+        ax.set_title(f"Δ{key} ({METRIC_UNIT[key]}){against}, 95% CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     return fig
 

@@ -59,6 +59,24 @@ def test_differences_draw_the_mean_interval_and_the_zero_line():
     plots.png_bytes(fig)
 
 
+def test_differences_name_each_pair_where_the_baselines_differ():
+    block = {"IoU": {"mean_diff": 0.02, "ci": [0.01, 0.03]}}
+    comparisons = [
+        {"arm": "paste", "against": "ref", "all": block},
+        {"arm": "paste-quarter", "against": "ref-quarter", "all": block},
+    ]
+    fig = plots.differences_figure(comparisons, metrics=("IoU",))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "paste − ref",
+        "paste-quarter − ref-quarter",
+    ]
+    assert ax.get_title() == "ΔIoU (x100), 95% CI"
+    one = plots.differences_figure(comparisons[:1], metrics=("IoU",)).axes[0]
+    assert [t.get_text() for t in one.get_xticklabels()] == ["paste"]
+    assert one.get_title() == "ΔIoU (x100) vs ref, 95% CI"
+
+
 def test_pd_fa_axis_shows_fa_per_million_and_pd_within_bounds():
     curve = [{"threshold": t, "Pd": p, "Fa": f} for t, p, f in
              ((0.1, 0.9, 4e-5), (0.5, 0.8, 2e-5), (0.9, 0.5, 0.0))]  # fmt: skip

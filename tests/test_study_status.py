@@ -72,3 +72,50 @@ def test_a_folder_without_a_study_record_is_a_usage_error(tmp_path, cli):
     assert one_line(r.err) == (
         f"error: {tmp_path}: no study.yaml; give a study folder or its --publish folder"
     )
+
+
+def _finish(study, arm: str, seed: int, iou: float, extra: dict) -> None:
+    folder = study / "runs" / arm / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    history = [{"step": 100, "IoU": iou, "nIoU": iou, "Pd": 0.9, "Fa": 0.0}]
+    result = RunResult(arm, seed, 100, "x.pt", iou, iou, 0.9, 1e-6, 60.0, history=history,
+                       detected=9, extra=extra)  # fmt: skip
+    (folder / "done.json").write_text(json.dumps(dataclasses.asdict(result)))
+
+
+def test_study_report_writes_the_results_again_from_finished_runs_only(study, cli):
+    """Seed 0 and 1 of reference (0.4, 0.5) and x (0.42, 0.56): the report pairs them (mean
+    difference +0.04, one pair each sign-flip: too few seeds), names the extra test the runs
+    carry, and trains nothing (x seed... partial runs stay as they are)."""
+    v2 = {"IoU": 0.3, "nIoU": 0.3, "Pd": 0.8, "Fa": 1e-6, "images": 4,
+          "images_with_false_alarm": 1}  # fmt: skip
+    _finish(study, "reference", 0, 0.4, {"v2": v2})
+    _finish(study, "reference", 1, 0.5, {"v2": v2})
+    _finish(study, "x", 1, 0.56, {"v2": v2})
+    (study / "runs" / "x" / "seed0" / "done.json").unlink(missing_ok=True)
+    _finish(study, "x", 0, 0.42, {"v2": v2})
+    r = cli("study-report", study, "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    (comp,) = data["comparisons"]
+    assert (comp["arm"], comp["against"]) == ("x", "reference")
+    assert comp["all"]["IoU"]["mean_diff"] == pytest.approx(0.04)
+    assert comp["all"]["IoU"]["pairs"] == 2
+    md = (study / "results.md").read_text()
+    assert "| x | reference | 2 | 0/0 | +4.00 [" in md
+    assert "## Extra test: v2" in md and "| reference | 2 | 30.00 ± 0.00 |" in md
+    for name in ("results.json", "results.csv", "seeds.png", "differences.png"):
+        assert (study / name).is_file(), name
+    assert not (study / "runs" / "x" / "seed1" / "train").exists()  # nothing trained
+
+
+def test_study_report_without_a_finished_run_says_so(tmp_path, cli):
+    from conftest import one_line
+
+    recipe = load_study_recipe(RECIPE, "r.yaml")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    r = cli("study-report", tmp_path)
+    assert r.code == 2
+    assert one_line(r.err) == (
+        f"error: {tmp_path}: no finished run yet, so there is nothing to report"
+    )

@@ -60,20 +60,19 @@ def summarise(recipe: StudyRecipe, runs: list) -> list[dict]:
 
 
 def comparisons(recipe: StudyRecipe, runs: list) -> list[dict]:
-    """Each arm against the reference arm at the same training fraction... or, where the
-    reference trains on another fraction, the reference's runs all the same (said in
-    ``against``); with and without collapsed runs."""
-    if recipe.reference is None:
-        return []
-    ref_runs = [r for r in runs if r.arm == recipe.reference]
+    """Each arm against its baseline (``StudyRecipe.baseline_of``: the reference, or the
+    reference's regime at the arm's own training fraction), seed by seed, named in
+    ``against``; with and without collapsed runs."""
     out = []
     for arm in recipe.arms:
-        if arm.name == recipe.reference:
+        against = recipe.baseline_of(arm)
+        if against is None:
             continue
         mine = [r for r in runs if r.arm == arm.name]
+        ref_runs = [r for r in runs if r.arm == against]
         if not mine or not ref_runs:
             continue
-        row: dict[str, Any] = {"arm": arm.name, "against": recipe.reference}
+        row: dict[str, Any] = {"arm": arm.name, "against": against}
         for label, keep in (
             ("all", lambda r: True),
             ("without_collapsed", lambda r: not r.collapsed),
@@ -110,16 +109,18 @@ def results_markdown(
         lines += [
             f"## Verdicts against `{recipe.reference}` (final models, test split)",
             "",
-            "Per-seed paired differences (arm minus reference), their mean with a 95% paired "
+            "Each arm is read against the reference, or, where it trains on a fraction of the "
+            "data, against the reference's regime on that same fraction (column 'against'). "
+            "Per-seed paired differences (arm minus 'against'), their mean with a 95% paired "
             "t-interval, the exact two-sided sign-flip p-value, and P(improve): the chance that "
-            "a run of the arm beats a run of the reference (all pairs of runs, ties half; "
+            "a run of the arm beats a run of 'against' (all pairs of runs, ties half; "
             f"unpaired by definition). {UNITS}. A verdict is 'better' or 'worse' only when the "
             "interval excludes 0 and p < 0.05. IoU sums intersections and unions over the "
             "split, so one image with a large false alarm can carry it; nIoU averages per "
             "image and shows whether the change is broad.",
             "",
-            "| arm | pairs | collapsed (arm/ref) | ΔIoU [95% CI] | p | P(improve) | verdict (IoU) | ΔnIoU [95% CI] | verdict (nIoU) | ΔPd [95% CI] | ΔFa [95% CI] | verdict (Fa) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| arm | against | pairs | collapsed (arm/against) | ΔIoU [95% CI] | p | P(improve) | verdict (IoU) | ΔnIoU [95% CI] | verdict (nIoU) | ΔPd [95% CI] | ΔFa [95% CI] | verdict (Fa) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         coll = {row["arm"]: row["collapsed"] for row in table}
         for c in comps:
@@ -132,19 +133,24 @@ def results_markdown(
             poi = "-" if iou["prob_improvement"] is None else f"{iou['prob_improvement']:.2f}"
             label = c["arm"] + (" (exploratory)" if _row(table, c["arm"])["exploratory"] else "")
             lines.append(
-                f"| {label} | {iou['pairs']} | {coll[c['arm']]}/{coll[recipe.reference]} | "
+                f"| {label} | {c['against']} | {iou['pairs']} | "
+                f"{coll[c['arm']]}/{coll[c['against']]} | "
                 f"{_diff_cell('IoU', iou)} | {p} | {poi} | {iou['verdict']} | "
                 f"{_diff_cell('nIoU', niou)} | {niou['verdict'] if niou else '-'} | "
                 f"{_diff_cell('Pd', pd)} | {_diff_cell('Fa', fa)} | "
                 f"{fa['verdict'] if fa else '-'} |"
             )
         lines += ["", "Without collapsed runs:", ""]
-        lines += ["| arm | pairs | ΔIoU [95% CI] | verdict (IoU) |", "| --- | --- | --- | --- |"]
+        lines += [
+            "| arm | against | pairs | ΔIoU [95% CI] | verdict (IoU) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for c in comps:
             iou = c["without_collapsed"].get("IoU")
             if iou:
                 lines.append(
-                    f"| {c['arm']} | {iou['pairs']} | {_diff_cell('IoU', iou)} | {iou['verdict']} |"
+                    f"| {c['arm']} | {c['against']} | {iou['pairs']} | {_diff_cell('IoU', iou)} | "
+                    f"{iou['verdict']} |"
                 )
         lines.append("")
     lines += [

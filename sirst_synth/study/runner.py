@@ -196,9 +196,9 @@ def run_study(
     run_jobs = run_order(recipe)
     overall.start("study runs", len(run_jobs))
     for arm, seed in run_jobs:  # every finished run first, so interim results hold all of them
-        run_dir = _run_path(out, arm.name, seed)
+        run_dir = run_path(out, arm.name, seed)
         if not (run_dir / "done.json").is_file() and publish is not None:
-            _restore(_run_path(publish, arm.name, seed), run_dir)
+            _restore(run_path(publish, arm.name, seed), run_dir)
         if (run_dir / "done.json").is_file():
             finished[arm.name, seed] = load_result(run_dir / "done.json")
             overall.advance()
@@ -214,9 +214,11 @@ def run_study(
         )
         if publish is not None:  # a study spans sessions: its results follow every run
             _publish_run(
-                _run_path(out, result.arm, result.seed), _run_path(publish, result.arm, result.seed)
+                run_path(out, result.arm, result.seed), run_path(publish, result.arm, result.seed)
             )
-            write_results(publish, recipe, _listed(recipe, finished), [t.name for t in extra_tests])
+            write_results(
+                publish, recipe, report_order(recipe, finished), [t.name for t in extra_tests]
+            )
             shutil.copyfile(out / "study.yaml", publish / "study.yaml")
         overall.advance()
 
@@ -234,7 +236,7 @@ def run_study(
             pool.submit(prepare(arm, seed))
         for result in pool.drain():
             record(result)
-    runs = _listed(recipe, finished)
+    runs = report_order(recipe, finished)
     overall.stop()
     table, comparisons = write_results(out, recipe, runs, [t.name for t in extra_tests])
     if publish is not None:
@@ -263,7 +265,9 @@ def _study_precision(
     return chosen, narrow
 
 
-def _listed(recipe: StudyRecipe, finished: dict[tuple[str, int], RunResult]) -> list[RunResult]:
+def report_order(
+    recipe: StudyRecipe, finished: dict[tuple[str, int], RunResult]
+) -> list[RunResult]:
     """Results list runs seed by seed in the recipe's arm order, whatever order they ran in."""
     return [
         finished[arm.name, seed]
@@ -316,7 +320,7 @@ def _prepare_run(
 ) -> RunJob:
     """The run's view, noise bank and synthesised data (made once, in the study's process)."""
     t0 = time.perf_counter()
-    run_dir = _run_path(out, arm.name, seed)
+    run_dir = run_path(out, arm.name, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     key = view_key(arm, seed)
     train_stems = fraction_subset(list(splits.train), arm.train_fraction, seed)
@@ -360,7 +364,7 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
         torch.set_num_threads(job.threads)
     t0 = time.perf_counter()
     data, out, arm, seed, recipe = job.data, job.out, job.arm, job.seed, job.recipe
-    train_dir = _run_path(out, arm.name, seed) / "train"
+    train_dir = run_path(out, arm.name, seed) / "train"
     online = arm.data == "online"
     res = train(
         job.train_data,
@@ -409,7 +413,7 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
     return result
 
 
-def _run_path(root: Path, arm: str, seed: int) -> Path:
+def run_path(root: Path, arm: str, seed: int) -> Path:
     """A run's folder in a study (or its --publish folder)."""
     return root / "runs" / arm / f"seed{seed}"
 

@@ -63,6 +63,25 @@ class StudyRecipe:
             return min(self.seeds_exploratory, self.seeds)
         return self.seeds
 
+    def baseline_of(self, arm: Arm) -> str | None:
+        """The arm ``arm`` is compared with: the reference, or where ``arm`` trains on another
+        fraction of the data, the one other arm in the reference's regime (its data and train
+        recipe) at ``arm``'s fraction, so that scarce-data arms are read against the reference
+        on the same scarce data. None for the reference itself or a study without one."""
+        if self.reference is None or arm.name == self.reference:
+            return None
+        ref = next(a for a in self.arms if a.name == self.reference)
+        if arm.train_fraction == ref.train_fraction:
+            return ref.name
+        same = [
+            a.name
+            for a in self.arms
+            if a.name != arm.name
+            and a.train_fraction == arm.train_fraction
+            and (a.data, a.train) == (ref.data, ref.train)
+        ]
+        return same[0] if len(same) == 1 else ref.name
+
     def to_dict(self) -> dict:
         out: dict[str, Any] = {
             "seeds": self.seeds,

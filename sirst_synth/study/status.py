@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.recipe import parse_yaml
-from sirst_synth.study.runner import load_result, read_jsonl, run_order
+from sirst_synth.study.runner import load_result, read_jsonl, report_order, run_order, run_path
 from sirst_synth.study.schema import STUDY_FILE, StudyRecipe, parse_study_recipe
 
 #: study.yaml keys that describe where a study ran, not its recipe.
@@ -68,7 +68,7 @@ def study_status(study: Path) -> StudyStatus:
     recipe = recipe_of(study)
     runs, rates = [], []
     for arm, seed in run_order(recipe):
-        folder = study / "runs" / arm.name / f"seed{seed}"
+        folder = run_path(study, arm.name, seed)
         steps = arm.train.steps
         logged = read_jsonl(folder / "train" / "metrics.jsonl", growing=True)
         if (folder / "done.json").is_file():
@@ -83,3 +83,23 @@ def study_status(study: Path) -> StudyStatus:
         statistics.median(rates) if rates else None,
         recipe.arms[0].train.batch_size,
     )
+
+
+def rewrite_results(study: Path) -> tuple[list[dict], list[dict]]:
+    """results.json/.csv/.md and the plots of a study folder (or its --publish folder), again,
+    from its finished runs' done.json files, training nothing: for a stopped study, or after
+    the report itself changed. Returns (table, comparisons)."""
+    from sirst_synth.study.results import write_results
+
+    study = Path(study)
+    recipe = recipe_of(study)
+    finished = {
+        (arm.name, seed): load_result(run_path(study, arm.name, seed) / "done.json")
+        for arm, seed in run_order(recipe)
+        if (run_path(study, arm.name, seed) / "done.json").is_file()
+    }
+    if not finished:
+        raise UsageError(f"{study}: no finished run yet, so there is nothing to report")
+    runs = report_order(recipe, finished)
+    extra_names = list(dict.fromkeys(name for r in runs for name in r.extra))
+    return write_results(study, recipe, runs, extra_names)
