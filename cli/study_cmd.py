@@ -195,7 +195,7 @@ def length_check_cmd(
     short_runs, long_runs = load_arm(short, arm), load_arm(long, long_arm)
     check = length_check(short_runs, long_runs)  # reads only: nothing written if it fails
     if out is not None:
-        from sirst_synth.plots import study_iou_vs_step
+        from sirst_synth.plots import iou_vs_step_figure, png_bytes
 
         make_folders(out, ("",), "length-check --out")
         for name in ("length.md", "length-iou-vs-step.png"):
@@ -203,7 +203,7 @@ def length_check_cmd(
         write_text_atomic(out / "length.md", length_markdown(check, arm, long_arm))
         write_bytes_atomic(
             out / "length-iou-vs-step.png",
-            study_iou_vs_step([arm, long_arm], short_runs + long_runs),
+            png_bytes(iou_vs_step_figure([arm, long_arm], short_runs + long_runs)),
         )
     rows = [
         (f"seed {r['seed']}", f"{in_units('IoU', r['short_val_IoU'])} -> "

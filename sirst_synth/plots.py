@@ -34,23 +34,51 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _style(i: int) -> dict:
+    """Colour and line style of the i-th arm: ten colours, then the same ten dashed, so no two
+    of up to thirty arms look alike."""
+    return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[(i // 10) % 3]}
+
+
+#: Fa (x1e-6) below which the symmetric-log axis is linear (it must show 0 false alarms).
+FA_LINEAR_BELOW = 1.0
+
+
 def _fa_axis(ax, fa: np.ndarray) -> None:
-    """Fa in units of 1e-6; where every point is 0 the axis still shows a readable range."""
+    """Fa in units of 1e-6; where every point is 0 the axis still shows a readable range.
+    Curves that span more than two decades (one model with a hundred times the false alarms
+    of another) get a symmetric-log axis, linear below FA_LINEAR_BELOW, so both stay legible."""
     top = float(fa.max()) if fa.size else 0.0
+    positive = fa[fa > 0]
+    if positive.size and top / max(float(positive.min()), FA_LINEAR_BELOW) > 100:
+        if fa.min() >= FA_LINEAR_BELOW:  # no point near 0: a plain log axis, no empty decades
+            ax.set_xscale("log")
+            ax.set_xlim(float(fa.min()) / 1.5, top * 1.5)
+            ax.set_xlabel("Fa (x1e-6, log scale)")
+            return
+        ax.set_xscale("symlog", linthresh=FA_LINEAR_BELOW)
+        ax.set_xlim(0, top * 1.5)
+        ax.set_xlabel("Fa (x1e-6, symmetric log: linear below 1)")
+        return
     ax.set_xlim(-0.05 * (top or 1.0), (top or 1.0) * 1.08)
     ax.set_xlabel("Fa (x1e-6)" + (" — 0 at every threshold" if top == 0 else ""))
 
 
 def pd_fa_figure(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds") -> Figure:
-    """Pd against Fa over thresholds, one line per curve; every 4th threshold is labelled."""
+    """Pd against Fa over thresholds, one line per curve; with one or two curves every 4th
+    threshold is labelled (more would hide the lines). Pd's axis starts just below the lowest
+    point, so curves that differ by a few points of Pd stay apart."""
     fig, ax = _figure()
-    all_fa = []
-    for name, curve in curves.items():
+    all_fa, all_pd = [], []
+    for i, (name, curve) in enumerate(curves.items()):
         pts = sorted(curve, key=lambda c: c["threshold"])
         fa = np.array([c["Fa"] * 1e6 for c in pts])
         pd = np.array([c["Pd"] for c in pts])
         all_fa.append(fa)
-        (line,) = ax.plot(fa, pd, marker="o", markersize=3, label=name)
+        all_pd.append(pd)
+        (line,) = ax.plot(fa, pd, marker="o", markersize=3, label=name, **_style(i))
+        if len(curves) > 2:
+            continue
         for c, x, y in list(zip(pts, fa, pd, strict=True))[::4]:
             ax.annotate(
                 f"{c['threshold']:.2f}",
@@ -61,8 +89,9 @@ def pd_fa_figure(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresho
                 color=line.get_color(),
             )
     _fa_axis(ax, np.concatenate(all_fa) if all_fa else np.zeros(0))
+    low = float(np.concatenate(all_pd).min()) if all_pd else 0.0
     ax.set_ylabel("Pd")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(max(-0.02, np.floor((low - 0.05) * 20) / 20), 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title)
     if len(curves) > 1:
@@ -74,22 +103,31 @@ def pd_fa_png(curves: dict[str, list[dict]], title: str = "Pd-Fa over thresholds
     return png_bytes(pd_fa_figure(curves, title))
 
 
+def _validation_table(runs: list[Any], arm: str) -> tuple[list[int], np.ndarray]:
+    """The arm's validation IoU x100 per run (rows) and step (columns; NaN where a run has
+    no point there)."""
+    hists = [r.history for r in runs if r.arm == arm and r.history]
+    steps = sorted({h["step"] for hist in hists for h in hist})
+    table = np.full((len(hists), len(steps)), np.nan)
+    for j, hist in enumerate(hists):
+        for h in hist:
+            table[j, steps.index(h["step"])] = h["IoU"] * 100
+    return steps, table
+
+
 def iou_vs_step_figure(arms: list[str], runs: list[Any]) -> Figure:
-    """Validation IoU against step: one thin line per run, the arm's mean over seeds bold."""
+    """Validation IoU against step, the arms overlaid (a few arms: the length check): one thin
+    line per run, the arm's mean over seeds bold."""
     fig, ax = _figure()
     for i, arm in enumerate(arms):
-        hists = [r.history for r in runs if r.arm == arm and r.history]
-        if not hists:
+        steps, table = _validation_table(runs, arm)
+        if not table.size:
             continue
-        colour = f"C{i % 10}"
-        steps = sorted({h["step"] for hist in hists for h in hist})
-        table = np.full((len(hists), len(steps)), np.nan)
-        for j, hist in enumerate(hists):
-            for h in hist:
-                table[j, steps.index(h["step"])] = h["IoU"] * 100
-            ax.plot(steps, table[j], color=colour, alpha=0.35, linewidth=0.8)
-        ax.plot(steps, np.nanmean(table, axis=0), color=colour, marker="o", markersize=3,
-                linewidth=2, label=f"{arm} (n={len(hists)})")  # fmt: skip
+        style = _style(i)
+        for row in table:
+            ax.plot(steps, row, alpha=0.35, linewidth=0.8, **style)
+        ax.plot(steps, np.nanmean(table, axis=0), marker="o", markersize=3, linewidth=2,
+                label=f"{arm} (n={len(table)})", **style)  # fmt: skip
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("IoU x100 (validation split)")
     ax.set_ylim(bottom=0)
@@ -99,8 +137,53 @@ def iou_vs_step_figure(arms: list[str], runs: list[Any]) -> Figure:
     return fig
 
 
-def study_iou_vs_step(arms: list[str], runs: list[Any]) -> bytes:
-    return png_bytes(iou_vs_step_figure(arms, runs))
+def iou_vs_step_panels(
+    arms: list[str], runs: list[Any], against: dict[str, str] | None = None
+) -> Figure:
+    """Validation IoU against step, one panel per arm (a study's many arms and seeds would hide
+    each other in one): a thin line per run, the mean over seeds bold, and dashed the mean of
+    the arm it is read against (``against``: arm -> that arm); every panel on the same axes."""
+    against = against or {}
+    shown = [a for a in arms if _validation_table(runs, a)[1].size]
+    cols = min(4, max(1, len(shown)))
+    rows = -(-len(shown) // cols) if shown else 1
+    fig, _ = _figure((3.2 * cols, 2.5 * rows + 0.5))
+    fig.clf()
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
+    for k, (ax, arm) in enumerate(zip(axes, shown, strict=False)):
+        steps, table = _validation_table(runs, arm)
+        colour = _style(arms.index(arm))["color"]
+        for row in table:
+            ax.plot(steps, row, color=colour, alpha=0.35, linewidth=0.8)
+        ax.plot(steps, np.nanmean(table, axis=0), color=colour, marker="o", markersize=2.5,
+                linewidth=2)  # fmt: skip
+        if against.get(arm) in shown:
+            ref_steps, ref = _validation_table(runs, against[arm])
+            ax.plot(ref_steps, np.nanmean(ref, axis=0), color="k", linestyle="--",
+                    linewidth=1, label=against[arm])  # fmt: skip
+            ax.legend(fontsize=7, loc="lower right", handlelength=1.5)
+        ax.set_title(f"{arm} (n={len(table)})", fontsize=9)
+        ax.grid(alpha=0.3)
+        if k % cols == 0:
+            ax.set_ylabel("val IoU x100", fontsize=8)
+        if k >= len(shown) - cols:
+            ax.set_xlabel("optimiser step", fontsize=8)
+        ax.tick_params(labelsize=7, labelbottom=True)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    axes[0].set_ylim(bottom=0)
+    fig.suptitle(
+        "Validation IoU against step (thin: each run; bold: mean over seeds; dashed: the mean "
+        "of the arm it is read against)",
+        fontsize=10,
+    )
+    return fig
+
+
+def study_iou_vs_step(
+    arms: list[str], runs: list[Any], against: dict[str, str] | None = None
+) -> bytes:
+    return png_bytes(iou_vs_step_panels(arms, runs, against))
 
 
 def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:

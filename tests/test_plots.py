@@ -85,5 +85,60 @@ def test_pd_fa_axis_shows_fa_per_million_and_pd_within_bounds():
     (line,) = ax.lines
     assert list(line.get_xdata()) == pytest.approx([40.0, 20.0, 0.0])
     assert list(line.get_ydata()) == [0.9, 0.8, 0.5]
-    assert ax.get_xlim()[1] == pytest.approx(40.0 * 1.08) and ax.get_ylim() == (-0.02, 1.02)
+    assert ax.get_xscale() == "linear"  # 40 / 20: within two decades
+    assert ax.get_xlim()[1] == pytest.approx(40.0 * 1.08)
+    assert ax.get_ylim() == pytest.approx((0.45, 1.02))  # 0.05 below the lowest Pd, rounded
+    assert len(ax.texts) == 1  # one curve: every 4th threshold labelled (0.1)
+    plots.png_bytes(fig)
+
+
+def _curve(pd, fa):
+    return [{"threshold": 0.5, "Pd": pd, "Fa": fa}, {"threshold": 0.1, "Pd": pd, "Fa": fa * 2}]
+
+
+def test_pd_fa_turns_logarithmic_when_one_model_has_a_hundred_times_the_alarms():
+    curves = {"a": _curve(0.9, 10e-6), "b": _curve(0.92, 40e-6), "c": _curve(0.93, 5000e-6)}
+    ax = plots.pd_fa_figure(curves).axes[0]
+    assert ax.get_xscale() == "log"  # 10000 / 10: three decades, none near 0
+    assert ax.get_xlim() == pytest.approx((10 / 1.5, 10000 * 1.5))
+    assert not ax.texts  # three curves: no threshold labels over the lines
+    assert [line.get_linestyle() for line in ax.lines] == ["-", "-", "-"]
+    curves["zero"] = _curve(0.9, 0.0)
+    ax = plots.pd_fa_figure(curves).axes[0]
+    assert ax.get_xscale() == "symlog" and ax.get_xlim() == pytest.approx((0, 15000))
+    many = {f"m{i}": _curve(0.9, 1e-6) for i in range(12)}
+    styles = [(line.get_color(), line.get_linestyle()) for line in
+              plots.pd_fa_figure(many).axes[0].lines]  # fmt: skip
+    assert len(set(styles)) == 12  # the 11th and 12th are dashed, not repeats
+
+
+def _hist_run(arm, ious):
+    history = [{"step": 100 * (k + 1), "IoU": v} for k, v in enumerate(ious)]
+    return SimpleNamespace(arm=arm, history=history)
+
+
+def test_iou_vs_step_panels_one_arm_each_with_its_baseline_dashed():
+    runs = [_hist_run("ref", [0.2, 0.6]), _hist_run("ref", [0.4, 0.8])]
+    runs += [_hist_run(a, [0.1, 0.5]) for a in ("a", "b", "c", "ref-q", "a-q")]
+    arms = ["ref", "a", "b", "c", "ref-q", "a-q", "no-runs"]
+    fig = plots.iou_vs_step_panels(arms, runs, {"a": "ref", "a-q": "ref-q", "b": "ref"})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(fig.axes) == 8 and len(visible) == 6  # 4 columns, 2 rows; no panel without runs
+    assert [ax.get_title() for ax in visible] == [
+        "ref (n=2)",
+        "a (n=1)",
+        "b (n=1)",
+        "c (n=1)",
+        "ref-q (n=1)",
+        "a-q (n=1)",
+    ]
+    ref_ax, a_ax, c_ax, aq_ax = visible[0], visible[1], visible[3], visible[5]
+    assert len(ref_ax.lines) == 3  # two runs and their mean, no baseline of its own
+    assert list(ref_ax.lines[-1].get_ydata()) == pytest.approx([30.0, 70.0])
+    (dashed,) = [line for line in a_ax.lines if line.get_linestyle() == "--"]
+    assert list(dashed.get_ydata()) == pytest.approx([30.0, 70.0])  # ref's mean
+    (dashed,) = [line for line in aq_ax.lines if line.get_linestyle() == "--"]
+    assert list(dashed.get_ydata()) == pytest.approx([10.0, 50.0]) and dashed.get_label() == "ref-q"
+    assert not [line for line in c_ax.lines if line.get_linestyle() == "--"]
+    assert ref_ax.get_ylim()[0] == 0.0 and a_ax.get_ylim() == ref_ax.get_ylim()  # shared
     plots.png_bytes(fig)

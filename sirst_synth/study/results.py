@@ -274,7 +274,8 @@ def write_results(
     from sirst_synth.plots import study_differences, study_iou_vs_step, study_pd_fa, study_points
 
     arms = [a.name for a in recipe.arms if any(r.arm == a.name for r in runs)]
-    write_bytes_atomic(out / "iou_vs_step.png", study_iou_vs_step(arms, runs))
+    against = {c["arm"]: c["against"] for c in comps}
+    write_bytes_atomic(out / "iou_vs_step.png", study_iou_vs_step(arms, runs, against))
     write_bytes_atomic(out / "seeds.png", study_points(arms, runs))
     write_bytes_atomic(out / "pdfa.png", study_pd_fa(arms, runs))
     if comps:
