@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Metrics where lower is better (false alarms).
-LOWER_IS_BETTER = frozenset({"Fa"})
+LOWER_IS_BETTER = frozenset({"Fa", "images_with_false_alarm"})
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:

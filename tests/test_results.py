@@ -78,3 +78,53 @@ def test_a_scarce_data_arm_is_read_against_the_reference_on_the_same_fraction():
     md = results_markdown(recipe, summarise(recipe, runs), list(comps.values()), [])
     row = next(line for line in md.splitlines() if line.startswith("| paste-quarter |"))
     assert [c.strip() for c in row.strip("|").split("|")][1:4] == ["reference-quarter", "6", "0/0"]
+
+
+def _with_extra(run: RunResult, bg_fa_images: int, bg_fa: float, v2_iou: float) -> RunResult:
+    run.extra = {
+        "v2": {"IoU": v2_iou, "nIoU": v2_iou, "Pd": 0.8, "Fa": 2e-5, "targets": 5,
+               "images": 4, "images_with_false_alarm": 1},
+        "bg": {"IoU": 0.0, "nIoU": 0.0, "Pd": 0.0, "Fa": bg_fa, "targets": 0, "images": 40,
+               "images_with_false_alarm": bg_fa_images},
+    }  # fmt: skip
+    return run
+
+
+def test_extra_test_sets_are_paired_like_the_test_split():
+    """On a set without targets only Fa and the images with a false alarm are compared
+    (fewer is better); an arm with 3 more such images on all 6 seeds is 'worse' (p = 2/64),
+    its Fa +1e-5 on every seed likewise; on a set with targets all four metrics."""
+    from sirst_synth.study.results import extra_comparisons, extra_tables
+
+    recipe = load_study_recipe(SCARCE, "r.yaml")
+    ref_bg = [20, 22, 21, 23, 22, 20]
+    runs = [_with_extra(_run("reference", s, 0.7, 0.7), n, 4e-5, 0.3) for s, n in enumerate(ref_bg)]
+    runs += [
+        _with_extra(_run("paste", s, 0.7, 0.7), n + 3, 5e-5, 0.3 + 0.01 * (s % 2))
+        for s, n in enumerate(ref_bg)
+    ]
+    comps = {(c["test"], c["arm"]): c for c in extra_comparisons(recipe, runs, ["v2", "bg"])}
+    assert set(comps) == {("v2", "paste"), ("bg", "paste")}
+    bg = comps["bg", "paste"]["all"]
+    assert set(bg) == {"Fa", "images_with_false_alarm"}
+    assert bg["images_with_false_alarm"]["mean_diff"] == 3.0
+    assert bg["images_with_false_alarm"]["p"] == pytest.approx(2 / 64)
+    assert bg["images_with_false_alarm"]["verdict"] == "worse"
+    assert bg["Fa"]["mean_diff"] == pytest.approx(1e-5) and bg["Fa"]["verdict"] == "worse"
+    v2 = comps["v2", "paste"]["all"]
+    assert set(v2) == {"IoU", "nIoU", "Pd", "Fa"}
+    # +0, +1, +0, +1, +0, +1 points: mean +0.5, sample std 0.5477, t 2.5706: +-0.5748
+    assert v2["IoU"]["ci"] == pytest.approx((0.005 - 0.005748, 0.005 + 0.005748), abs=1e-6)
+    assert v2["IoU"]["verdict"] == "no detectable difference (95% CI [-0.07, 1.07])"
+    text = dict(extra_tables(recipe, runs, ["v2", "bg"]))
+    row = next(line for line in text["bg"].splitlines() if line.startswith("| paste | reference"))
+    assert [c.strip() for c in row.strip("|").split("|")][2:6] == [
+        "6",
+        "+10.00 [+10.00, +10.00]",
+        "0.031",
+        "worse",
+    ]
+    assert (
+        "| reference | 6 | - (no targets) | - (no targets) | - (no targets) | 40.00 ± 0.00 |"
+        in text["bg"]
+    )

@@ -17,9 +17,16 @@ from sirst_synth.names import in_units
 from sirst_synth.stats import compare, iqm, mean_std
 from sirst_synth.study.schema import METRICS, StudyRecipe
 
+#: An extra test set's count of images with any false-alarm pixel: compared like a metric.
+FA_IMAGES = "images_with_false_alarm"
 
-def fmt(metric: str, value: float | None) -> str:
-    return "-" if value is None else in_units(metric, value)
+
+def fmt(metric: str, value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if metric == FA_IMAGES:  # a count of images, shown as it is
+        return f"{value:{'+' if signed else ''}.2f}"
+    return in_units(metric, value, signed)
 
 
 def _ms(metric: str, values: list[float]) -> str:
@@ -94,9 +101,9 @@ def _diff_cell(metric: str, c: dict | None) -> str:
     if not c or c["mean_diff"] is None:
         return "-"
     ci = c["ci"]
-    text = in_units(metric, c["mean_diff"], signed=True)
+    text = fmt(metric, c["mean_diff"], signed=True)
     if ci is not None:
-        text += f" [{in_units(metric, ci[0], True)}, {in_units(metric, ci[1], True)}]"
+        text += f" [{fmt(metric, ci[0], True)}, {fmt(metric, ci[1], True)}]"
     return text
 
 
@@ -192,10 +199,73 @@ def _pair(metric: str, ms: tuple[float, float | None]) -> str:
     return fmt(metric, mean) + ("" if std is None else f" ± {fmt(metric, std)}")
 
 
-def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tuple[str, str]]:
-    """Per extra test set: each arm's final models there (mean ± std over seeds)."""
+def extra_comparisons(recipe: StudyRecipe, runs: list, names: list[str]) -> list[dict]:
+    """Per extra test set, each arm against the arm it is read against on the test split,
+    seed by seed: on IoU, nIoU, Pd and Fa where the set has targets; on Fa and the number of
+    images with any false alarm where it has none (unseen backgrounds: what a robust model
+    keeps low)."""
     out = []
     for name in names:
+        metrics = METRICS if _has_targets(runs, name) else ("Fa", FA_IMAGES)
+        for arm in recipe.arms:
+            against = recipe.baseline_of(arm)
+            if against is None:
+                continue
+            mine = {r.seed: r.extra[name] for r in runs if r.arm == arm.name and name in r.extra}
+            ref = {r.seed: r.extra[name] for r in runs if r.arm == against and name in r.extra}
+            if not mine or not ref:
+                continue
+            block = {}
+            for k in metrics:
+                a = {s: m[k] for s, m in mine.items() if m.get(k) is not None}
+                b = {s: m[k] for s, m in ref.items() if m.get(k) is not None}
+                if a and b:
+                    c = compare(k, a, b, lambda v, k=k: fmt(k, v))
+                    block[k] = dataclasses.asdict(c)
+            out.append({"test": name, "arm": arm.name, "against": against, "all": block})
+    return out
+
+
+def _has_targets(runs: list, name: str) -> bool:
+    """Whether extra test set ``name`` has targets (runs recorded before the count: yes)."""
+    return any(r.extra[name].get("targets", 1) for r in runs if name in r.extra)
+
+
+def _extra_paired_table(comps: list[dict]) -> list[str]:
+    """The paired rows of one extra test set (``extra_comparisons`` of that set)."""
+    if not comps:
+        return []
+    metrics = [k for k in (*METRICS, FA_IMAGES) if any(k in c["all"] for c in comps)]
+    label = {FA_IMAGES: "images with false alarms"}
+    head = ["arm", "against", "pairs"]
+    for k in metrics:
+        head += [f"Δ{label.get(k, k)} [95% CI]", "p", f"verdict ({label.get(k, k)})"]
+    lines = [
+        "",
+        "Paired by seed against the arm each is read against on the test split (as in the "
+        "verdict table; fewer false alarms is better):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for c in comps:
+        first = next(iter(c["all"].values()), None)
+        cells = [c["arm"], c["against"], str(first["pairs"] if first else 0)]
+        for k in metrics:
+            m = c["all"].get(k)
+            p = "-" if not m or m["p"] is None else f"{m['p']:.3f}"
+            cells += [_diff_cell(k, m), p, m["verdict"] if m else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tuple[str, str]]:
+    """Per extra test set: each arm's final models there (mean ± std over seeds), then each
+    arm paired with the arm it is read against."""
+    out = []
+    paired = extra_comparisons(recipe, runs, names)
+    for name in names:
+        targets = _has_targets(runs, name)
         lines = [
             f"{UNITS}; 'images with false alarms' counts images where any pixel was predicted "
             "outside every target.",
@@ -208,6 +278,8 @@ def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tupl
             if not mine:
                 continue
             cells = [_ms(k, [m[k] for m in mine]) for k in METRICS]
+            if not targets:  # IoU, nIoU and Pd have nothing to measure there
+                cells[:3] = ["- (no targets)"] * 3
             fa_images = [m.get("images_with_false_alarm") for m in mine]
             fa_cell = (
                 "-"
@@ -215,6 +287,7 @@ def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tupl
                 else " / ".join(str(v) for v in fa_images) + f" of {mine[0].get('images', '?')}"
             )
             lines.append(f"| {arm.name} | {len(mine)} | {' | '.join(cells)} | {fa_cell} |")
+        lines += _extra_paired_table([c for c in paired if c["test"] == name])
         out.append((name, "\n".join(lines)))
     return out
 
@@ -255,7 +328,16 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(
         out / "results.json",
-        json.dumps({"runs": per_run, "arms": table, "comparisons": comps}, indent=1) + "\n",
+        json.dumps(
+            {
+                "runs": per_run,
+                "arms": table,
+                "comparisons": comps,
+                "extra_comparisons": extra_comparisons(recipe, runs, extra_names),
+            },
+            indent=1,
+        )  # fmt: skip
+        + "\n",
     )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
