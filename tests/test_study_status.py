@@ -119,3 +119,29 @@ def test_study_report_without_a_finished_run_says_so(tmp_path, cli):
     assert one_line(r.err) == (
         f"error: {tmp_path}: no finished run yet, so there is nothing to report"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"arm": "reference"', "not JSON: Expecting ',' delimiter: line 1 column 20 (char 19)"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"arm": "reference"}', "no seed, steps, checkpoint, IoU, nIoU, Pd, Fa, wall_s"),
+        (
+            json.dumps(dataclasses.asdict(RunResult("x", 0, 100, "x.pt", 0.4, 0.4, 0.9, 0, 60))),
+            "it records x seed 0, not this folder's run",
+        ),
+    ],
+)
+def test_a_damaged_done_json_is_a_data_error_that_names_it(study, cli, text, why):
+    from conftest import one_line
+
+    done = study / "runs" / "reference" / "seed0" / "done.json"
+    done.write_text(text)
+    for command in ("study-status", "study-report"):
+        r = cli(command, study)
+        assert r.code == 1, r.err
+        assert one_line(r.err) == (
+            f"error: {done}: not a finished run's record ({why}); restore it (for example "
+            "from git) or delete that run's folder so that --resume trains it again"
+        )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sirst_synth import __version__
-from sirst_synth.errors import UsageError
+from sirst_synth.errors import DataError, UsageError
 from sirst_synth.io.files import write_text_atomic
 from sirst_synth.io.manifest import read_manifest
 from sirst_synth.io.samples import parse_split_source
@@ -200,7 +200,7 @@ def run_study(
         if not (run_dir / "done.json").is_file() and publish is not None:
             _restore(run_path(publish, arm.name, seed), run_dir)
         if (run_dir / "done.json").is_file():
-            finished[arm.name, seed] = load_result(run_dir / "done.json")
+            finished[arm.name, seed] = load_result(run_dir / "done.json", (arm.name, seed))
             overall.advance()
     reused = len(finished)
 
@@ -469,8 +469,39 @@ def read_jsonl(path: Path, growing: bool = False) -> list[dict]:
     return rows
 
 
-def load_result(path: Path) -> RunResult:
-    data = json.loads(path.read_text())
-    if "best_on_test" in data:  # written before validation splits: that point was chosen on test
-        data.pop("best_on_test")
+def load_result(path: Path, expect: tuple[str, int] | None = None) -> RunResult:
+    """A finished run from its done.json; a file that cannot be one is a one-line data error
+    (done.json is written atomically, so it was changed by hand, or by a merge). ``expect``:
+    the (arm, seed) of the folder it lies in, which the record must name (a record copied into
+    another run's folder would count twice)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read a finished run's record ({exc.strerror})") from None
+    except ValueError as exc:
+        raise DataError(_damaged(path, f"not JSON: {exc}")) from None
+    if not isinstance(data, dict):
+        raise DataError(_damaged(path, "not a JSON object"))
+    data.pop("best_on_test", None)  # written before validation splits: chosen on test
+    fields = dataclasses.fields(RunResult)
+    required = [f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]  # in the record's own order
+    unknown = sorted(set(data) - {f.name for f in fields})
+    if missing:
+        raise DataError(_damaged(path, f"no {', '.join(missing)}"))
+    if unknown:
+        raise DataError(
+            _damaged(path, f"unknown {', '.join(unknown)}: another version's, or edited")
+        )
+    if expect is not None and (data["arm"], data["seed"]) != expect:
+        raise DataError(
+            _damaged(path, f"it records {data['arm']} seed {data['seed']}, not this folder's run")
+        )
     return RunResult(**data)
+
+
+def _damaged(path: Path, why: str) -> str:
+    return (
+        f"{path}: not a finished run's record ({why}); restore it (for example from git) or "
+        "delete that run's folder so that --resume trains it again"
+    )

@@ -72,7 +72,7 @@ def study_status(study: Path) -> StudyStatus:
         steps = arm.train.steps
         logged = read_jsonl(folder / "train" / "metrics.jsonl", growing=True)
         if (folder / "done.json").is_file():
-            r = load_result(folder / "done.json")
+            r = load_result(folder / "done.json", (arm.name, seed))
             runs.append(RunState(arm.name, seed, "done", steps, steps, r.final_val_IoU, r.IoU))
         else:
             done = max((int(row.get("step", 0)) for row in logged), default=0)
@@ -94,7 +94,9 @@ def rewrite_results(study: Path) -> tuple[list[dict], list[dict]]:
     study = Path(study)
     recipe = recipe_of(study)
     finished = {
-        (arm.name, seed): load_result(run_path(study, arm.name, seed) / "done.json")
+        (arm.name, seed): load_result(
+            run_path(study, arm.name, seed) / "done.json", (arm.name, seed)
+        )
         for arm, seed in run_order(recipe)
         if (run_path(study, arm.name, seed) / "done.json").is_file()
     }
