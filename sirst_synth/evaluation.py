@@ -171,24 +171,45 @@ def per_image_csv(rows: list[dict]) -> str:
 
 def read_per_image_csv(path: Path) -> dict[str, ImageScore]:
     """The per-image counts ``per_image_csv`` wrote (``evaluate --per-image``), by image: what
-    ``compare`` needs of a model when its checkpoint is gone (a study publishes these)."""
+    ``compare`` needs of a model when its checkpoint is gone (a study publishes these). Each
+    row is checked: counts are whole numbers >= 0 that fit together (intersection <= union <=
+    pixels, detected <= targets, false-alarm pixels <= pixels), and no image comes twice."""
     need = tuple(c for c in PER_IMAGE_COLUMNS if c != "IoU")  # IoU follows from the counts
     try:
-        rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
-        scores = {}
-        for r in rows:
-            n = {k: int(r[k]) for k in need[1:]}
-            scores[r["image"]] = ImageScore(
-                n["intersection"], n["union"], n["targets"], n["detected"], n["fa_pixels"],
-                n["fa_pixels"], n["pixels"],
-            )  # fmt: skip
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+        reader = csv.DictReader(io.StringIO(Path(path).read_text()))
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read a per-image CSV ({exc})") from None
+    if not set(need) <= set(header):
         raise DataError(
             f"{path}: not a per-image file of evaluate --per-image (columns {', '.join(need)})"
-        ) from None
+        )
+    scores = {}
+    for line, r in enumerate(rows, start=2):  # line 1 is the header
+        n = {}
+        for k in need[1:]:
+            value = (r.get(k) or "").strip()
+            if not value.isdigit():
+                raise DataError(_bad_row(path, line, f"{k} {value!r} is not a whole number >= 0"))
+            n[k] = int(value)
+        for small, big in (("intersection", "union"), ("union", "pixels"),
+                           ("detected", "targets"), ("fa_pixels", "pixels")):  # fmt: skip
+            if n[small] > n[big]:
+                raise DataError(_bad_row(path, line, f"{small} {n[small]} > {big} {n[big]}"))
+        if r["image"] in scores:
+            raise DataError(_bad_row(path, line, f"image {r['image']!r} comes twice"))
+        scores[r["image"]] = ImageScore(
+            n["intersection"], n["union"], n["targets"], n["detected"], n["fa_pixels"],
+            n["fa_pixels"], n["pixels"],
+        )  # fmt: skip
     if not scores:
         raise DataError(f"{path}: no image rows; score a split with evaluate --per-image")
     return scores
+
+
+def _bad_row(path: Path, line: int, why: str) -> str:
+    return f"{path} line {line}: {why}; write it again with evaluate --per-image"
 
 
 def score_predictions(

@@ -89,3 +89,31 @@ def test_compare_a_checkpoint_with_a_prediction_folder(tmp_path, cli):
     e = json.loads(cli("evaluate", root, "--checkpoint", ckpt, "--json", *cpu).out)
     assert m["A"]["IoU"] == e["IoU"] and m["B"]["IoU"] == 1.0
     assert m["IoU_diff"] == e["IoU"] - 1.0
+
+
+def test_a_per_image_csv_whose_counts_do_not_fit_names_the_line(tmp_path):
+    """Counts must be whole numbers >= 0 that fit together; each bad row names its line."""
+    import pytest
+
+    from sirst_synth.errors import DataError
+    from sirst_synth.evaluation import read_per_image_csv
+
+    head = "image,IoU,intersection,union,targets,detected,fa_pixels,pixels\n"
+    good = "t0,0.5,2,4,1,1,2,100\n"
+    path = tmp_path / "p.csv"
+    path.write_text(head + good)
+    (score,) = read_per_image_csv(path).values()
+    assert score == (2, 4, 1, 1, 2, 2, 100)
+    for row, why in (
+        ("t1,0.5,x,4,1,1,0,100", "intersection 'x' is not a whole number >= 0"),
+        ("t1,0.5,-1,4,1,1,0,100", "intersection '-1' is not a whole number >= 0"),
+        ("t1,0.5,5,4,1,1,0,100", "intersection 5 > union 4"),
+        ("t1,0.5,2,400,1,1,0,100", "union 400 > pixels 100"),
+        ("t1,0.5,2,4,1,2,0,100", "detected 2 > targets 1"),
+        ("t1,0.5,2,4,1,1,101,100", "fa_pixels 101 > pixels 100"),
+        ("t0,0.5,2,4,1,1,2,100", "image 't0' comes twice"),
+    ):
+        path.write_text(head + good + row + "\n")
+        with pytest.raises(DataError) as err:
+            read_per_image_csv(path)
+        assert str(err.value) == f"{path} line 3: {why}; write it again with evaluate --per-image"
