@@ -68,7 +68,7 @@ gpu-check:
 	$(GPU_PY) bench/gpu_check.py --out $(GPU_OUT)
 
 # The CPU study on real SIRST v1 (train/val/test of idx_427), with SIRST-V2's unseen scenes as
-# extra tests: about 21 hours on 2 CPU cores (51 runs of about 50 minutes, 2 at a time).
+# extra tests: about 23 hours on 2 CPU cores (54 runs of about 50 minutes, 2 at a time).
 # Resumable across machines: finished runs' small files are published under
 # docs/results/sirst-v1-6000 and taken as finished by a later --resume. The 3,000-step study-cpu
 # (too short) is make study STUDY_RECIPE=study-cpu PUBLISH=docs/results/sirst-v1 STUDY_JOBS=1.
