@@ -509,9 +509,14 @@ def test_extra_tests_and_publish_and_a_resume_from_published_files_alone(demo, t
         assert sum(int(x.split(",")[6]) for x in rows[1:]) == done["fa_pixels"]
     assert not list(pub.rglob("*.pt")) and (pub / "results.md").is_file()
     assert "## Extra test: two" in (pub / "results.md").read_text()
-    # elsewhere: a new study folder, only the published files
+    # elsewhere: a new study folder, only the published files; the precision and kernel the
+    # runs were made in come along (here edited, to see that the published choice is taken)
+    assert (pub / "precision.json").read_text() == (tmp_path / "st" / "precision.json").read_text()
+    choice = '{"precision": "fp32", "why": "asked for", "narrow_bn": "contiguous"}\n'
+    (pub / "precision.json").write_text(choice)
     r = _study(cli, demo, tmp_path / "st2", "--resume", *extra)
     assert r.code == 0, r.err
+    assert (tmp_path / "st2" / "precision.json").read_text() == choice
     assert not list((tmp_path / "st2" / "runs").rglob("*.pt"))  # nothing trained again
     first = json.loads((tmp_path / "st" / "results.json").read_text())["runs"]
     again = json.loads((tmp_path / "st2" / "results.json").read_text())["runs"]

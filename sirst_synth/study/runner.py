@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import json
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from sirst_synth.recipe import SynthRecipe, TrainRecipe, to_yaml
 from sirst_synth.splits import fraction_subset
 from sirst_synth.study.arm_data import bank_for, ensure_data, view_key
 from sirst_synth.study.identity import check_study_out
-from sirst_synth.study.schema import METRICS, VAL_SHARE, Arm, StudyRecipe
+from sirst_synth.study.schema import METRICS, STUDY_FILE, VAL_SHARE, Arm, StudyRecipe
 
 #: What a finished run keeps beside its checkpoints, and what --publish copies.
 SMALL_FILES = ("done.json", "eval.json", "train/metrics.jsonl", "recipe.yaml")
@@ -184,6 +183,9 @@ def run_study(
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     narrow_models = any(has_narrow_norm(arm.train.model) for arm in recipe.arms)
+    chosen = None if publish is None else publish / PRECISION_FILE
+    if chosen is not None and chosen.is_file() and not (out / PRECISION_FILE).is_file():
+        write_text_atomic(out / PRECISION_FILE, chosen.read_text())  # continued elsewhere
     precision, narrow_bn = _study_precision(
         out, recipe.precision, pick_device(device), resolve_precision, narrow_models
     )
@@ -219,7 +221,7 @@ def run_study(
             write_results(
                 publish, recipe, report_order(recipe, finished), [t.name for t in extra_tests]
             )
-            shutil.copyfile(out / "study.yaml", publish / "study.yaml")
+            _publish_study_files(out, publish)
         overall.advance()
 
     threads = recipe.threads or (max(1, torch.get_num_threads() // jobs) if jobs > 1 else None)
@@ -241,7 +243,7 @@ def run_study(
     table, comparisons = write_results(out, recipe, runs, [t.name for t in extra_tests])
     if publish is not None:
         write_results(publish, recipe, runs, [t.name for t in extra_tests])
-        shutil.copyfile(out / "study.yaml", publish / "study.yaml")
+        _publish_study_files(out, publish)
     return StudySummary(out, runs, reused, table, comparisons)
 
 
@@ -254,7 +256,7 @@ def _study_precision(
     before the kernel was chosen keeps the fixed one its runs used."""
     from sirst_synth.train.device import choose_narrow_bn
 
-    path = out / "precision.json"
+    path = out / PRECISION_FILE
     if path.is_file():
         recorded = json.loads(path.read_text())
         return recorded["precision"], recorded.get("narrow_bn", "contiguous")
@@ -428,6 +430,18 @@ def _scores(m: dict) -> dict:
 
 def _per_image_name(extra_test: str) -> str:
     return f"per-image-{extra_test}.csv"
+
+
+#: The study's one precision and narrow batch-norm kernel (``_study_precision``).
+PRECISION_FILE = "precision.json"
+
+
+def _publish_study_files(out: Path, publish: Path) -> None:
+    """The study's record and its precision choice beside the published runs, so that a
+    study continued from them elsewhere is the same study, run in the same precision."""
+    for name in (STUDY_FILE, PRECISION_FILE):
+        if (out / name).is_file():
+            write_text_atomic(publish / name, (out / name).read_text())
 
 
 def _publish_run(run_dir: Path, dest: Path) -> None:
