@@ -15,8 +15,6 @@ from rich.markup import escape
 from sirst_synth.cli.ui import err_console
 from typer.models import OptionInfo
 
-from sirst_synth.errors import SKIP_HINT
-
 R = TypeVar("R")
 
 #: One meaning per word, in every command (the README's "Words" says the same).
@@ -164,8 +162,7 @@ def recipe_from(cls: type[R], recipe: str | Path | None, flags: dict) -> R:
 
 
 def print_skipped(skipped: list[tuple[str, str]]) -> None:
-    for stem, why in skipped:  # --on-error skip was passed: its hint is no news
-        why = why.removesuffix(SKIP_HINT)
+    for stem, why in skipped:
         err_console.print(f"[yellow]skipped[/] {escape(stem)}: {escape(why)}", highlight=False)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.diffs import differences
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import DataError, UsageError, skip_reason
 from sirst_synth.io.bank import read_bank_index, write_bank
 from sirst_synth.io.files import (
     fingerprint,
@@ -59,7 +59,7 @@ def _bank_job(stem: str):
     except DataError as exc:
         if not c["skip_errors"]:
             raise
-        return stem, None, str(exc)
+        return stem, None, skip_reason(exc)
     scan = scan_regions(image, mask, c["grid"], c["sigma"], c["mu"])
     keep = np.flatnonzero(scan.verdict == ACCEPTED)
     patches = [
@@ -127,7 +127,7 @@ def build_noise_bank(
         except DataError as exc:
             if not skip_errors:
                 raise
-            too_small.append((stem, str(exc)))
+            too_small.append((stem, skip_reason(exc)))
             continue
         if grid > side:
             problem = f"{ds.image_path(stem)}: its {side} px side is smaller than --grid {grid}; use --grid {side} or less (the paper: 8)"

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 #: Ends the message of a per-image problem that ``--on-error skip`` would leave out; a skip
-#: listing drops it (the flag was passed).
+#: listing drops it (the flag was passed): ``skip_reason``.
 SKIP_HINT = " (or pass --on-error skip)"
+
+
+def skip_reason(exc: Exception) -> str:
+    """Why a pair was left out, as every skip listing (terminal, JSON, card, eval.json)
+    records it: the error's message without the hint to pass the flag that was passed."""
+    return str(exc).removesuffix(SKIP_HINT)
 
 
 class SirstError(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.convert import PRED_KINDS, quantise_u8, resize_nearest
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import DataError, UsageError, skip_reason
 from sirst_synth.io.files import (
     check_folder_path,
     check_output_file,
@@ -244,7 +244,7 @@ def score_predictions(
         except DataError as exc:
             if not skip_errors:
                 raise
-            skipped.append((it.stem, str(exc)))
+            skipped.append((it.stem, skip_reason(exc)))
             continue
         totals.add(score)
         scored.append(it)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst_synth.draw import noise_draw
-from sirst_synth.errors import DataError
+from sirst_synth.errors import DataError, skip_reason
 from sirst_synth.io.bank import BankIndex, BankReader
 from sirst_synth.io.files import (
     check_same_size,
@@ -105,7 +105,7 @@ def gen_job(job: Job) -> tuple[str, list[dict], str | None]:
             raise
         for path in _GEN_CTX["written"]:  # nothing of a skipped job stays behind
             path.unlink(missing_ok=True)
-        return job.key, [], str(exc)
+        return job.key, [], skip_reason(exc)
 
 
 def _job_rows(job: Job) -> list[dict]:
@@ -235,7 +235,7 @@ def scan_job(job: tuple[str, str]) -> tuple[str, str, int, str | None]:
     except DataError as exc:
         if not c["skip_errors"]:
             raise
-        return split, stem, 0, str(exc)
+        return split, stem, 0, skip_reason(exc)
     if mask is None:
         return split, stem, 0, None
     if c["s"] > min(h, w):  # a per-image problem: --on-error skip leaves the image out

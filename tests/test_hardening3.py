@@ -286,6 +286,8 @@ def test_a_skip_listing_does_not_suggest_the_flag_that_was_passed(scored, tmp_pa
     assert r.code == 1 and one_line(r.err).endswith("fix the mask (or pass --on-error skip)")
     r = cli("evaluate", root, "--pred-dir", root / "masks", "--json", "--on-error", "skip")
     assert r.code == 0 and "skipped s2" in r.err and "--on-error" not in r.err
+    ((stem, why),) = json.loads(r.out)["skipped"]  # the JSON (and eval.json) list it alike
+    assert stem == "s2" and why.endswith("fix the mask")
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg"])

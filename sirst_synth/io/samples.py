@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import DataError, UsageError, skip_reason
 from sirst_synth.io.files import check_same_size, image_size, read_mask
 from sirst_synth.io.layouts import open_dataset, resolve_stems
 from sirst_synth.io.manifest import MANIFEST, SPLITS, read_manifest
@@ -111,7 +111,7 @@ def check_items(
         except DataError as exc:
             if not skip_errors:
                 raise
-            skipped.append((it.stem, str(exc)))
+            skipped.append((it.stem, skip_reason(exc)))
             continue
         kept.append(it)
     return kept, skipped
