@@ -372,7 +372,12 @@ def test_every_shipped_recipe_loads(name):
                 "reference-quarter": False, "paste-quarter": False, "paste-n2n-quarter": True
             }  # fmt: skip
             assert arms["paste-quarter"].synth == arms["paste"].synth
-            assert len(run_order(recipe)) == 6 * 6 + 5 * 3
+            shuffled, noneg = arms["sirst5k-shuffled"], arms["sirst5k-noneg"]
+            assert (shuffled.data, shuffled.train.neg_loss, shuffled.exploratory) == (
+                "sirst5k", "off", True
+            )  # fmt: skip
+            assert (shuffled.train.group_batches, noneg.train.group_batches) == (False, True)
+            assert len(run_order(recipe)) == 6 * 6 + 6 * 3
         if name == "study-cpu":
             arms = {a.name: a for a in recipe.arms}
             assert recipe.reference == "reference" and recipe.seeds == 6
