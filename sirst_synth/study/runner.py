@@ -360,6 +360,7 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
     import torch
 
     from sirst_synth.evaluation import evaluate
+    from sirst_synth.train.checkpoint import holds_run
     from sirst_synth.train.loop import train
 
     if job.threads:
@@ -374,7 +375,7 @@ def _train_and_score(job: RunJob, progress: Progress) -> RunResult:
         recipe,
         job.device,
         job.precision,
-        resume=(train_dir / "last.pt").is_file(),
+        resume=holds_run(train_dir),  # one stopped before its first checkpoint starts over
         skip_errors=True,
         progress=Labelled(progress, f"{arm.name} seed {seed}"),
         narrow_bn=job.env.get("narrow_bn"),

@@ -94,15 +94,25 @@ def model_from_checkpoint(state: dict, path: Path) -> torch.nn.Module:
     return load_weights(model, state, path)
 
 
+#: The files that say a folder holds a training run (begun, stopped, or finished).
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a training run, finished or not (what --resume continues)."""
+    return any((Path(out) / n).exists() for n in RUN_FILES)
+
+
 def resume_state(out: Path, recipe, resume: bool) -> dict | None:
-    """The state of ``out/last.pt`` to continue from, after checking it is the same run.
+    """The state of ``out/last.pt`` to continue from, after checking it is the same run; None
+    for a run stopped before its first checkpoint (it starts over, its log emptied).
 
     Lengths (epochs, steps) and validation frequencies may change on resume: the learning
     rate is a pure function of progress and length, so the run continues on the new curve.
     """
     last = out / "last.pt"
     if not resume:
-        held = [n for n in ("last.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
+        held = [n for n in RUN_FILES if (out / n).exists()]
         if held:
             raise UsageError(
                 f"--out {out} already holds a run ({', '.join(held)}); pass --resume or choose "
@@ -110,6 +120,8 @@ def resume_state(out: Path, recipe, resume: bool) -> dict | None:
             )
         return None
     if not last.is_file():
+        if holds_run(out):
+            return None  # stopped before its first checkpoint: nothing to keep, it starts over
         raise UsageError(f"--resume: {last} not found; start without --resume")
     from sirst_synth.recipe import TrainRecipe
 

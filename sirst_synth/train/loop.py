@@ -203,7 +203,9 @@ def _train(
         history.append(row)
         progress.advance()
     progress.stop()
-    if rank == 0 and not (out / "best.pt").exists() and (out / "last.pt").exists():
+    if rank == 0 and not run.best and (out / "last.pt").exists():
+        # no validation chose a model: best.pt is the final one (not one left by an earlier
+        # attempt that stopped, nor the end of a run this one continued)
         save_checkpoint(out / "best.pt", load_checkpoint(out / "last.pt"))
     final = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
     if own_group:
