@@ -210,6 +210,11 @@ def test_study_resume_after_a_kill_keeps_finished_runs(demo, tmp_path, cli):
     proc.wait()
     assert not (out / "results.json").exists()
     kept = tree_hashes(out / "runs" / "baseline")
+    # the next run as a kill in its first epoch leaves it: a log, no checkpoint yet
+    begun = out / "runs" / "sirst5k" / "seed0" / "train"
+    begun.mkdir(parents=True, exist_ok=True)
+    (begun / "last.pt").unlink(missing_ok=True)
+    (begun / "metrics.jsonl").write_text("")
     r = _study(cli, demo, out, "--resume")
     assert r.code == 0, r.err
     assert tree_hashes(out / "runs" / "baseline") == kept

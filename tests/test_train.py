@@ -154,6 +154,41 @@ def test_resume_is_exact(small_synth, tmp_path, cli):
     assert r.code == 2 and "--resume" in r.err
 
 
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_starts_over_on_resume(
+    small_synth, tmp_path, cli
+):
+    """A log row and a best.pt but no last.pt (killed in its first epoch): --resume starts the
+    run over, so it ends as a fresh run does (same weights, its own log and best.pt); without
+    --resume the folder is still refused, and --resume on a folder with no run says so."""
+    from conftest import one_line
+
+    syn = small_synth / "syn"
+    assert cli("train", syn, "--out", tmp_path / "a", "--epochs", "2", *TINY).code == 0
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "metrics.jsonl").write_text('{"epoch": 1, "step": 2, "loss": 9.0}\n{"ep')
+    save_checkpoint(b / "best.pt", {"stale": torch.zeros(1)})
+    r = cli("train", syn, "--out", b, "--epochs", "2", *TINY)
+    assert r.code == 2 and "already holds a run (best.pt, metrics.jsonl)" in r.err
+    r = cli("train", syn, "--out", b, "--epochs", "2", "--resume", *TINY)
+    assert r.code == 0, r.err
+    wa, wb = _weights(tmp_path / "a" / "last.pt"), _weights(b / "last.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    def rows(run):  # every logged row but the measured speed
+        return [{k: v for k, v in m.items() if k != "images_per_s"} for m in read_jsonl(run)]
+
+    # the fresh run's rows, nothing of the stopped attempt
+    assert rows(b / "metrics.jsonl") == rows(tmp_path / "a" / "metrics.jsonl")
+    assert "stale" not in load_checkpoint(b / "best.pt")
+    r = cli("train", syn, "--out", tmp_path / "empty", "--epochs", "2", "--resume", *TINY)
+    assert r.code == 2
+    assert one_line(r.err) == (
+        f"error: --resume: {tmp_path / 'empty' / 'last.pt'} not found; start without --resume"
+    )
+
+
 def test_checkpoint_round_trip_and_bad_files(tmp_path):
     model = build_model("aff-unet-tiny")
     state = {
