@@ -44,13 +44,22 @@ def _style(i: int) -> dict:
 FA_LINEAR_BELOW = 1.0
 
 
+def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:
+    """Whether positive values spread over more than ``decades`` powers of ten (one run with
+    a hundred times another's false alarms), counting values below FA_LINEAR_BELOW as it."""
+    positive = values[values > 0]
+    return (
+        bool(positive.size)
+        and float(positive.max()) / max(float(positive.min()), FA_LINEAR_BELOW) > 10**decades
+    )
+
+
 def _fa_axis(ax, fa: np.ndarray) -> None:
     """Fa in units of 1e-6; where every point is 0 the axis still shows a readable range.
     Curves that span more than two decades (one model with a hundred times the false alarms
     of another) get a symmetric-log axis, linear below FA_LINEAR_BELOW, so both stay legible."""
     top = float(fa.max()) if fa.size else 0.0
-    positive = fa[fa > 0]
-    if positive.size and top / max(float(positive.min()), FA_LINEAR_BELOW) > 100:
+    if _spans_decades(fa):
         if fa.min() >= FA_LINEAR_BELOW:  # no point near 0: a plain log axis, no empty decades
             ax.set_xscale("log")
             ax.set_xlim(float(fa.min()) / 1.5, top * 1.5)
@@ -217,6 +226,12 @@ def points_figure(arms: list[str], runs: list[Any]) -> Figure:
         ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(arms) - 0.4)
         ax.set_ylim(bottom=0)
+        if key == "Fa" and _spans_decades(
+            np.array([getattr(r, key) * scale for r in runs if r.arm in arms])
+        ):
+            ax.set_yscale("symlog", linthresh=FA_LINEAR_BELOW)
+            ax.set_ylim(bottom=0)
+            label += " (symmetric log)"
         ax.set_title(f"{label}: runs, mean and 95% CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     return fig

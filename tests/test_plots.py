@@ -142,3 +142,13 @@ def test_iou_vs_step_panels_one_arm_each_with_its_baseline_dashed():
     assert not [line for line in c_ax.lines if line.get_linestyle() == "--"]
     assert ref_ax.get_ylim()[0] == 0.0 and a_ax.get_ylim() == ref_ax.get_ylim()  # shared
     plots.png_bytes(fig)
+
+
+def test_points_put_fa_on_a_log_axis_only_when_runs_differ_by_decades():
+    close = [_run("a", 0.6, 0.9, 40e-6), _run("b", 0.6, 0.9, 60e-6)]
+    fa_ax = plots.points_figure(["a", "b"], close).axes[2]
+    assert fa_ax.get_yscale() == "linear" and fa_ax.get_title().startswith("Fa x1e-6: ")
+    far = [_run("a", 0.6, 0.9, 40e-6), _run("b", 0.6, 0.9, 5000e-6)]
+    fa_ax = plots.points_figure(["a", "b"], far).axes[2]
+    assert fa_ax.get_yscale() == "symlog" and "(symmetric log)" in fa_ax.get_title()
+    assert fa_ax.get_ylim()[0] == 0.0
