@@ -128,3 +128,28 @@ def test_extra_test_sets_are_paired_like_the_test_split():
         "| reference | 6 | - (no targets) | - (no targets) | - (no targets) | 40.00 ± 0.00 |"
         in text["bg"]
     )
+
+
+def test_the_glance_table_gives_each_arm_its_headline_numbers():
+    from sirst_synth.study.results import glance
+
+    recipe = load_study_recipe(SCARCE, "r.yaml")
+    ref_bg = [20, 22, 21, 23, 22, 20]
+    runs = [_with_extra(_run("reference", s, 0.7, 0.7), n, 4e-5, 0.3) for s, n in enumerate(ref_bg)]
+    runs += [
+        _with_extra(_run("paste", s, 0.72, 0.7), n + 3, 5e-5, 0.4) for s, n in enumerate(ref_bg)
+    ]
+    table = summarise(recipe, runs)
+    lines = glance(recipe, table, comparisons(recipe, runs), runs, ["v2", "bg"])
+    assert lines[4] == (
+        "| arm | against | seeds | val IoU | test IoU | ΔIoU [95% CI] | verdict (IoU) | "
+        "v2: IoU | bg: images with false alarms |"
+    )
+    cells = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
+             for ln in lines[6:-1]}  # fmt: skip
+    # validation IoU 0.72 (its history row); +2 points on every seed: "better"; 20..23 + 3
+    assert cells["paste"] == [
+        "paste", "reference", "6", "72.00 ± 0.00", "72.00 ± 0.00", "+2.00 [+2.00, +2.00]",
+        "better", "40.00 ± 0.00", "24.33 ± 1.21",
+    ]  # fmt: skip
+    assert cells["reference"][1:3] == ["-", "6"] and cells["reference"][-1] == "21.33 ± 1.21"

@@ -107,9 +107,55 @@ def _diff_cell(metric: str, c: dict | None) -> str:
     return text
 
 
+def glance(
+    recipe: StudyRecipe, table: list[dict], comps: list[dict], runs: list, names: list[str]
+) -> list[str]:
+    """One row per arm, the numbers a reader (and the README) quotes: seeds, the final
+    model's validation and test IoU, the paired test-IoU difference from the arm it is read
+    against with its verdict, and each extra test set's headline: IoU where it has targets,
+    the images with any false alarm where it has none (means ± std over seeds)."""
+    head = ["arm", "against", "seeds", "val IoU", "test IoU", "ΔIoU [95% CI]", "verdict (IoU)"]
+    heads = {n: f"{n}: IoU" if _has_targets(runs, n) else f"{n}: images with false alarms"
+             for n in names}  # fmt: skip
+    lines = [
+        "## At a glance",
+        "",
+        f"Final models, mean ± sample std over seeds; {UNITS}. The verdict rows are above; "
+        "'against' is the arm each is paired with.",
+        "",
+        "| " + " | ".join(head + list(heads.values())) + " |",
+        "| " + " | ".join("---" for _ in [*head, *heads]) + " |",
+    ]
+    by_arm = {c["arm"]: c for c in comps}
+    for row in table:
+        c = by_arm.get(row["arm"])
+        iou = c["all"].get("IoU") if c else None
+        cells = [
+            row["arm"] + (" (exploratory)" if row["exploratory"] else ""),
+            c["against"] if c else "-",
+            str(row["runs"]),
+            _pair("IoU", row["final_val_IoU"]) if row["final_val_IoU"] else "-",
+            _pair("IoU", row["IoU"]),
+            _diff_cell("IoU", iou),
+            iou["verdict"] if iou else "-",
+        ]
+        for name in names:
+            mine = [r.extra[name] for r in runs if r.arm == row["arm"] and name in r.extra]
+            key = "IoU" if _has_targets(runs, name) else FA_IMAGES
+            cells.append(_ms(key, [m[key] for m in mine if m.get(key) is not None]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def results_markdown(
-    recipe: StudyRecipe, table: list[dict], comps: list[dict], extras: list
+    recipe: StudyRecipe,
+    table: list[dict],
+    comps: list[dict],
+    extras: list,
+    summary: list[str] = (),
 ) -> str:
+    """results.md: the verdict tables first, then ``summary`` (``glance``), every arm, and the
+    extra test sets."""
     steps = recipe.arms[0].train.steps
     lines = []
     if comps:
@@ -160,6 +206,7 @@ def results_markdown(
                     f"{iou['verdict']} |"
                 )
         lines.append("")
+    lines += list(summary)
     lines += [
         "## Every arm",
         "",
@@ -351,7 +398,8 @@ def write_results(
         )  # fmt: skip
     write_text_atomic(out / "results.csv", buf.getvalue())
     extras = extra_tables(recipe, runs, extra_names)
-    md = results_markdown(recipe, table, comps, extras) + "\n" + environments(runs)
+    summary = glance(recipe, table, comps, runs, extra_names)
+    md = results_markdown(recipe, table, comps, extras, summary) + "\n" + environments(runs)
     write_text_atomic(out / "results.md", md)
     from sirst_synth.plots import study_differences, study_iou_vs_step, study_pd_fa, study_points
 
