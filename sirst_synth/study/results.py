@@ -168,7 +168,9 @@ def results_markdown(
             "t-interval, the exact two-sided sign-flip p-value, and P(improve): the chance that "
             "a run of the arm beats a run of 'against' (all pairs of runs, ties half; "
             f"unpaired by definition). {UNITS}. A verdict is 'better' or 'worse' only when the "
-            "interval excludes 0 and p < 0.05. IoU sums intersections and unions over the "
+            "interval excludes 0 and p < 0.05, each comparison on its own (no correction for "
+            "the several arms and metrics read at once: a lone 'better' among many deserves "
+            "more seeds before it is believed). IoU sums intersections and unions over the "
             "split, so one image with a large false alarm can carry it; nIoU averages per "
             "image and shows whether the change is broad.",
             "",
