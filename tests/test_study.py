@@ -534,6 +534,30 @@ def test_extra_tests_and_publish_and_a_resume_from_published_files_alone(demo, t
     assert (tmp_path / "st2" / "runs" / "sirst5k" / "seed0" / "per-image-two.csv").is_file()
 
 
+def test_an_extra_test_that_cannot_be_read_is_refused_before_any_run(demo, tmp_path, cli):
+    from conftest import one_line
+
+    data = demo / "data"
+    split = tmp_path / "two.txt"
+    for extra, code, line in (
+        (f"v2={tmp_path / 'none'}", 2,
+         f"--extra-test v2: {tmp_path / 'none'}: dataset folder not found; pass a folder with "
+         "images/ and masks/"),
+        (f"v2={data}:{split}", 1,
+         f"--extra-test v2: {split}: split file not found; pass an existing file"),
+    ):  # fmt: skip
+        r = _study(cli, demo, tmp_path / "st", "--extra-test", extra)
+        assert (r.code, one_line(r.err)) == (code, f"error: {line}")
+    split.write_text("nothing_here\n")
+    r = _study(cli, demo, tmp_path / "st", "--extra-test", f"v2={data}:{split}")
+    assert r.code == 1 and "the test split is empty; check the split files" in r.err
+    r = _study(cli, demo, tmp_path / "st", "--extra-test", f"a={data}", "--extra-test", f"a={data}")
+    assert (r.code, one_line(r.err)) == (
+        2, "error: --extra-test a is given twice; give each test set its own NAME"
+    )  # fmt: skip
+    assert not (tmp_path / "st").exists()  # nothing written, nothing trained
+
+
 def test_an_extra_test_name_that_cannot_name_a_file_is_refused():
     from sirst_synth.study import ExtraTest
 

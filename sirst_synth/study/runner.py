@@ -58,6 +58,20 @@ class ExtraTest:
             )
         return cls(name, *parse_split_source(rest, "--extra-test"))
 
+    def check(self) -> None:
+        """Read its split before any run trains, so that a wrong folder or split file is one
+        line now, not an error after the first hour (pairs that cannot be scored are left out
+        and listed then, as on the test split)."""
+        from sirst_synth.errors import SirstError
+        from sirst_synth.io.samples import split_items
+
+        try:
+            items, _ = split_items(self.root, "test", self.split_file, skip_errors=True)
+        except SirstError as exc:
+            raise type(exc)(f"--extra-test {self.name}: {exc}") from None
+        if not items:
+            raise DataError(f"--extra-test {self.name}: {self.root} has no image to score there")
+
 
 @dataclass
 class RunResult:
@@ -169,6 +183,12 @@ def run_study(
         raise UsageError(f"jobs must be a whole number >= 1, got {jobs!r}")
     if not has_test_split(data):
         raise UsageError(f"{data}: no test split found; a study reads its final models there")
+    names = [t.name for t in extra_tests]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UsageError(f"--extra-test {twice[0]} is given twice; give each test set its own NAME")
+    for t in extra_tests:
+        t.check()
     splits = study_splits(data, VAL_SHARE)
     identity = {
         "tool": "sirst-synth study",
