@@ -534,7 +534,7 @@ def test_extra_tests_and_publish_and_a_resume_from_published_files_alone(demo, t
     assert (tmp_path / "st2" / "runs" / "sirst5k" / "seed0" / "per-image-two.csv").is_file()
 
 
-def test_an_extra_test_that_cannot_be_read_is_refused_before_any_run(demo, tmp_path, cli):
+def test_an_extra_test_or_bank_that_cannot_be_read_is_refused_before_any_run(demo, tmp_path, cli):
     from conftest import one_line
 
     data = demo / "data"
@@ -554,6 +554,11 @@ def test_an_extra_test_that_cannot_be_read_is_refused_before_any_run(demo, tmp_p
     r = _study(cli, demo, tmp_path / "st", "--extra-test", f"a={data}", "--extra-test", f"a={data}")
     assert (r.code, one_line(r.err)) == (
         2, "error: --extra-test a is given twice; give each test set its own NAME"
+    )  # fmt: skip
+    r = cli("study", data, "--bank", tmp_path / "none.h5", "--out", tmp_path / "st", "-q")
+    assert (r.code, one_line(r.err)) == (
+        1, f"error: {tmp_path / 'none.h5'}: noise bank not found; run `sirst-synth "
+        "build-noise-bank` first",
     )  # fmt: skip
     assert not (tmp_path / "st").exists()  # nothing written, nothing trained
 

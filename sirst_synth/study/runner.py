@@ -189,6 +189,10 @@ def run_study(
         raise UsageError(f"--extra-test {twice[0]} is given twice; give each test set its own NAME")
     for t in extra_tests:
         t.check()
+    if bank is not None:  # a missing or foreign bank is one line before the study folder
+        from sirst_synth.io.bank import read_bank_index
+
+        read_bank_index(Path(bank))
     splits = study_splits(data, VAL_SHARE)
     identity = {
         "tool": "sirst-synth study",
