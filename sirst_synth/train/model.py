@@ -211,6 +211,13 @@ class AttentionFeatureFusion(nn.Module):
     ):
         super().__init__()
         self.block = ResBlock(cskip + cdeep, cout, reference)
+        if not reference:
+            # forward_pair takes the 1x1 shortcut weight in two slices, so its gradient comes
+            # back with contiguous strides; in channels_last the weight has others (the same
+            # memory order: a 1x1 kernel). Give the gradient the weight's strides, as DDP's
+            # buckets expect (else it warns and copies at every step).
+            weight = self.block.skip[0].weight
+            weight.register_hook(functools.partial(_like_strides, weight))
         self.ca = ChannelAttention(cout) if attention else nn.Identity()
         self.sa = SpatialAttention(reference=reference) if attention else nn.Identity()
         self.reference = reference
@@ -224,6 +231,14 @@ class AttentionFeatureFusion(nn.Module):
         if self.reference:
             return self.block(torch.cat([skip, _upsample(deep, skip.shape[-2:])], dim=1))
         return self.block.forward_pair(skip, deep)
+
+
+def _like_strides(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    if grad.stride() == param.stride():
+        return grad
+    return torch.empty_strided(
+        grad.shape, param.stride(), dtype=grad.dtype, device=grad.device
+    ).copy_(grad)
 
 
 class AFFUNet(nn.Module):
