@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sirst_synth import __version__
-from sirst_synth.errors import DataError, UsageError
+from sirst_synth.errors import DataError, SirstError, UsageError
 from sirst_synth.io.files import write_text_atomic
 from sirst_synth.io.manifest import read_manifest
-from sirst_synth.io.samples import parse_split_source
+from sirst_synth.io.samples import parse_split_source, split_items
 from sirst_synth.io.views import Splits, has_test_split, study_splits, write_view
 from sirst_synth.names import in_units
 from sirst_synth.pool import LanePool
@@ -62,9 +62,6 @@ class ExtraTest:
         """Read its split before any run trains, so that a wrong folder or split file is one
         line now, not an error after the first hour (pairs that cannot be scored are left out
         and listed then, as on the test split)."""
-        from sirst_synth.errors import SirstError
-        from sirst_synth.io.samples import split_items
-
         try:
             items, _ = split_items(self.root, "test", self.split_file, skip_errors=True)
         except SirstError as exc:
