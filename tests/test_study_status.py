@@ -53,6 +53,14 @@ def test_each_run_is_done_part_way_or_to_do_and_the_time_left_follows(study):
     assert status.hours_left(2) == pytest.approx(55 / 7200)
 
 
+def test_a_publish_folder_gives_the_rate_from_its_finished_runs_logs(study):
+    """A --publish folder has no train/ folders: a finished run's log lies beside done.json."""
+    log = study / "runs" / "reference" / "seed0" / "metrics.jsonl"
+    log.write_text(json.dumps({"epoch": 1, "step": 100, "images_per_s": 40.0}) + "\n")
+    status = study_status(study)
+    assert status.images_per_s == 25.0  # median of 40 and the partial run's 10, 30, 20
+
+
 def test_study_status_prints_a_cell_per_seed(study, cli):
     r = cli("study-status", study, "--jobs", "2")
     assert r.code == 0, r.err

@@ -70,7 +70,10 @@ def study_status(study: Path) -> StudyStatus:
     for arm, seed in run_order(recipe):
         folder = run_path(study, arm.name, seed)
         steps = arm.train.steps
-        logged = read_jsonl(folder / "train" / "metrics.jsonl", growing=True)
+        log = folder / "train" / "metrics.jsonl"
+        if not log.is_file():  # a --publish folder keeps a finished run's log beside done.json
+            log = folder / "metrics.jsonl"
+        logged = read_jsonl(log, growing=True)
         if (folder / "done.json").is_file():
             r = load_result(folder / "done.json", (arm.name, seed))
             runs.append(RunState(arm.name, seed, "done", steps, steps, r.final_val_IoU, r.IoU))
