@@ -116,7 +116,7 @@ def test_extra_test_sets_are_paired_like_the_test_split():
     # +0, +1, +0, +1, +0, +1 points: mean +0.5, sample std 0.5477, t 2.5706: +-0.5748
     assert v2["IoU"]["ci"] == pytest.approx((0.005 - 0.005748, 0.005 + 0.005748), abs=1e-6)
     assert v2["IoU"]["verdict"] == "no detectable difference (95% CI [-0.07, 1.07])"
-    text = dict(extra_tables(recipe, runs, ["v2", "bg"]))
+    text = dict(extra_tables(recipe, runs, ["v2", "bg"], list(comps.values())))
     row = next(line for line in text["bg"].splitlines() if line.startswith("| paste | reference"))
     assert [c.strip() for c in row.strip("|").split("|")][2:6] == [
         "6",

@@ -19,6 +19,8 @@ from sirst_synth.study.schema import METRICS, StudyRecipe
 
 #: An extra test set's count of images with any false-alarm pixel: compared like a metric.
 FA_IMAGES = "images_with_false_alarm"
+#: Column words of a compared quantity that is not named as it is.
+LABEL = {FA_IMAGES: "images with false alarms"}
 
 
 def fmt(metric: str, value: float | None, signed: bool = False) -> str:
@@ -84,17 +86,25 @@ def comparisons(recipe: StudyRecipe, runs: list) -> list[dict]:
             ("all", lambda r: True),
             ("without_collapsed", lambda r: not r.collapsed),
         ):
-            block = {}
-            for k in METRICS:
-                a = {r.seed: getattr(r, k) for r in mine if keep(r)}
-                b = {r.seed: getattr(r, k) for r in ref_runs if keep(r)}
-                if not a or not b:
-                    continue
-                c = compare(k, a, b, lambda v, k=k: fmt(k, v))
-                block[k] = dataclasses.asdict(c)
-            row[label] = block
+            row[label] = _paired(
+                METRICS,
+                {r.seed: {k: getattr(r, k) for k in METRICS} for r in mine if keep(r)},
+                {r.seed: {k: getattr(r, k) for k in METRICS} for r in ref_runs if keep(r)},
+            )
         out.append(row)
     return out
+
+
+def _paired(metrics: tuple[str, ...], mine: dict[int, dict], ref: dict[int, dict]) -> dict:
+    """Per metric, an arm's values (by seed) against its baseline's, paired by seed
+    (``stats.compare``); a value a run does not have is left out."""
+    block = {}
+    for k in metrics:
+        a = {seed: m[k] for seed, m in mine.items() if m.get(k) is not None}
+        b = {seed: m[k] for seed, m in ref.items() if m.get(k) is not None}
+        if a and b:
+            block[k] = dataclasses.asdict(compare(k, a, b, lambda v, k=k: fmt(k, v)))
+    return block
 
 
 def _diff_cell(metric: str, c: dict | None) -> str:
@@ -115,8 +125,8 @@ def glance(
     against with its verdict, and each extra test set's headline: IoU where it has targets,
     the images with any false alarm where it has none (means ± std over seeds)."""
     head = ["arm", "against", "seeds", "val IoU", "test IoU", "ΔIoU [95% CI]", "verdict (IoU)"]
-    heads = {n: f"{n}: IoU" if _has_targets(runs, n) else f"{n}: images with false alarms"
-             for n in names}  # fmt: skip
+    keys = {n: "IoU" if _has_targets(runs, n) else FA_IMAGES for n in names}
+    heads = {n: f"{n}: {LABEL.get(k, k)}" for n, k in keys.items()}
     lines = [
         "## At a glance",
         "",
@@ -141,7 +151,7 @@ def glance(
         ]
         for name in names:
             mine = [r.extra[name] for r in runs if r.arm == row["arm"] and name in r.extra]
-            key = "IoU" if _has_targets(runs, name) else FA_IMAGES
+            key = keys[name]
             cells.append(_ms(key, [m[key] for m in mine if m.get(key) is not None]))
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
@@ -264,13 +274,7 @@ def extra_comparisons(recipe: StudyRecipe, runs: list, names: list[str]) -> list
             ref = {r.seed: r.extra[name] for r in runs if r.arm == against and name in r.extra}
             if not mine or not ref:
                 continue
-            block = {}
-            for k in metrics:
-                a = {s: m[k] for s, m in mine.items() if m.get(k) is not None}
-                b = {s: m[k] for s, m in ref.items() if m.get(k) is not None}
-                if a and b:
-                    c = compare(k, a, b, lambda v, k=k: fmt(k, v))
-                    block[k] = dataclasses.asdict(c)
+            block = _paired(metrics, mine, ref)
             out.append({"test": name, "arm": arm.name, "against": against, "all": block})
     return out
 
@@ -285,10 +289,9 @@ def _extra_paired_table(comps: list[dict]) -> list[str]:
     if not comps:
         return []
     metrics = [k for k in (*METRICS, FA_IMAGES) if any(k in c["all"] for c in comps)]
-    label = {FA_IMAGES: "images with false alarms"}
     head = ["arm", "against", "pairs"]
     for k in metrics:
-        head += [f"Δ{label.get(k, k)} [95% CI]", "p", f"verdict ({label.get(k, k)})"]
+        head += [f"Δ{LABEL.get(k, k)} [95% CI]", "p", f"verdict ({LABEL.get(k, k)})"]
     lines = [
         "",
         "Paired by seed against the arm each is read against on the test split (as in the "
@@ -308,11 +311,12 @@ def _extra_paired_table(comps: list[dict]) -> list[str]:
     return lines
 
 
-def extra_tables(recipe: StudyRecipe, runs: list, names: list[str]) -> list[tuple[str, str]]:
+def extra_tables(
+    recipe: StudyRecipe, runs: list, names: list[str], paired: list[dict]
+) -> list[tuple[str, str]]:
     """Per extra test set: each arm's final models there (mean ± std over seeds), then each
-    arm paired with the arm it is read against."""
+    arm paired with the arm it is read against (``paired``: ``extra_comparisons``)."""
     out = []
-    paired = extra_comparisons(recipe, runs, names)
     for name in names:
         targets = _has_targets(runs, name)
         lines = [
@@ -369,6 +373,7 @@ def write_results(
     """results.json, results.csv, results.md and the plots; returns (table, comparisons)."""
     table = summarise(recipe, runs)
     comps = comparisons(recipe, runs)
+    paired = extra_comparisons(recipe, runs, extra_names)
     per_run = [
         {k: v for k, v in dataclasses.asdict(r).items() if k != "curve"}
         | {"collapsed": r.collapsed}
@@ -382,7 +387,7 @@ def write_results(
                 "runs": per_run,
                 "arms": table,
                 "comparisons": comps,
-                "extra_comparisons": extra_comparisons(recipe, runs, extra_names),
+                "extra_comparisons": paired,
             },
             indent=1,
         )  # fmt: skip
@@ -399,7 +404,7 @@ def write_results(
              (r.env or {}).get("precision", ""), (r.env or {}).get("cpu", "")]
         )  # fmt: skip
     write_text_atomic(out / "results.csv", buf.getvalue())
-    extras = extra_tables(recipe, runs, extra_names)
+    extras = extra_tables(recipe, runs, extra_names, paired)
     summary = glance(recipe, table, comps, runs, extra_names)
     md = results_markdown(recipe, table, comps, extras, summary) + "\n" + environments(runs)
     write_text_atomic(out / "results.md", md)
