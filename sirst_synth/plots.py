@@ -153,21 +153,22 @@ def iou_vs_step_panels(
     each other in one): a thin line per run, the mean over seeds bold, and dashed the mean of
     the arm it is read against (``against``: arm -> that arm); every panel on the same axes."""
     against = against or {}
-    shown = [a for a in arms if _validation_table(runs, a)[1].size]
+    tables = {arm: _validation_table(runs, arm) for arm in arms}  # each read once
+    shown = [a for a in arms if tables[a][1].size]
     cols = min(4, max(1, len(shown)))
     rows = -(-len(shown) // cols) if shown else 1
     fig, _ = _figure((3.2 * cols, 2.5 * rows + 0.5))
     fig.clf()
     axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
     for k, (ax, arm) in enumerate(zip(axes, shown, strict=False)):
-        steps, table = _validation_table(runs, arm)
+        steps, table = tables[arm]
         colour = _style(arms.index(arm))["color"]
         for row in table:
             ax.plot(steps, row, color=colour, alpha=0.35, linewidth=0.8)
         ax.plot(steps, np.nanmean(table, axis=0), color=colour, marker="o", markersize=2.5,
                 linewidth=2)  # fmt: skip
         if against.get(arm) in shown:
-            ref_steps, ref = _validation_table(runs, against[arm])
+            ref_steps, ref = tables[against[arm]]
             ax.plot(ref_steps, np.nanmean(ref, axis=0), color="k", linestyle="--",
                     linewidth=1, label=against[arm])  # fmt: skip
             ax.legend(fontsize=7, loc="lower right", handlelength=1.5)
