@@ -222,8 +222,9 @@ def run_study(
         run_dir = run_path(out, arm.name, seed)
         if not (run_dir / "done.json").is_file() and publish is not None:
             _restore(run_path(publish, arm.name, seed), run_dir)
-        if (run_dir / "done.json").is_file():
-            finished[arm.name, seed] = load_result(run_dir / "done.json", (arm.name, seed))
+        done = finished_run(out, arm.name, seed)
+        if done is not None:
+            finished[arm.name, seed] = done
             overall.advance()
     reused = len(finished)
 
@@ -534,6 +535,13 @@ def load_result(path: Path, expect: tuple[str, int] | None = None) -> RunResult:
             _damaged(path, f"it records {data['arm']} seed {data['seed']}, not this folder's run")
         )
     return RunResult(**data)
+
+
+def finished_run(root: Path, arm: str, seed: int) -> RunResult | None:
+    """The finished run of (arm, seed) in a study or its --publish folder; None where there is
+    none yet."""
+    path = run_path(root, arm, seed) / "done.json"
+    return load_result(path, (arm, seed)) if path.is_file() else None
 
 
 def _damaged(path: Path, why: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sirst_synth.errors import DataError, UsageError
 from sirst_synth.recipe import parse_yaml
-from sirst_synth.study.runner import load_result, read_jsonl, report_order, run_order, run_path
+from sirst_synth.study.runner import finished_run, read_jsonl, report_order, run_order, run_path
 from sirst_synth.study.schema import STUDY_FILE, StudyRecipe, parse_study_recipe
 
 #: study.yaml keys that describe where a study ran, not its recipe.
@@ -74,8 +74,8 @@ def study_status(study: Path) -> StudyStatus:
         if not log.is_file():  # a --publish folder keeps a finished run's log beside done.json
             log = folder / "metrics.jsonl"
         logged = read_jsonl(log, growing=True)
-        if (folder / "done.json").is_file():
-            r = load_result(folder / "done.json", (arm.name, seed))
+        r = finished_run(study, arm.name, seed)
+        if r is not None:
             runs.append(RunState(arm.name, seed, "done", steps, steps, r.final_val_IoU, r.IoU))
         else:
             done = max((int(row.get("step", 0)) for row in logged), default=0)
@@ -96,13 +96,10 @@ def rewrite_results(study: Path) -> tuple[list[dict], list[dict]]:
 
     study = Path(study)
     recipe = recipe_of(study)
-    finished = {
-        (arm.name, seed): load_result(
-            run_path(study, arm.name, seed) / "done.json", (arm.name, seed)
-        )
-        for arm, seed in run_order(recipe)
-        if (run_path(study, arm.name, seed) / "done.json").is_file()
+    done = {
+        (arm.name, seed): finished_run(study, arm.name, seed) for arm, seed in run_order(recipe)
     }
+    finished = {key: r for key, r in done.items() if r is not None}
     if not finished:
         raise UsageError(f"{study}: no finished run yet, so there is nothing to report")
     runs = report_order(recipe, finished)
