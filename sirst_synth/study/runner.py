@@ -469,24 +469,24 @@ def _publish_study_files(out: Path, publish: Path) -> None:
 
 def _publish_run(run_dir: Path, dest: Path) -> None:
     """Copy a finished run's small files (no checkpoints) to the publish folder."""
-    for src in [run_dir / rel for rel in SMALL_FILES] + sorted(run_dir.glob(PER_IMAGE_FILES)):
-        if src.is_file():
-            target = dest / src.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(target, src.read_text())
+    _copy_finished(run_dir, dest, SMALL_FILES)
 
 
 def _restore(published: Path, run_dir: Path) -> None:
     """A published finished run counts as finished: its small files are copied back."""
-    if not (published / "done.json").is_file():
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for src in [published / "eval.json", published / "recipe.yaml"] + sorted(
-        published.glob(PER_IMAGE_FILES)
-    ):
-        if src.is_file():
-            write_text_atomic(run_dir / src.name, src.read_text())
-    write_text_atomic(run_dir / "done.json", (published / "done.json").read_text())  # last
+    if (published / "done.json").is_file():
+        _copy_finished(published, run_dir, ("eval.json", "recipe.yaml", "done.json"))
+
+
+def _copy_finished(src: Path, dest: Path, names: tuple[str, ...]) -> None:
+    """Copy a finished run's named files and per-image tables flat into ``dest``, done.json
+    last: a copy cut short leaves no record that claims a finished run."""
+    paths = [src / rel for rel in names] + sorted(src.glob(PER_IMAGE_FILES))
+    paths.sort(key=lambda path: path.name == "done.json")  # stable: the rest keep their order
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        if path.is_file():
+            write_text_atomic(dest / path.name, path.read_text())
 
 
 def read_jsonl(path: Path, growing: bool = False) -> list[dict]:
