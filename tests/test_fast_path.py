@@ -27,7 +27,12 @@ from sirst_synth.train.device import (  # noqa: E402
     resolve_precision,
 )
 from sirst_synth.train.losses import deep_supervision_loss  # noqa: E402
-from sirst_synth.train.model import BatchNorm2d, build_model  # noqa: E402
+from sirst_synth.train.model import (  # noqa: E402
+    BatchNorm2d,
+    _ChannelMax,
+    _SpatialMean,
+    build_model,
+)
 from sirst_synth.train.model import compiled as COMPILED  # noqa: E402 - before conftest stubs it
 
 CPU = torch.device("cpu")
@@ -112,6 +117,30 @@ def test_fast_model_tracks_reference_bf16():
     assert _rel(fo[0], ro[0]) < 0.02
     lr, lf = deep_supervision_loss(ro, y).mean(), deep_supervision_loss(fo, y).mean()
     assert float(lf.detach()) == pytest.approx(float(lr.detach()), rel=5e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_attention_pools_are_the_stock_ops_with_the_inputs_gradient_layout(dtype, layout):
+    """The channel max and the spatial mean of the attentions: the stock ops' values and
+    gradients bit for bit, the gradient in the input's memory format (the stock backward
+    returns a contiguous one, which then meets the channels_last gradients of the other
+    branches in a slow mixed-layout sum). Ties in the max go to one channel, as in max."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 6, 5, generator=gen).to(dtype).contiguous(memory_format=layout)
+    x[0, 3:5, 1, 1] = 9.0  # a tie between two channels at one pixel
+    for mine, stock in (
+        (_ChannelMax.apply, lambda t: t.max(dim=1, keepdim=True).values),
+        (_SpatialMean.apply, lambda t: torch.nn.functional.adaptive_avg_pool2d(t, 1)),
+    ):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_stock, out_mine = stock(a), mine(b)
+        grad = torch.randn(out_stock.shape, generator=gen).to(dtype)
+        out_stock.backward(grad)
+        out_mine.backward(grad)
+        assert torch.equal(out_mine, out_stock)
+        assert torch.equal(b.grad, a.grad)
+        assert b.grad.is_contiguous(memory_format=layout)
 
 
 @pytest.mark.parametrize("narrow", NARROW_BN)

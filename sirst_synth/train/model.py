@@ -28,7 +28,7 @@ WIDTHS = {
 
 
 class ChannelAttention(nn.Module):
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, reference: bool = False):
         super().__init__()
         hidden = max(channels // reduction, 4)
         self.mlp = nn.Sequential(
@@ -36,9 +36,11 @@ class ChannelAttention(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, 1, bias=False),
         )
+        self.reference = reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1))
+        mean = F.adaptive_avg_pool2d(x, 1) if self.reference else _SpatialMean.apply(x)
+        return x * self.weights(F.adaptive_max_pool2d(x, 1), mean)
 
     def weights(self, peak: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Per-channel weights (N x C x 1 x 1) from the max- and mean-pooled features; tiled
@@ -69,9 +71,54 @@ class SpatialAttention(nn.Module):
         """
         if self.reference:
             return torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
-        peak = x.max(dim=1, keepdim=True).values
+        peak = _ChannelMax.apply(x)
         total = F.conv2d(x, x.new_ones((1, x.shape[1], 1, 1)))
         return torch.cat([peak, total * (1.0 / x.shape[1])], dim=1)
+
+
+class _ChannelMax(torch.autograd.Function):
+    """``x.max(dim=1, keepdim=True).values`` whose gradient has ``x``'s memory format.
+
+    Autograd's own backward scatters into a new contiguous tensor, so for a channels_last
+    ``x`` the gradient is then summed with the other branches' channels_last gradients
+    through a slow mixed-layout path. Same values bit for bit (tested), another layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        values, index = x.max(dim=1, keepdim=True)
+        ctx.save_for_backward(index)
+        ctx.like = (x.shape, x.device, _memory_format(x))
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (index,) = ctx.saved_tensors
+        shape, device, layout = ctx.like
+        out = torch.empty(shape, dtype=grad.dtype, device=device, memory_format=layout)
+        return out.zero_().scatter_(1, index, grad)
+
+
+class _SpatialMean(torch.autograd.Function):
+    """``F.adaptive_avg_pool2d(x, 1)`` whose gradient has ``x``'s memory format (autograd's
+    own is the upstream gradient expanded and divided into a contiguous tensor). Same values
+    bit for bit (tested)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.like = (x.shape, x.device, _memory_format(x))
+        return x.mean(dim=(-2, -1), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        shape, device, layout = ctx.like
+        out = torch.empty(shape, dtype=grad.dtype, device=device, memory_format=layout)
+        return out.copy_(grad.expand(shape)).div_(shape[-2] * shape[-1])
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
 
 
 #: Batch norm over fewer channels than this is "narrow": its kernel choice depends on the CPU.
@@ -218,7 +265,7 @@ class AttentionFeatureFusion(nn.Module):
             # buckets expect (else it warns and copies at every step).
             weight = self.block.skip[0].weight
             weight.register_hook(functools.partial(_like_strides, weight))
-        self.ca = ChannelAttention(cout) if attention else nn.Identity()
+        self.ca = ChannelAttention(cout, reference=reference) if attention else nn.Identity()
         self.sa = SpatialAttention(reference=reference) if attention else nn.Identity()
         self.reference = reference
 
