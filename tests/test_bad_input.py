@@ -387,3 +387,14 @@ def test_error_text_in_brackets_is_printed_verbatim(tmp_path, cli):
     assert r.code == 2 and "bad value [0, 1]" in r.err
     r = cli("build-noise-bank", tmp_path / "[red]x")  # rich would eat an unescaped tag
     assert r.code == 2 and "[red]x: dataset folder not found" in r.err
+
+
+def test_train_on_a_mistyped_dataset_stops_before_the_precision_probe(tmp_path, cli, monkeypatch):
+    """The probe takes seconds of training steps: a wrong DATA is one line before any of it."""
+    loop = pytest.importorskip("sirst_synth.train.loop")
+    monkeypatch.setattr(loop, "runtime_for", lambda *a, **k: pytest.fail("probed first"))
+    (tmp_path / "half" / "images").mkdir(parents=True)
+    for data, needle in (("nope", "nope: dataset folder not found"), ("half", "no masks/ folder")):
+        r = cli("train", tmp_path / data, "--out", tmp_path / "run")
+        _check_error(r, 2, needle)
+        assert not (tmp_path / "run").exists()

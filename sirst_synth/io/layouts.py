@@ -187,6 +187,18 @@ def resolve_stems(
     return tuple(kept), skipped
 
 
+def check_dataset_root(root: Path) -> Path:
+    """A dataset root must be a folder holding images/ and masks/: the one-line error for a
+    mistyped path, which commands give before any slow set-up."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: dataset folder not found; pass a folder with images/ and masks/")
+    for sub in ("images", "masks"):
+        if not (root / sub).is_dir():
+            raise UsageError(f"{root}: no {sub}/ folder; a dataset root holds images/ and masks/")
+    return root
+
+
 def open_dataset(
     root: Path,
     train_split: Path | None = None,
@@ -203,12 +215,7 @@ def open_dataset(
     A stem whose image or mask is missing is a data error, or a listed skip where
     ``skip_errors`` is set (``--on-error skip``).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"{root}: dataset folder not found; pass a folder with images/ and masks/")
-    for sub in ("images", "masks"):
-        if not (root / sub).is_dir():
-            raise UsageError(f"{root}: no {sub}/ folder; a dataset root holds images/ and masks/")
+    root = check_dataset_root(root)
     if train_split is not None or (test_split is not None and "train" not in splits):
         layout, name = "custom", root.name  # the split files given: nothing to detect
     else:
