@@ -169,8 +169,11 @@ def _check(ok: bool, key: str, value: Any, expected: str) -> None:
         raise RecipeValueError(key, value, expected)
 
 
-def from_mapping(cls: type[T], data: dict[str, Any], source: str) -> T:
-    """Build a recipe from a mapping, refusing unknown keys and wrongly typed values."""
+def from_mapping(
+    cls: type[T], data: dict[str, Any], source: str, flags: frozenset[str] = frozenset()
+) -> T:
+    """Build a recipe from a mapping, refusing unknown keys and wrongly typed values.
+    ``flags``: the keys a flag set, whose bad value is the flag's, not ``source``'s."""
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(str(k) for k in set(data) - set(names))
     if unknown:
@@ -184,7 +187,7 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str) -> T:
     try:
         return cls(**values)
     except RecipeValueError as exc:
-        raise UsageError(f"{source}: {exc}") from None
+        raise UsageError(str(exc) if exc.key in flags else f"{source}: {exc}") from None
 
 
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
@@ -253,8 +256,9 @@ def load_recipe(cls: type[T], text: str | None, source: str, overrides: dict[str
         if not isinstance(loaded, dict):
             raise UsageError(f"{source}: a recipe must be a YAML mapping of key: value")
         data.update(loaded)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return from_mapping(cls, data, source)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
+    return from_mapping(cls, data, source, frozenset(given))
 
 
 def recipe_dict(recipe: Any) -> dict[str, Any]:
@@ -295,6 +299,6 @@ def resolve_recipe(cls: type[T], recipe: Any, overrides: dict[str, Any]) -> T:
         if not values:
             return recipe
         base = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
-        return from_mapping(cls, {**base, **values}, "recipe")
+        return from_mapping(cls, {**base, **values}, "recipe", frozenset(values))
     text, source = read_recipe_text(recipe) if recipe is not None else (None, "defaults")
     return load_recipe(cls, text, source, overrides)

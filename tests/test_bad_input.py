@@ -389,8 +389,8 @@ def test_error_text_in_brackets_is_printed_verbatim(tmp_path, cli):
     assert r.code == 2 and "[red]x: dataset folder not found" in r.err
 
 
-def test_train_on_a_mistyped_dataset_stops_before_the_precision_probe(tmp_path, cli, monkeypatch):
-    """The probe takes seconds of training steps: a wrong DATA is one line before any of it."""
+def test_train_or_study_on_a_mistyped_dataset_says_so_before_any_set_up(tmp_path, cli, monkeypatch):
+    """The precision probe takes seconds of training steps: a wrong DATA is one line before it."""
     loop = pytest.importorskip("sirst_synth.train.loop")
     monkeypatch.setattr(loop, "runtime_for", lambda *a, **k: pytest.fail("probed first"))
     (tmp_path / "half" / "images").mkdir(parents=True)
@@ -398,3 +398,6 @@ def test_train_on_a_mistyped_dataset_stops_before_the_precision_probe(tmp_path, 
         r = cli("train", tmp_path / data, "--out", tmp_path / "run")
         _check_error(r, 2, needle)
         assert not (tmp_path / "run").exists()
+        r = cli("study", tmp_path / data, "--out", tmp_path / "s", "--recipe", "study-smoke")
+        _check_error(r, 2, needle)  # was: "no test split found"
+        assert not (tmp_path / "s").exists()

@@ -6,7 +6,7 @@ from conftest import demo_with_bank, read_jsonl
 
 from sirst_synth.augment import apply_flips, crop_or_pad, crop_window, draw_flips
 from sirst_synth.errors import UsageError
-from sirst_synth.recipe import TrainRecipe, load_recipe, to_yaml
+from sirst_synth.recipe import TrainRecipe, load_recipe, resolve_recipe, to_yaml
 from sirst_synth.train.schedule import learning_rate
 
 
@@ -106,6 +106,22 @@ def test_regime_recipe_keys_and_refusals():
     ):
         with pytest.raises(UsageError, match=key):
             load_recipe(TrainRecipe, text, "r.yaml", {})
+
+
+def test_a_bad_value_is_blamed_on_the_flag_or_the_file_it_came_from():
+    """A flag's bad value names the flag alone (not "defaults:" or a file that holds a good
+    value for that key); a file's bad value names the file."""
+    msg = "--steps (recipe key 'steps') must be a whole number >= 1, got 0"
+    for text, source in ((None, "defaults"), ("steps: 100\n", "r.yaml")):
+        with pytest.raises(UsageError) as err:
+            load_recipe(TrainRecipe, text, source, {"steps": 0, "crop": None})
+        assert str(err.value) == msg
+    with pytest.raises(UsageError) as err:
+        load_recipe(TrainRecipe, "steps: 0\n", "r.yaml", {"crop": 64})
+    assert str(err.value) == f"r.yaml: {msg}"
+    with pytest.raises(UsageError) as err:
+        resolve_recipe(TrainRecipe, TrainRecipe(), {"steps": 0})
+    assert str(err.value) == msg
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from pathlib import Path
 from sirst_synth import __version__
 from sirst_synth.errors import DataError, SirstError, UsageError
 from sirst_synth.io.files import write_text_atomic
+from sirst_synth.io.layouts import check_dataset_root
 from sirst_synth.io.manifest import read_manifest
 from sirst_synth.io.samples import parse_split_source, split_items
 from sirst_synth.io.views import Splits, has_test_split, study_splits, write_view
@@ -178,6 +179,7 @@ def run_study(
     data, out = Path(data), Path(out)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UsageError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    check_dataset_root(data)
     if not has_test_split(data):
         raise UsageError(f"{data}: no test split found; a study reads its final models there")
     names = [t.name for t in extra_tests]
