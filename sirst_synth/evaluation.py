@@ -217,7 +217,7 @@ def score_predictions(
     pred_dir: Path,
     split: str = "test",
     threshold: float = 0.5,
-    curve_thresholds=None,
+    curve_thresholds: np.ndarray | None = None,
     fa_mode: str = "identity",
     skip_errors: bool = False,
     resize: int | None = None,

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from sirst_synth.convert import quantise_u8
 from sirst_synth.noise import ACCEPTED, scan_regions
+
+if TYPE_CHECKING:
+    from sirst_synth.recipe import SynthRecipe
 
 #: Draws of a source target before one is given up (its scaled mask vanished or split).
 TARGET_TRIES = 10
@@ -248,7 +252,7 @@ def paste_sample_of(
     mask: np.ndarray,
     stem: str,
     pass_index: int,
-    recipe,
+    recipe: SynthRecipe,
     stems: list[str],
     counts: list[int],
     load: Callable[[str], tuple[np.ndarray, np.ndarray]],

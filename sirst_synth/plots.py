@@ -277,7 +277,9 @@ def differences_figure(
     return fig
 
 
-def study_differences(comparisons: list[dict], metrics=("IoU", "Pd", "Fa")) -> bytes:
+def study_differences(
+    comparisons: list[dict], metrics: tuple[str, ...] = ("IoU", "Pd", "Fa")
+) -> bytes:
     return png_bytes(differences_figure(comparisons, metrics))
 
 

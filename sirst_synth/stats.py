@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +117,11 @@ class Comparison:
 
 
 def verdict(
-    metric: str, ci: tuple[float, float] | None, p: float | None, fmt=str, pairs: int | None = None
+    metric: str,
+    ci: tuple[float, float] | None,
+    p: float | None,
+    fmt: Callable[[float], str] = str,
+    pairs: int | None = None,
 ) -> str:
     """ "better" or "worse" when the interval excludes zero and p < 0.05, else no detectable
     difference with the interval (``fmt`` prints its ends in the metric's unit). With
@@ -135,7 +140,9 @@ def verdict(
     return text + ")"
 
 
-def compare(metric: str, arm: dict[int, float], ref: dict[int, float], fmt=str) -> Comparison:
+def compare(
+    metric: str, arm: dict[int, float], ref: dict[int, float], fmt: Callable[[float], str] = str
+) -> Comparison:
     """Pair an arm's runs with the reference's by seed (seeds missing from either are left
     out of the pairs, not of the probability of improvement)."""
     seeds = sorted(set(arm) & set(ref))

@@ -7,7 +7,7 @@ import errno
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -176,7 +176,12 @@ def decode_bytes(data: np.ndarray | bytes, path: Path) -> np.ndarray:
     return arr
 
 
-def read_converted(path: Path, convert, fix: str = "", decode=None) -> np.ndarray:
+def read_converted(
+    path: Path,
+    convert: Callable[[np.ndarray], np.ndarray],
+    fix: str = "",
+    decode: Callable[[Path], np.ndarray] | None = None,
+) -> np.ndarray:
     """Decode (its errors already name the file; ``decode_raw`` unless another reader is
     given), then convert, naming the file (and the fix, if any) on failure."""
     raw = (decode or decode_raw)(path)

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sirst_synth.card import dataset_card
 from sirst_synth.errors import DataError
@@ -18,6 +19,9 @@ from sirst_synth.io.files import atomic_file, sha256_bytes, write_text_atomic
 from sirst_synth.io.layouts import Dataset, layout_split_paths
 from sirst_synth.io.manifest import MANIFEST, SPLITS, manifest_line
 from sirst_synth.recipe import SynthRecipe, to_yaml
+
+if TYPE_CHECKING:
+    from sirst_synth.generate import GenerateSummary
 
 STATE_DIR = ".sirst-synth"
 JOURNAL = "journal.jsonl"
@@ -88,7 +92,7 @@ def finish_run(
     ds: Dataset,
     recipe: SynthRecipe,
     identity: dict,
-    summary,
+    summary: GenerateSummary,
 ) -> None:
     """Split files, recipe, dataset card, and last the manifest (renamed into place last, it
     marks the run complete). The lists are streamed from the journal, one read per split that

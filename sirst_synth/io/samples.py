@@ -125,7 +125,7 @@ def target_counts(items: list[Item]) -> list[int]:
     return [components(read_mask(it.mask)).count for it in items]
 
 
-def read_with_range(items: list[Item], value_range) -> list[Item]:
+def read_with_range(items: list[Item], value_range: tuple[float, float] | None) -> list[Item]:
     """The items, to be read with ``value_range`` (how 16-bit and float images map to 8 bits;
     None: the fixed rules). The one place a run, a checkpoint or a bank sets it."""
     value_range = tuple(value_range) if value_range else None

@@ -5,6 +5,7 @@ one study that use the same one)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from sirst_synth.io.manifest import MANIFEST
@@ -27,7 +28,7 @@ def view_key(arm: Arm, seed: int) -> str:
     return "full" if arm.train_fraction == 1 else f"f{arm.train_fraction:g}-seed{seed}"
 
 
-def bank_for(view: Path, bank: Path | None, path: Path, log) -> Path:
+def bank_for(view: Path, bank: Path | None, path: Path, log: Callable[[str], None]) -> Path:
     """The noise bank of a view's training images: the user's when it was built from exactly
     those files, else one built here (synthesis draws only from the run's training images)."""
     from sirst_synth.bank_build import build_noise_bank

@@ -9,14 +9,18 @@ would buy. Both lengths are read on the validation split, never on test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sirst_synth.errors import DataError
+
+if TYPE_CHECKING:
+    from sirst_synth.study.runner import RunResult
 
 #: The study issue's bound: 1.5 IoU points (x100) of validation IoU.
 MARGIN = 0.015
 
 
-def final_val_iou(run) -> float:
+def final_val_iou(run: RunResult) -> float:
     """``run.final_val_IoU``, which a length check cannot do without."""
     if run.final_val_IoU is None:
         raise DataError(

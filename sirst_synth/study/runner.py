@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def run_study(
     device: str = "auto",
     overall: Progress | None = None,
     progress: Progress | None = None,
-    log=lambda msg: None,
+    log: Callable[[str], None] = lambda msg: None,
     extra_tests: tuple[ExtraTest, ...] = (),
     publish: Path | None = None,
     jobs: int = 1,

@@ -18,6 +18,7 @@ from sirst_synth.recipe import recipe_dict
 REQUIRED = ("model", "optimizer", "scheduler", "epoch", "recipe", "norm", "version")
 
 if TYPE_CHECKING:
+    from sirst_synth.recipe import TrainRecipe
     from sirst_synth.train.setup import Run
 
 
@@ -103,7 +104,7 @@ def holds_run(out: Path) -> bool:
     return any((Path(out) / n).exists() for n in RUN_FILES)
 
 
-def resume_state(out: Path, recipe, resume: bool) -> dict | None:
+def resume_state(out: Path, recipe: TrainRecipe, resume: bool) -> dict | None:
     """The state of ``out/last.pt`` to continue from, after checking it is the same run; None
     for a run stopped before its first checkpoint (it starts over, its log emptied).
 

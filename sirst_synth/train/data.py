@@ -18,6 +18,7 @@ from sirst_synth.convert import normalise
 from sirst_synth.io.bank import BankReader
 from sirst_synth.io.files import read_gray, read_mask
 from sirst_synth.io.samples import Item
+from sirst_synth.recipe import SynthRecipe
 from sirst_synth.seeding import key_int, rng_for
 
 
@@ -296,7 +297,7 @@ def hash_group(group: str) -> int:
 
 
 def online_setup(
-    data: Path, bank_path: Path, synth_recipe, train_split: Path | None = None
+    data: Path, bank_path: Path, synth_recipe: SynthRecipe, train_split: Path | None = None
 ) -> dict:
     """The bank and recipe of online synthesis, checked against DATA before any training."""
     from sirst_synth.errors import UsageError
