@@ -39,8 +39,11 @@ class ChannelAttention(nn.Module):
         self.reference = reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # max before mean: the order the graph records is the order autograd sums x's
+        # gradients in, so swapping the two would change fp32 results in the last bits
+        peak = F.adaptive_max_pool2d(x, 1)
         mean = F.adaptive_avg_pool2d(x, 1) if self.reference else _SpatialMean.apply(x)
-        return x * self.weights(F.adaptive_max_pool2d(x, 1), mean)
+        return x * self.weights(peak, mean)
 
     def weights(self, peak: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Per-channel weights (N x C x 1 x 1) from the max- and mean-pooled features; tiled
