@@ -248,7 +248,9 @@ def differences_figure(
     """Each arm minus its baseline: the mean paired difference and its 95% t-interval, with
     the zero line (a difference may be negative). One baseline for all is named in the
     titles; where arms have different ones (a scarce-data arm's is the reference on the same
-    fraction), each tick names its pair."""
+    fraction), each tick names its pair. Every metric lies in [0, 1] x scale, so a difference
+    lies within +-scale: an interval reaching past it (two seeds give t = 12.7) is cut there
+    and its cut end drawn as a triangle, so that it cannot flatten the others."""
     baselines = {c["against"] for c in comparisons}
     one = len(baselines) == 1
     fig, _ = _figure((10.5, 3.8 if one else 4.6))
@@ -256,15 +258,20 @@ def differences_figure(
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     scale = METRIC_SCALE
     for ax, key in zip(axes, metrics, strict=True):
-        names = []
+        names, cut = [], False
         for i, c in enumerate(comparisons):
             block = c["all"].get(key)
             if not block or block["mean_diff"] is None:
                 continue
             mean = block["mean_diff"] * scale[key]
             lo, hi = (v * scale[key] for v in block["ci"]) if block["ci"] else (mean, mean)
-            ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
-                        color=f"C{i % 10}")  # fmt: skip
+            shown = max(lo, -scale[key]), min(hi, scale[key])
+            ax.errorbar([i], [mean], yerr=[[mean - shown[0]], [shown[1] - mean]], fmt="o",
+                        capsize=4, color=f"C{i % 10}")  # fmt: skip
+            for end, at, marker in ((lo, shown[0], "v"), (hi, shown[1], "^")):
+                if end != at:
+                    ax.plot([i], [at], marker=marker, color=f"C{i % 10}", markersize=8)
+                    cut = True
             names.append((i, c["arm"] if one else f"{c['arm']} − {c['against']}"))
         ax.axhline(0, color="k", linewidth=0.8)
         ax.set_xlim(-0.6, len(comparisons) - 0.4)
@@ -272,7 +279,8 @@ def differences_figure(
             [i for i, _ in names], [n for _, n in names], rotation=30, ha="right", fontsize=8
         )
         against = f" vs {comparisons[0]['against']}" if one else ""
-        ax.set_title(f"Δ{key} ({METRIC_UNIT[key]}){against}, 95% CI", fontsize=9)
+        limit = f"; ▲▼ cut at ±{scale[key]:g}" if cut else ""
+        ax.set_title(f"Δ{key} ({METRIC_UNIT[key]}){against}, 95% CI{limit}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     return fig
 

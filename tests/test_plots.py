@@ -77,6 +77,26 @@ def test_differences_name_each_pair_where_the_baselines_differ():
     assert one.get_title() == "ΔIoU (x100) vs ref, 95% CI"
 
 
+def test_differences_cut_an_interval_at_the_range_a_difference_can_take():
+    # two seeds: IoU -0.3066 [-3.3809, +2.7676] (the study's plain arm); a difference of two
+    # IoUs lies in [-1, 1], so the bar stops at -100 and +100 with a triangle at each cut end
+    comparisons = [
+        {"arm": "plain", "against": "ref", "all": {"IoU": {"mean_diff": -0.3066, "ci": [-3.3809, 2.7676]}}},
+        {"arm": "paste", "against": "ref", "all": {"IoU": {"mean_diff": 0.0147, "ci": [-0.0349, 0.0644]}}},
+    ]  # fmt: skip
+    ax = plots.differences_figure(comparisons, metrics=("IoU",)).axes[0]
+    segs = sorted(s[:, 1].tolist() for c in ax.collections for s in c.get_segments())
+    assert segs == [pytest.approx([-100.0, 100.0]), pytest.approx([-3.49, 6.44])]
+    cuts = [
+        (line.get_marker(), line.get_ydata()[0])
+        for line in ax.lines
+        if line.get_marker() in ("v", "^")
+    ]
+    assert sorted(cuts) == [("^", 100.0), ("v", -100.0)]  # only the cut bar's ends
+    assert ax.get_title() == "ΔIoU (x100) vs ref, 95% CI; ▲▼ cut at ±100"
+    assert ax.get_ylim()[0] >= -110 and ax.get_ylim()[1] <= 110
+
+
 def test_pd_fa_axis_shows_fa_per_million_and_pd_within_bounds():
     curve = [{"threshold": t, "Pd": p, "Fa": f} for t, p, f in
              ((0.1, 0.9, 4e-5), (0.5, 0.8, 2e-5), (0.9, 0.5, 0.0))]  # fmt: skip
