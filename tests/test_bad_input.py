@@ -401,3 +401,9 @@ def test_train_or_study_on_a_mistyped_dataset_says_so_before_any_set_up(tmp_path
         r = cli("study", tmp_path / data, "--out", tmp_path / "s", "--recipe", "study-smoke")
         _check_error(r, 2, needle)  # was: "no test split found"
         assert not (tmp_path / "s").exists()
+    root = write_dataset(tmp_path / "d", _base(2), ["000", "001"])
+    for val, code, needle in ((tmp_path / "nope", 2, "nope: dataset folder not found"),
+                              (f"{root}:{tmp_path / 'no.txt'}", 1, "no.txt: split file not found")):  # fmt: skip
+        r = cli("train", root, "--out", tmp_path / "run", "--val", val)
+        _check_error(r, code, needle)
+        assert not (tmp_path / "run").exists()

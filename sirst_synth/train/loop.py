@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from sirst_synth.errors import UsageError
 from sirst_synth.io.files import check_folder_path, inside, source_folders, write_text_atomic
-from sirst_synth.io.layouts import check_dataset_root
+from sirst_synth.io.layouts import check_dataset_root, read_split
 from sirst_synth.progress import Progress
 from sirst_synth.recipe import SynthRecipe, TrainRecipe
 from sirst_synth.train.checkpoint import load_checkpoint, resume_state, save_checkpoint, snapshot
@@ -78,7 +78,12 @@ def train(*args, **kwargs) -> TrainResult:
     from sirst_synth.io.outdir import locked
 
     given = inspect.signature(_train).bind(*args, **kwargs).arguments
-    check_dataset_root(given["data"])  # a mistyped DATA, before the precision probe
+    check_dataset_root(given["data"])  # a mistyped DATA or --val, before the precision probe
+    if given.get("val") is not None:
+        val_root, val_split = given["val"]
+        check_dataset_root(val_root)
+        if val_split is not None:
+            read_split(Path(val_split))
     out = Path(given["out"])
     check_folder_path(out, "--out", "for the run")
     reads = [("DATA", f) for f in source_folders(given["data"])]
