@@ -389,8 +389,9 @@ def test_error_text_in_brackets_is_printed_verbatim(tmp_path, cli):
     assert r.code == 2 and "[red]x: dataset folder not found" in r.err
 
 
-def test_train_or_study_on_a_mistyped_dataset_says_so_before_any_set_up(tmp_path, cli, monkeypatch):
-    """The precision probe takes seconds of training steps: a wrong DATA is one line before it."""
+def test_a_mistyped_dataset_or_split_is_one_line_before_any_set_up(tmp_path, cli, monkeypatch):
+    """The precision probe takes seconds of training steps: a wrong DATA, --val or split file
+    is one line before it."""
     loop = pytest.importorskip("sirst_synth.train.loop")
     monkeypatch.setattr(loop, "runtime_for", lambda *a, **k: pytest.fail("probed first"))
     (tmp_path / "half" / "images").mkdir(parents=True)
@@ -402,8 +403,11 @@ def test_train_or_study_on_a_mistyped_dataset_says_so_before_any_set_up(tmp_path
         _check_error(r, 2, needle)  # was: "no test split found"
         assert not (tmp_path / "s").exists()
     root = write_dataset(tmp_path / "d", _base(2), ["000", "001"])
-    for val, code, needle in ((tmp_path / "nope", 2, "nope: dataset folder not found"),
-                              (f"{root}:{tmp_path / 'no.txt'}", 1, "no.txt: split file not found")):  # fmt: skip
-        r = cli("train", root, "--out", tmp_path / "run", "--val", val)
+    for flags, code, needle in (
+        (["--val", tmp_path / "nope"], 2, "nope: dataset folder not found"),
+        (["--val", f"{root}:{tmp_path / 'no.txt'}"], 1, "no.txt: split file not found"),
+        (["--train-split", tmp_path / "no.txt"], 1, "no.txt: split file not found"),
+    ):
+        r = cli("train", root, "--out", tmp_path / "run", *flags)
         _check_error(r, code, needle)
         assert not (tmp_path / "run").exists()

@@ -78,12 +78,15 @@ def train(*args, **kwargs) -> TrainResult:
     from sirst_synth.io.outdir import locked
 
     given = inspect.signature(_train).bind(*args, **kwargs).arguments
-    check_dataset_root(given["data"])  # a mistyped DATA or --val, before the precision probe
+    # a mistyped DATA, --val or split file is one line before the precision probe
+    check_dataset_root(given["data"])
+    splits = [given.get("train_split")]
     if given.get("val") is not None:
-        val_root, val_split = given["val"]
-        check_dataset_root(val_root)
-        if val_split is not None:
-            read_split(Path(val_split))
+        check_dataset_root(given["val"][0])
+        splits.append(given["val"][1])
+    for split in splits:
+        if split is not None:
+            read_split(Path(split))
     out = Path(given["out"])
     check_folder_path(out, "--out", "for the run")
     reads = [("DATA", f) for f in source_folders(given["data"])]
