@@ -180,33 +180,30 @@ def from_mapping(
         raise UsageError(
             f"{source}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(names)}"
         )
-    values = {}
-    for key, value in data.items():
-        default = getattr(cls, key, None)
-        values[key] = _coerce(key, value, default, source)
     try:
+        values = {key: _coerce(key, value, getattr(cls, key, None)) for key, value in data.items()}
         return cls(**values)
     except RecipeValueError as exc:
         raise UsageError(str(exc) if exc.key in flags else f"{source}: {exc}") from None
 
 
-def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of the key's default (None stays None)."""
     if value is None:
         return None
     kind = type(default) if default is not None else int
     if kind is tuple:
         items = value if isinstance(value, list | tuple) else [value]
         if any(isinstance(v, bool) or not isinstance(v, int | float) for v in items):
-            raise UsageError(
-                f"{source}: recipe key {key!r} must be a list of numbers, got {value!r}"
-            )
+            raise RecipeValueError(key, value, "a list of numbers")
         return tuple(float(v) for v in items)
     if kind is bool:
         if not isinstance(value, bool):
-            raise UsageError(f"{source}: recipe key {key!r} must be true or false, got {value!r}")
+            raise RecipeValueError(key, value, "true or false")
         return value
+    expected = {int: "a whole number", float: "a number"}.get(kind, "text")
     if isinstance(value, bool):
-        raise UsageError(f"{source}: recipe key {key!r} must be a number or a name, got {value!r}")
+        raise RecipeValueError(key, value, expected)
     try:
         if kind is int:
             if isinstance(value, float) and not value.is_integer():
@@ -216,7 +213,7 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{source}: recipe key {key!r} has a bad value {value!r}") from None
+        raise RecipeValueError(key, value, expected) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

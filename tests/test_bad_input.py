@@ -384,7 +384,7 @@ def test_error_text_in_brackets_is_printed_verbatim(tmp_path, cli):
     assert r.code == 2 and "must be a YAML mapping" in r.err
     recipe.write_text("alpha: [0, 1]\n")
     r = cli("build-noise-bank", tmp_path, "--recipe", recipe)
-    assert r.code == 2 and "bad value [0, 1]" in r.err
+    assert r.code == 2 and "must be a number, got [0, 1]" in r.err
     r = cli("build-noise-bank", tmp_path / "[red]x")  # rich would eat an unescaped tag
     assert r.code == 2 and "[red]x: dataset folder not found" in r.err
 

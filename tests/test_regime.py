@@ -122,6 +122,9 @@ def test_a_bad_value_is_blamed_on_the_flag_or_the_file_it_came_from():
     with pytest.raises(UsageError) as err:
         resolve_recipe(TrainRecipe, TrainRecipe(), {"steps": 0})
     assert str(err.value) == msg
+    with pytest.raises(UsageError) as err:  # a wrong type through the API, no file at all
+        resolve_recipe(TrainRecipe, None, {"lr": "fast"})
+    assert str(err.value) == "--lr (recipe key 'lr') must be a number, got 'fast'"
 
 
 @pytest.mark.slow

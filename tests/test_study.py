@@ -401,9 +401,11 @@ def test_a_boolean_recipe_key_takes_only_true_or_false(tmp_path):
 
     r = load_recipe(TrainRecipe, "neg_loss: 'off'\ngroup_batches: false\n", "r.yaml", {})
     assert r.group_batches is False
-    with pytest.raises(UsageError, match="'group_batches' must be true or false, got 'no'"):
+    with pytest.raises(UsageError, match=r"'group_batches'\) must be true or false, got 'no'"):
         load_recipe(TrainRecipe, "neg_loss: 'off'\ngroup_batches: 'no'\n", "r.yaml", {})
-    with pytest.raises(UsageError, match="'lr' must be a number or a name, got True"):
+    with pytest.raises(
+        UsageError, match=r"r.yaml: --lr \(recipe key 'lr'\) must be a number, got True"
+    ):
         load_recipe(TrainRecipe, "lr: true\n", "r.yaml", {})
 
 
