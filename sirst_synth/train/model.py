@@ -120,6 +120,8 @@ class _SpatialMean(torch.autograd.Function):
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last only where the memory is that and not also contiguous (as a 1 x 1
+    image or one channel would be)."""
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return torch.channels_last if cl else torch.contiguous_format
 
@@ -173,11 +175,7 @@ class BatchNorm2d(nn.BatchNorm2d):
 def _narrow_channels_last(x: torch.Tensor) -> bool:
     """Fewer than NARROW_CHANNELS channels in channels_last memory (not also contiguous, as a
     1 x 1 image or one channel would be): the input whose kernel is chosen."""
-    return (
-        x.shape[1] < NARROW_CHANNELS
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not x.is_contiguous()
-    )
+    return x.shape[1] < NARROW_CHANNELS and _memory_format(x) is torch.channels_last
 
 
 def _batch_norm(x, mean, var, weight, bias, momentum: float, eps: float):
