@@ -30,6 +30,8 @@ from sirst_synth.train.losses import deep_supervision_loss  # noqa: E402
 from sirst_synth.train.model import (  # noqa: E402
     BatchNorm2d,
     _ChannelMax,
+    _PixelScale,
+    _slow_channel_broadcast,
     _SpatialMean,
     build_model,
 )
@@ -143,10 +145,32 @@ def test_attention_pools_are_the_stock_ops_with_the_inputs_gradient_layout(dtype
         assert b.grad.is_contiguous(memory_format=layout)
 
 
+def test_pixel_scale_is_the_broadcast_product_bit_for_bit():
+    """Spatial attention's product with its per-pixel weights, taken through a same-shape
+    copy of the weights where the broadcast is slow (bf16 channels_last on a CPU): the same
+    values and gradients to the last bit, the input's gradient in its layout."""
+    cl = torch.channels_last
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 6, 5, generator=gen).bfloat16().contiguous(memory_format=cl)
+    w = torch.rand(2, 1, 6, 5, generator=gen).bfloat16()
+    grad = torch.randn(2, 8, 6, 5, generator=gen).bfloat16().contiguous(memory_format=cl)
+    assert _slow_channel_broadcast(x)
+    assert not _slow_channel_broadcast(x.float()) and not _slow_channel_broadcast(x.contiguous())
+    xa, wa = x.clone().requires_grad_(), w.clone().requires_grad_()
+    xb, wb = x.clone().requires_grad_(), w.clone().requires_grad_()
+    stock, mine = xa * wa, _PixelScale.apply(xb, wb)
+    stock.backward(grad)
+    mine.backward(grad)
+    assert torch.equal(mine, stock)
+    assert torch.equal(xb.grad, xa.grad) and torch.equal(wb.grad, wa.grad)
+    assert xb.grad.is_contiguous(memory_format=cl) and wb.grad.shape == (2, 1, 6, 5)
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_attention_pools_leave_a_training_step_unchanged_bit_for_bit(monkeypatch, bf16):
-    """The whole model against the attentions written with the stock ops: one training
-    step's outputs and gradients equal to the last bit. The order the pools are called in
+    """The whole model against the attentions written with the stock ops (in bf16 also
+    without the _PixelScale and scatter detours): one training step's outputs and gradients
+    equal to the last bit. The order the pools are called in
     matters too (autograd sums the input's gradients in graph order): it once changed the
     demo's IoU from 53.36 to 52.78 with every single op still equal."""
     import torch.nn.functional as F
@@ -178,6 +202,7 @@ def test_attention_pools_leave_a_training_step_unchanged_bit_for_bit(monkeypatch
             ),
         )
         patch.setattr(m._ChannelMax, "apply", lambda x: x.max(dim=1, keepdim=True).values)
+        patch.setattr(m, "_slow_channel_broadcast", lambda x: False)  # no _PixelScale
         out_stock, grads_stock = step(stock)
     assert torch.equal(out_ours, out_stock)
     assert all(torch.equal(a, b) for a, b in zip(grads_ours, grads_stock, strict=True))

@@ -58,7 +58,10 @@ class SpatialAttention(nn.Module):
         self.reference = reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.conv(self.maps(x)))
+        weights = torch.sigmoid(self.conv(self.maps(x)))
+        if not self.reference and _slow_channel_broadcast(x):
+            return _PixelScale.apply(x, weights)
+        return x * weights
 
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """The channel-wise max and mean maps (N x 2 x H x W).
@@ -98,8 +101,49 @@ class _ChannelMax(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (index,) = ctx.saved_tensors
         shape, device, layout = ctx.like
+        if layout is torch.channels_last and _slow_channel_broadcast(grad):
+            # the same scatter along the last dimension of the N x H x W x C view of that
+            # memory: 3-9x faster in bf16 on CPU, where scatter_ along channels_last's
+            # channels is not vectorised (slower in fp32, so not taken there)
+            n, c, h, w = shape
+            out = grad.new_zeros((n, h, w, c))
+            out.scatter_(3, index.permute(0, 2, 3, 1), grad.permute(0, 2, 3, 1))
+            return out.permute(0, 3, 1, 2)
         out = torch.empty(shape, dtype=grad.dtype, device=device, memory_format=layout)
         return out.zero_().scatter_(1, index, grad)
+
+
+class _PixelScale(torch.autograd.Function):
+    """``x * weights`` for a per-pixel ``weights`` (N x 1 x H x W) broadcast over ``x``'s
+    channels, with the weights first copied out to ``x``'s shape and layout.
+
+    PyTorch's CPU kernels for bf16 products that broadcast along channels_last's innermost
+    (channel) dimension are not vectorised: 16 x 8 x 128 x 128 took 3.9 ms on one Zen 4
+    core against 0.9 + 0.5 ms for the copy and a same-shape product. Same values and
+    gradients bit for bit (the products are the same products; the weights' gradient is the
+    same channel sum autograd takes; tested)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        full = weights.expand_as(x).contiguous(memory_format=_memory_format(x))
+        ctx.save_for_backward(x, full)
+        return x * full
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, full = ctx.saved_tensors
+        return grad * full, (grad * x).sum(1, keepdim=True)
+
+
+def _slow_channel_broadcast(x: torch.Tensor) -> bool:
+    """A bf16 channels_last tensor on a CPU: where broadcasting across channels (and
+    scattering along them) runs unvectorised, and the _PixelScale and _ChannelMax detours
+    pay (measured; in fp32 they cost more than they save)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype is torch.bfloat16
+        and _memory_format(x) is torch.channels_last
+    )
 
 
 class _SpatialMean(torch.autograd.Function):
