@@ -166,6 +166,29 @@ def test_pixel_scale_is_the_broadcast_product_bit_for_bit():
     assert xb.grad.is_contiguous(memory_format=cl) and wb.grad.shape == (2, 1, 6, 5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channel_max_scatters_along_the_nhwc_view_in_bf16_channels_last(monkeypatch, dtype):
+    """The detour is taken where it pays (bf16 channels_last on a CPU) and only there; its
+    values are checked against the stock max above. The incoming gradient has one channel,
+    so the choice must be made on the input: made on the gradient, it was never taken."""
+    from sirst_synth.train import model as m
+
+    calls = []
+
+    def spy(*args):
+        calls.append(args[0])
+        return scatter(*args)
+
+    scatter = m._scatter_nhwc
+    monkeypatch.setattr(m, "_scatter_nhwc", spy)
+    x = torch.randn(2, 8, 6, 5).to(dtype).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    _ChannelMax.apply(x).sum().backward()
+    assert len(calls) == (1 if dtype is torch.bfloat16 else 0)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    assert int((x.grad != 0).sum()) == 2 * 6 * 5  # one channel per pixel gets the gradient
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_attention_pools_leave_a_training_step_unchanged_bit_for_bit(monkeypatch, bf16):
     """The whole model against the attentions written with the stock ops (in bf16 also
