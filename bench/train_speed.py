@@ -117,8 +117,9 @@ def kernel_difference(bf16: bool, narrow: str, other: str = "channels_last") -> 
     """One training step of the tiny model with the narrow batch norms run by ``narrow``
     against ``other``, same weights and batch: largest relative difference of the fused
     output, and of the gradients (one norm over all). "compiled" against the stock kernel is
-    the check the tests cannot make (they run no torch.compile); "contiguous" against it shows
-    how far two stock kernels' rounding alone moves the same numbers."""
+    the check the tests cannot make (they run no torch.compile); "native" (the C kernel, where
+    built) is tested against float64 and shown here at full size; "contiguous" against the
+    stock kernel shows how far two stock kernels' rounding alone moves the same numbers."""
     import torch
 
     from sirst_synth.train.device import Runtime
@@ -195,9 +196,14 @@ def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) 
     native = has_native_bf16(cpu_flags())
     precisions = [False, True] if native else [False]
     peak = {bf16: matmul_gflops(bf16) for bf16 in precisions}
+    from sirst_synth.train import kernels as native
+
+    kernels = (
+        ("compiled", "native", "contiguous") if native.available() else ("compiled", "contiguous")
+    )
     for bf16 in precisions:
         results[f"narrow_bn_kernels_{'bf16' if bf16 else 'fp32'}"] = {
-            k: kernel_difference(bf16, k) for k in ("compiled", "contiguous")
+            k: kernel_difference(bf16, k) for k in kernels
         }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

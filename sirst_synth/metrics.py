@@ -17,13 +17,13 @@
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from sirst_synth.errors import DataError
+from sirst_synth.native import function as native_function
 from sirst_synth.targets import as_u8_binary, components
 
 FA_MODES = ("identity", "dnanet")
@@ -43,26 +43,10 @@ class ImageScore(NamedTuple):
 
 def _load_native():
     """The compiled fast path (``sirst_synth/_kernel.c``), or None where it was not built."""
-    try:
-        spec = importlib.util.find_spec("sirst_synth._kernel")
-        if spec is None or not spec.origin:
-            return None
-        fn = ctypes.CDLL(spec.origin).sirst_score_image
-    except (OSError, AttributeError, ImportError):
-        return None
-    i64 = ctypes.c_int64
-    fn.argtypes = [
-        ctypes.c_void_p,
-        i64,
-        ctypes.c_void_p,
-        i64,
-        i64,
-        i64,
-        ctypes.c_double,
-        ctypes.c_void_p,
-    ]
-    fn.restype = ctypes.c_int
-    return fn
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    return native_function(
+        "sirst_score_image", [ptr, i64, ptr, i64, i64, i64, ctypes.c_double, ptr]
+    )
 
 
 #: Loaded once at import: a read-only handle, like a constant.

@@ -312,11 +312,12 @@ def test_a_recorded_compiled_kernel_that_does_not_compile_is_one_line(monkeypatc
 
 
 def test_the_probe_takes_compiled_batch_norm_only_where_it_compiles_and_matches(monkeypatch):
-    from sirst_synth.train import model
+    from sirst_synth.train import kernels, model
 
     def broken(fn):
         raise RuntimeError("no C++ compiler")
 
+    monkeypatch.setattr(kernels, "available", lambda: False)  # an install without the C kernel
     monkeypatch.setattr(model, "compiled", broken)
     assert probe_narrow_bn(False, repeat=1) in ("contiguous", "channels_last")
     # a kernel that is fast and wrong is never taken

@@ -33,9 +33,11 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: How batch norm runs on narrow (under 16 channels) channels_last inputs: through the
 #: contiguous kernel with two layout copies, or in channels_last. Which is faster depends on
 #: the CPU: on a Sapphire Rapids Xeon the channels_last kernel was 4-5x slower at 8 channels; on
-#: a Zen 4 EPYC it is the faster one (in bf16 3x, layout copies included), and a kernel
-#: torch.compile generates for the shape is faster still (``model.BatchNorm2d``).
-NARROW_BN = ("contiguous", "channels_last", "compiled")
+#: a Zen 4 EPYC it is the faster one (in bf16 3x, layout copies included), a kernel
+#: torch.compile generates for the shape is faster still, and the project's C kernel
+#: ("native", ``kernels``) faster again, with no compilation at the start of a run
+#: (``model.BatchNorm2d``).
+NARROW_BN = ("contiguous", "channels_last", "compiled", "native")
 
 T = TypeVar("T", torch.Tensor, torch.nn.Module)
 
@@ -115,16 +117,21 @@ def probe_bf16_faster(model_name: str = "aff-unet-tiny", steps: int = 3) -> bool
     return seconds(True) < seconds(False)
 
 
-#: How far "compiled" batch norm may differ from the stock kernel (largest difference over the
-#: largest value, output and input gradient) to be chosen: fp32, bf16.
+#: How far "compiled" or "native" batch norm may differ from the stock kernel (largest
+#: difference over the largest value, output and input gradient) to be chosen: fp32, bf16.
+#: In bf16 the output itself is rounded to 8 bits of mantissa: one step of rounding is 4e-3.
 COMPILED_BN_TOLERANCE = {False: 1e-4, True: 1e-2}
 
 
 def probe_narrow_bn(bf16: bool, repeat: int = 3) -> str:
     """The fastest way to run batch norm on this CPU for the tiny model's full-resolution
     stage (16 x 8 x 128 x 128, forward and backward, in the run's precision): one of NARROW_BN.
-    "compiled" is tried last, and left out where it does not compile (no C++ compiler) or
-    does not give the stock kernel's output and gradient (``COMPILED_BN_TOLERANCE``)."""
+    A kernel of our own ("native", where the install built it) or torch.compile's ("compiled",
+    only where "native" was not built: importing the compiler and compiling cost seconds at
+    the start of every run) is a candidate only where it gives the stock kernel's output and
+    gradient (``COMPILED_BN_TOLERANCE``); "compiled" also only where it compiles (inductor
+    needs a C++ compiler)."""
+    from sirst_synth.train import kernels
     from sirst_synth.train.model import BatchNorm2d
 
     gen = torch.Generator().manual_seed(0)  # its own: the run's random stream is not touched
@@ -149,12 +156,13 @@ def probe_narrow_bn(bf16: bool, repeat: int = 3) -> str:
 
     stock = run("channels_last")
     times = {"contiguous": run("contiguous")[0], "channels_last": stock[0]}
+    own = "native" if kernels.available() else "compiled"
     try:
-        seconds, out, dx = run("compiled")
+        seconds, out, dx = run(own)
     except Exception:  # noqa: BLE001 - any compile failure only means "not this kernel"
         return min(times, key=times.__getitem__)
     if max(off(out, stock[1]), off(dx, stock[2])) <= COMPILED_BN_TOLERANCE[bf16]:
-        times["compiled"] = seconds
+        times[own] = seconds
     return min(times, key=times.__getitem__)
 
 
@@ -240,7 +248,20 @@ def runtime_for(
         narrow = choose_narrow_bn(dev, bf16, measure, narrow_layers)
     elif narrow == "compiled" and dev.type == "cpu" and narrow_layers:
         check_compiled_bn(bf16, "recorded by the run being resumed" if state else "asked for")
+    elif narrow == "native" and dev.type == "cpu" and narrow_layers:
+        check_native_bn("recorded by the run being resumed" if state else "asked for")
     return Runtime(dev, bf16, narrow_bn=narrow), why
+
+
+def check_native_bn(why: str) -> None:
+    """A recorded or asked-for "native" kernel must have been built by this install."""
+    from sirst_synth.train import kernels
+
+    if not kernels.available():
+        raise UsageError(
+            f"narrow batch norm 'native' ({why}) was not built by this install (no C "
+            "compiler when it was installed); reinstall with one, or start a new --out"
+        )
 
 
 def check_compiled_bn(bf16: bool, why: str) -> None:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sirst_synth.errors import UsageError
+from sirst_synth.train import kernels
 
 #: Stage widths per model name. "aff-unet" has about the paper's 8.79 M parameters.
 WIDTHS = {
@@ -191,8 +192,10 @@ class BatchNorm2d(nn.BatchNorm2d):
     16 x 8 x 128 x 128 in bf16, against 0.8 ms for 16 x 16 x 64 x 64). "contiguous" detours
     through the contiguous kernel (two layout copies; the faster one on a Sapphire Rapids Xeon),
     "channels_last" runs the stock kernel, "compiled" runs training-mode batch norm as a kernel
-    torch.compile generates for this shape (3.0 ms there). The run measures which is fastest
-    (``device.probe_narrow_bn``); the tiny model's full-resolution stage has 8 channels.
+    torch.compile generates for this shape (3.0 ms there), "native" as the project's C kernel
+    (``kernels``; no compiler import or compilation at the start of a run). The run measures
+    which is fastest (``device.probe_narrow_bn``); the tiny model's full-resolution stage has
+    8 channels.
     """
 
     narrow = "contiguous"
@@ -201,8 +204,15 @@ class BatchNorm2d(nn.BatchNorm2d):
         if self.narrow == "contiguous" and _narrow_channels_last(x):
             out = super().forward(x.contiguous())
             return out.contiguous(memory_format=torch.channels_last)
-        if self.runs_compiled(x):
+        if self.runs_native(x):
             self.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does in training
+            with torch.autocast(x.device.type, enabled=False):
+                return kernels.batch_norm(
+                    x, self.running_mean, self.running_var, self.weight, self.bias,
+                    self.momentum, self.eps,
+                )  # fmt: skip
+        if self.runs_compiled(x):
+            self.num_batches_tracked.add_(1)
             # Batch norm runs in its input's dtype with or without autocast; outside it, the
             # kernel the probe compiled is the one training calls (no recompilation).
             with torch.autocast(x.device.type, enabled=False):
@@ -215,9 +225,20 @@ class BatchNorm2d(nn.BatchNorm2d):
     def runs_compiled(self, x: torch.Tensor) -> bool:
         """Whether this call runs through the compiled kernel ("compiled", training mode, a
         narrow channels_last input)."""
+        return self.narrow == "compiled" and self._training_narrow(x)
+
+    def runs_native(self, x: torch.Tensor) -> bool:
+        """Whether this call runs through the C kernel ("native", training mode, a narrow
+        channels_last input the kernel takes)."""
         return (
-            self.narrow == "compiled"
-            and self.training
+            self.narrow == "native"
+            and self._training_narrow(x)
+            and kernels.takes_batch_norm(x, self.weight)
+        )
+
+    def _training_narrow(self, x: torch.Tensor) -> bool:
+        return (
+            self.training
             and self.track_running_stats
             and self.momentum is not None
             and _narrow_channels_last(x)

@@ -1,0 +1,241 @@
+/* Training-mode batch norm over channels_last memory, forward and backward, fp32 or bf16.
+ *
+ * The model's full-resolution stage has 8 channels; PyTorch's channels_last kernel vectorises
+ * across channels and runs several times slower per element there than at 16. Viewed as an
+ * (m, c) row-major array (m = N * H * W), a training step of batch norm is four passes over
+ * memory: the sums for the statistics, the normalisation, the sums for the gradient, the input
+ * gradient. Each pass here streams the array once.
+ *
+ * Sums run in double over blocks of rows, added in block order; statistics are formed from
+ * sums shifted by the first row (no cancellation), then rounded to float; elementwise work is
+ * in float, as PyTorch's CPU kernel does, bf16 rounded to nearest even.
+ *
+ * One thread: between two of PyTorch's parallel ops its OpenMP workers still spin on the other
+ * cores, and a second thread of ours there made a training step slower (measured).
+ *
+ * Plain C with no Python API, loaded with ctypes beside the metrics kernel.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
+INLINE float bf16_to_float(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even, as PyTorch does. */
+INLINE uint16_t float_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+INLINE float load(const void *p, int bf16, int64_t i) {
+    return bf16 ? bf16_to_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+INLINE void store(void *p, int bf16, int64_t i, float v) {
+    if (bf16) ((uint16_t *)p)[i] = float_to_bf16(v);
+    else ((float *)p)[i] = v;
+}
+
+/* Each pass is compiled for the baseline, AVX2 and AVX-512 (a wheel cannot assume the CPU),
+ * the widest the CPU has picked per call: NAME(job, level) runs BODY(job), an always-inline
+ * function, compiled once per level. The summation order is the same in all copies (only
+ * channels run side by side, never partial sums) and -ffp-contract=off keeps multiplies and
+ * adds apart, so the copies give the same bits (tested). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define X86_LEVELS 1
+#define DEFINE_LEVELS(NAME, BODY, TYPE)                                                   \
+    static void NAME##_base(const TYPE *j) { BODY(j); }                                   \
+    __attribute__((target("avx2"))) static void NAME##_avx2(const TYPE *j) { BODY(j); }   \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) static void NAME##_avx512( \
+        const TYPE *j) {                                                                  \
+        BODY(j);                                                                          \
+    }                                                                                     \
+    static void NAME(const TYPE *j, int level) {                                          \
+        if (level == 2) NAME##_avx512(j);                                                 \
+        else if (level == 1) NAME##_avx2(j);                                              \
+        else NAME##_base(j);                                                              \
+    }
+#else
+#define DEFINE_LEVELS(NAME, BODY, TYPE)                                                   \
+    static void NAME(const TYPE *j, int level) {                                          \
+        (void)level;                                                                      \
+        BODY(j);                                                                          \
+    }
+#endif
+
+#define BLOCK 2048 /* rows per partial sum (in double, added in block order) */
+
+/* One job of a pass: rows [r0, r1) of everything below. */
+typedef struct {
+    int kind;          /* 0: forward sums, 1: normalise, 2: backward sums, 3: input gradient */
+    int bf16;
+        int64_t c, r0, r1;
+    const void *x, *dy;
+    void *out;
+    const float *shift, *scale, *offset; /* per channel: see each pass */
+    const float *mean, *k1, *k2;         /* backward: dx = (dy - k1 - (x - mean) * k2) * scale */
+    double *partial;                      /* [block][2 * c] */
+} job_t;
+
+/* Sums of (a, a^2) with a = x - shift (kind 0) or of (dy, dy * (x - mean)) (kind 2), per block.
+ * kind, bf16 and c are constants where it is inlined, so the compiler vectorises each case. */
+INLINE void block_sums_as(const job_t *j, const int kind, const int bf16, const int64_t c) {
+    double s1[64], s2[64];
+    for (int64_t b0 = j->r0; b0 < j->r1; b0 += BLOCK) {
+        int64_t b1 = b0 + BLOCK < j->r1 ? b0 + BLOCK : j->r1;
+        for (int64_t k = 0; k < c; k++) s1[k] = s2[k] = 0.0;
+        for (int64_t r = b0; r < b1; r++) {
+            int64_t base = r * c;
+            for (int64_t k = 0; k < c; k++) {
+                double a = (double)load(j->x, bf16, base + k) - (double)j->shift[k];
+                if (kind == 0) {
+                    s1[k] += a;
+                    s2[k] += a * a;
+                } else {
+                    double g = (double)load(j->dy, bf16, base + k);
+                    s1[k] += g;
+                    s2[k] += g * a;
+                }
+            }
+        }
+        double *p = j->partial + (b0 / BLOCK) * 2 * c;
+        for (int64_t k = 0; k < c; k++) { p[k] = s1[k]; p[c + k] = s2[k]; }
+    }
+}
+
+/* y = (x - mean) * scale + offset (kind 1), or dx = (dy - k1 - (x - mean) * k2) * scale. */
+INLINE void elementwise_as(const job_t *j, const int kind, const int bf16, const int64_t c) {
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        int64_t base = r * c;
+        for (int64_t k = 0; k < c; k++) {
+            float x = load(j->x, bf16, base + k);
+            float v;
+            if (kind == 1) {
+                v = (x - j->mean[k]) * j->scale[k] + j->offset[k];
+            } else {
+                float g = load(j->dy, bf16, base + k);
+                v = (g - j->k1[k] - (x - j->mean[k]) * j->k2[k]) * j->scale[k];
+            }
+            store(j->out, bf16, base + k, v);
+        }
+    }
+}
+
+/* Each pass with its kind, dtype and (for 8) channel count constant, so each is vectorised. */
+#define SPECIALISE(NAME, FN, K)                              \
+    INLINE void NAME(const job_t *j) {                       \
+        if (j->bf16 && j->c == 8) FN(j, K, 1, 8);            \
+        else if (j->c == 8) FN(j, K, 0, 8);                  \
+        else if (j->bf16) FN(j, K, 1, j->c);                 \
+        else FN(j, K, 0, j->c);                              \
+    }
+SPECIALISE(forward_sums_body, block_sums_as, 0)
+SPECIALISE(normalise_body, elementwise_as, 1)
+SPECIALISE(backward_sums_body, block_sums_as, 2)
+SPECIALISE(input_grad_body, elementwise_as, 3)
+DEFINE_LEVELS(forward_sums, forward_sums_body, job_t)
+DEFINE_LEVELS(normalise, normalise_body, job_t)
+DEFINE_LEVELS(backward_sums, backward_sums_body, job_t)
+DEFINE_LEVELS(input_grad, input_grad_body, job_t)
+
+/* The widest instruction level at most `level` that this CPU has: 0 baseline, 1 AVX2,
+ * 2 AVX-512 (a negative level: the widest there is). */
+int sirst_level(int level) {
+    int best = 0;
+#ifdef X86_LEVELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) best = 1;
+    if (best == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        best = 2;
+#endif
+    return level < 0 || level > best ? best : level;
+}
+
+/* Adds the block partials in order into out[2 * c] (double). */
+static void total(const double *partial, int64_t blocks, int64_t c, double *out) {
+    for (int64_t k = 0; k < 2 * c; k++) out[k] = 0.0;
+    for (int64_t b = 0; b < blocks; b++) {
+        for (int64_t k = 0; k < 2 * c; k++) out[k] += partial[b * 2 * c + k];
+    }
+}
+
+/* x, y: (m, c), fp32 (bf16 = 0) or bf16 (bf16 = 1). weight, bias: c floats. Writes y, and per
+ * channel the batch mean, the biased variance and 1 / sqrt(var + eps). c <= 64.
+ * Returns 0, -1 when memory ran out, -2 for a bad shape. */
+int sirst_bn_forward(const void *x, int bf16, int64_t m, int64_t c, const float *weight,
+                     const float *bias, double eps, void *y, float *mean, float *var,
+                     float *invstd, int level) {
+    if (m < 1 || c < 1 || c > 64) return -2;
+    level = sirst_level(level);
+    int64_t blocks = (m + BLOCK - 1) / BLOCK;
+    double *partial = (double *)malloc((size_t)(blocks * 2 * c) * sizeof(double));
+    if (!partial) return -1;
+    float shift[64], scale[64], offset[64];
+    for (int64_t k = 0; k < c; k++) shift[k] = load(x, bf16, k);
+    job_t j = {0, bf16, c, 0, m, x, NULL, NULL, shift, NULL, NULL, NULL, NULL, NULL, partial};
+    forward_sums(&j, level);
+    double sums[128];
+    total(partial, blocks, c, sums);
+    free(partial);
+    for (int64_t k = 0; k < c; k++) {
+        double d = sums[k] / (double)m;
+        double v = sums[c + k] / (double)m - d * d;
+        if (v < 0.0) v = 0.0;
+        mean[k] = (float)((double)shift[k] + d);
+        var[k] = (float)v;
+        invstd[k] = (float)(1.0 / sqrt(v + eps));
+        scale[k] = invstd[k] * weight[k];
+        offset[k] = bias[k];
+    }
+    job_t n = {1, bf16, c, 0, m, x, NULL, y, NULL, scale, offset, mean, NULL, NULL, NULL};
+    normalise(&n, level);
+    return 0;
+}
+
+/* The gradients of sirst_bn_forward given dy (m, c) and the forward's mean and invstd:
+ * dweight = sum(dy * xhat), dbias = sum(dy), and dx (skipped where dx is NULL).
+ * Returns 0, -1 when memory ran out, -2 for a bad shape. */
+int sirst_bn_backward(const void *x, const void *dy, int bf16, int64_t m, int64_t c,
+                      const float *mean, const float *invstd, const float *weight, void *dx,
+                      float *dweight, float *dbias, int level) {
+    if (m < 1 || c < 1 || c > 64) return -2;
+    level = sirst_level(level);
+    int64_t blocks = (m + BLOCK - 1) / BLOCK;
+    double *partial = (double *)malloc((size_t)(blocks * 2 * c) * sizeof(double));
+    if (!partial) return -1;
+    job_t j = {2, bf16, c, 0, m, x, dy, NULL, mean, NULL, NULL, NULL, NULL, NULL, partial};
+    backward_sums(&j, level);
+    double sums[128];
+    total(partial, blocks, c, sums);
+    free(partial);
+    float k1[64], k2[64], scale[64];
+    for (int64_t k = 0; k < c; k++) {
+        double is = (double)invstd[k];
+        dbias[k] = (float)sums[k];
+        dweight[k] = (float)(sums[c + k] * is);
+        k1[k] = (float)(sums[k] / (double)m);
+        k2[k] = (float)(sums[c + k] / (double)m * is * is);
+        scale[k] = invstd[k] * weight[k];
+    }
+    if (dx) {
+        job_t g = {3, bf16, c, 0, m, x, dy, dx, NULL, scale, NULL, mean, k1, k2, NULL};
+        input_grad(&g, level);
+    }
+    return 0;
+}

@@ -1,0 +1,140 @@
+"""Training-mode batch norm through the project's C kernel (``sirst_synth/_batchnorm.c``) for
+narrow channels_last inputs on a CPU: ``model.BatchNorm2d`` with ``narrow = "native"``.
+
+PyTorch's channels_last CPU kernel vectorises across channels, and the tiny model's
+full-resolution stage has 8, where it runs several times slower per element than at 16. The
+kernel streams the (N*H*W, C) memory four times per step (statistics, normalisation, gradient
+sums, input gradient) on one thread, forms the sums in double, and gives the same bits at every
+instruction level it is built for (tested). Unlike "compiled" it needs no compiler import or
+compilation at the start of a run. Built at install where a C compiler exists;
+``available()`` says whether it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from sirst_synth.native import function
+
+_P, _I, _C = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_BN_FORWARD = function(
+    "sirst_bn_forward", [_P, _C, _I, _I, _P, _P, ctypes.c_double] + [_P] * 4 + [_C]
+)
+_BN_BACKWARD = function("sirst_bn_backward", [_P, _P, _C, _I, _I] + [_P] * 6 + [_C])
+_LEVEL = function("sirst_level", [_C])
+
+#: Most channels the kernel takes (its per-channel sums live on the stack).
+MAX_CHANNELS = 64
+_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def available() -> bool:
+    return None not in (_BN_FORWARD, _BN_BACKWARD, _LEVEL)
+
+
+def level(asked: int = -1) -> int:
+    """The instruction level the kernels run at for ``asked`` (-1: the widest this CPU has;
+    0 baseline, 1 AVX2, 2 AVX-512; a level the CPU lacks falls to the widest it has)."""
+    return int(_LEVEL(asked)) if _LEVEL is not None else 0
+
+
+def _nhwc(x: torch.Tensor) -> bool:
+    """A CPU tensor in fp32 or bf16, (N, C, H, W) whose memory is N x H x W x C."""
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 4
+        and x.dtype in _DTYPES
+        and x.numel() > 0
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def _rows(x: torch.Tensor) -> tuple[int, int]:
+    return x.numel() // x.shape[1], x.shape[1]
+
+
+def _as_nhwc(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(dtype).contiguous(memory_format=torch.channels_last)
+
+
+def _check(code: int, what: str) -> None:
+    if code == -1:
+        raise MemoryError(f"out of memory in the native {what} kernel")
+    if code:
+        raise ValueError(f"native {what} kernel: bad shape (code {code})")
+
+
+def takes_batch_norm(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """Whether batch norm of ``x`` runs here: ``x`` NHWC in fp32 or bf16 with at most
+    MAX_CHANNELS channels, fp32 affine parameters."""
+    return (
+        available()
+        and _nhwc(x)
+        and x.shape[1] <= MAX_CHANNELS
+        and weight is not None
+        and weight.dtype is torch.float32
+    )
+
+
+class _BatchNorm(torch.autograd.Function):
+    """(y, batch mean, biased batch variance) of ``x``; gradients for x, weight and bias."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float, level: int):  # noqa: ANN205
+        rows, c = _rows(x)
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        mean, var, invstd = (torch.empty(c) for _ in range(3))
+        weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
+        code = _BN_FORWARD(
+            x.data_ptr(), int(x.dtype is torch.bfloat16), rows, c,
+            weight.data_ptr(), bias.data_ptr(), float(eps), y.data_ptr(),
+            mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), level,
+        )  # fmt: skip
+        _check(code, "batch-norm")
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.level = level
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad, _mean, _var):  # noqa: ANN205
+        x, weight, mean, invstd = ctx.saved_tensors
+        rows, c = _rows(x)
+        grad = _as_nhwc(grad, x.dtype)
+        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        dweight, dbias = torch.empty(c), torch.empty(c)
+        code = _BN_BACKWARD(
+            x.data_ptr(), grad.data_ptr(), int(x.dtype is torch.bfloat16), rows, c,
+            mean.data_ptr(), invstd.data_ptr(), weight.data_ptr(),
+            None if dx is None else dx.data_ptr(), dweight.data_ptr(), dbias.data_ptr(),
+            ctx.level,
+        )  # fmt: skip
+        _check(code, "batch-norm")
+        return dx, dweight, dbias, None, None
+
+
+def batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    level: int = -1,
+) -> torch.Tensor:
+    """``F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)`` for an
+    input ``takes_batch_norm`` accepts: the same function, running statistics updated the same
+    way (unbiased variance), rounding of its own (``device.COMPILED_BN_TOLERANCE``)."""
+    if bias is None:
+        bias = torch.zeros_like(weight)
+    y, mean, var = _BatchNorm.apply(x, weight, bias, eps, level)
+    if running_mean is not None and running_var is not None:
+        rows = x.numel() // x.shape[1]
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            unbiased = var * (rows / max(rows - 1, 1))
+            running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+    return y
