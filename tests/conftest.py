@@ -160,3 +160,28 @@ def write_dataset(
     if test:
         (root / "50_50" / "test.txt").write_text("\n".join(test))
     return root
+
+
+def train_step_outputs(nets, inputs, y):
+    """Each net's outputs after one training step's forward and backward on its input."""
+    from sirst_synth.train.losses import deep_supervision_loss
+
+    outs = [net(x) for net, x in zip(nets, inputs, strict=True)]
+    for out in outs:
+        deep_supervision_loss(out, y).mean().backward()
+    return outs
+
+
+def assert_same_buffers_and_scoring(stock, mine, x, calls: list) -> None:
+    """Running statistics and batch counts as the stock model's after training; in scoring
+    the same outputs, and no call into the kernel under test (``calls`` empty)."""
+    import torch
+
+    for (name, a), b in zip(stock.named_buffers(), mine.buffers(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
+    stock.eval(), mine.eval()
+    calls.clear()
+    with torch.no_grad():
+        a, b = stock(x)[0].double(), mine(x)[0].double()
+    assert float((a - b).abs().max() / a.abs().max()) < 1e-5
+    assert calls == []

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import demo_with_bank, read_jsonl
+from conftest import (
+    assert_same_buffers_and_scoring,
+    demo_with_bank,
+    read_jsonl,
+    train_step_outputs,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -274,21 +279,13 @@ def test_compiled_batch_norm_in_the_model_is_the_stock_one(monkeypatch):
     monkeypatch.setattr(model, "compiled", lambda fn: calls.append(fn.__name__) or fn)
     x = torch.randn(4, 1, 32, 32).to(memory_format=torch.channels_last)
     y = (torch.rand(4, 1, 32, 32) > 0.97).float()
-    outs = [net(x) for net in (stock, mine)]
-    for out in outs:
-        deep_supervision_loss(out, y).mean().backward()
+    outs = train_step_outputs((stock, mine), (x, x), y)
     assert _rel(outs[1][0], outs[0][0]) < 1e-5
     # enc[0] and dec[0] (two in the body, one on the 1x1 shortcut each) run at 8 channels
     assert calls == ["_batch_norm"] * 6
     for (name, a), b in zip(stock.named_parameters(), mine.parameters(), strict=True):
         assert _rel(b.grad, a.grad) < 1e-5, name
-    for (name, a), b in zip(stock.named_buffers(), mine.buffers(), strict=True):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
-    stock.eval(), mine.eval()
-    calls.clear()
-    with torch.no_grad():
-        assert _rel(mine(x)[0], stock(x)[0]) < 1e-5
-    assert calls == []
+    assert_same_buffers_and_scoring(stock, mine, x, calls)
 
 
 def test_a_recorded_compiled_kernel_that_does_not_compile_is_one_line(monkeypatch):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_buffers_and_scoring, train_step_outputs
 
 torch = pytest.importorskip("torch")
 
@@ -14,7 +15,6 @@ import torch.nn.functional as F  # noqa: E402
 from sirst_synth.errors import UsageError  # noqa: E402
 from sirst_synth.train import device, kernels, model  # noqa: E402
 from sirst_synth.train.device import Runtime, probe_narrow_bn  # noqa: E402
-from sirst_synth.train.losses import deep_supervision_loss  # noqa: E402
 from sirst_synth.train.model import BatchNorm2d, build_model  # noqa: E402
 
 needs_kernel = pytest.mark.skipif(
@@ -142,21 +142,13 @@ def test_the_model_runs_its_narrow_batch_norms_natively(monkeypatch):
     monkeypatch.setattr(kernels, "batch_norm", lambda *a: calls.append(a[0].shape) or real(*a))
     x = torch.randn(4, 1, 32, 32).to(memory_format=torch.channels_last)
     y = (torch.rand(4, 1, 32, 32) > 0.97).float()
-    outs = [net(x) for net in (stock, mine)] + [ref(x.double())]
-    for out in outs:
-        deep_supervision_loss(out, y).mean().backward()
+    outs = train_step_outputs((stock, mine, ref), (x, x, x.double()), y)
     assert calls == [torch.Size([4, 8, 32, 32])] * 6
     assert _rel(outs[1][0], outs[2][0]) < 1e-5
     nets = (stock.named_parameters(), mine.parameters(), ref.parameters())
     for (name, a), b, r in zip(*nets, strict=True):
         assert _rel(b.grad, r.grad) < max(2 * _rel(a.grad, r.grad), 1e-5), name
-    for (name, a), b in zip(stock.named_buffers(), mine.buffers(), strict=True):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
-    stock.eval(), mine.eval()
-    calls.clear()
-    with torch.no_grad():
-        assert _rel(mine(x)[0], stock(x)[0]) < 1e-5
-    assert calls == []
+    assert_same_buffers_and_scoring(stock, mine, x, calls)
 
 
 @needs_kernel

@@ -80,27 +80,18 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([exe, *args], cwd=work, env=env, capture_output=True, text=True)
 
+    def python(code: str) -> str:
+        return subprocess.run(
+            [py, "-c", code], check=True, capture_output=True, text=True, cwd=work, env=env
+        ).stdout.strip()
+
     r = run("--version")
     assert r.returncode == 0 and r.stdout.startswith("sirst-synth 0.1.0 (native metrics kernel:")
-    where = subprocess.run(
-        [py, "-c", "import sirst_synth; print(sirst_synth.__file__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=work,
-        env=env,
-    ).stdout
+    where = python("import sirst_synth; print(sirst_synth.__file__)")
     assert where.startswith(str(env_dir))  # the wheel's copy, not the checkout
     if shutil.which("cc") or shutil.which("gcc"):  # the C library holds both kernels
-        built = subprocess.run(
-            [py, "-c", "from sirst_synth.train import kernels; print(kernels.available())"],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=work,
-            env=env,
-        ).stdout
-        assert built.strip() == "True"
+        built = python("from sirst_synth.train import kernels; print(kernels.available())")
+        assert built == "True"
     for args in (
         ("demo-dataset", "d", "-n", "6", "-q"),
         ("build-noise-bank", "d", "--bank", "bank.h5", "-q"),
