@@ -196,14 +196,16 @@ def bench_train_speed(results: dict, steps_128: int = 300, steps_256: int = 60) 
     native = has_native_bf16(cpu_flags())
     precisions = [False, True] if native else [False]
     peak = {bf16: matmul_gflops(bf16) for bf16 in precisions}
-    from sirst_synth.train import kernels as native
+    from sirst_synth.train import kernels as c_kernels
 
-    kernels = (
-        ("compiled", "native", "contiguous") if native.available() else ("compiled", "contiguous")
+    narrow = (
+        ("compiled", "native", "contiguous")
+        if c_kernels.available()
+        else ("compiled", "contiguous")
     )
     for bf16 in precisions:
         results[f"narrow_bn_kernels_{'bf16' if bf16 else 'fp32'}"] = {
-            k: kernel_difference(bf16, k) for k in kernels
+            k: kernel_difference(bf16, k) for k in narrow
         }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
