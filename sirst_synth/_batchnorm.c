@@ -80,11 +80,11 @@ INLINE void store(void *p, int bf16, int64_t i, float v) {
 
 #define BLOCK 2048 /* rows per partial sum (in double, added in block order) */
 
-/* One job of a pass: rows [r0, r1) of everything below. */
+/* One pass over m rows of c channels. */
 typedef struct {
     int kind;          /* 0: forward sums, 1: normalise, 2: backward sums, 3: input gradient */
     int bf16;
-        int64_t c, r0, r1;
+    int64_t c, m;
     const void *x, *dy;
     void *out;
     const float *shift, *scale, *offset; /* per channel: see each pass */
@@ -96,8 +96,8 @@ typedef struct {
  * kind, bf16 and c are constants where it is inlined, so the compiler vectorises each case. */
 INLINE void block_sums_as(const job_t *j, const int kind, const int bf16, const int64_t c) {
     double s1[64], s2[64];
-    for (int64_t b0 = j->r0; b0 < j->r1; b0 += BLOCK) {
-        int64_t b1 = b0 + BLOCK < j->r1 ? b0 + BLOCK : j->r1;
+    for (int64_t b0 = 0; b0 < j->m; b0 += BLOCK) {
+        int64_t b1 = b0 + BLOCK < j->m ? b0 + BLOCK : j->m;
         for (int64_t k = 0; k < c; k++) s1[k] = s2[k] = 0.0;
         for (int64_t r = b0; r < b1; r++) {
             int64_t base = r * c;
@@ -120,7 +120,7 @@ INLINE void block_sums_as(const job_t *j, const int kind, const int bf16, const 
 
 /* y = (x - mean) * scale + offset (kind 1), or dx = (dy - k1 - (x - mean) * k2) * scale. */
 INLINE void elementwise_as(const job_t *j, const int kind, const int bf16, const int64_t c) {
-    for (int64_t r = j->r0; r < j->r1; r++) {
+    for (int64_t r = 0; r < j->m; r++) {
         int64_t base = r * c;
         for (int64_t k = 0; k < c; k++) {
             float x = load(j->x, bf16, base + k);
@@ -188,7 +188,7 @@ int sirst_bn_forward(const void *x, int bf16, int64_t m, int64_t c, const float 
     if (!partial) return -1;
     float shift[64], scale[64], offset[64];
     for (int64_t k = 0; k < c; k++) shift[k] = load(x, bf16, k);
-    job_t j = {0, bf16, c, 0, m, x, NULL, NULL, shift, NULL, NULL, NULL, NULL, NULL, partial};
+    job_t j = {0, bf16, c, m, x, NULL, NULL, shift, NULL, NULL, NULL, NULL, NULL, partial};
     forward_sums(&j, level);
     double sums[128];
     total(partial, blocks, c, sums);
@@ -203,7 +203,7 @@ int sirst_bn_forward(const void *x, int bf16, int64_t m, int64_t c, const float 
         scale[k] = invstd[k] * weight[k];
         offset[k] = bias[k];
     }
-    job_t n = {1, bf16, c, 0, m, x, NULL, y, NULL, scale, offset, mean, NULL, NULL, NULL};
+    job_t n = {1, bf16, c, m, x, NULL, y, NULL, scale, offset, mean, NULL, NULL, NULL};
     normalise(&n, level);
     return 0;
 }
@@ -219,7 +219,7 @@ int sirst_bn_backward(const void *x, const void *dy, int bf16, int64_t m, int64_
     int64_t blocks = (m + BLOCK - 1) / BLOCK;
     double *partial = (double *)malloc((size_t)(blocks * 2 * c) * sizeof(double));
     if (!partial) return -1;
-    job_t j = {2, bf16, c, 0, m, x, dy, NULL, mean, NULL, NULL, NULL, NULL, NULL, partial};
+    job_t j = {2, bf16, c, m, x, dy, NULL, mean, NULL, NULL, NULL, NULL, NULL, partial};
     backward_sums(&j, level);
     double sums[128];
     total(partial, blocks, c, sums);
@@ -234,7 +234,7 @@ int sirst_bn_backward(const void *x, const void *dy, int bf16, int64_t m, int64_
         scale[k] = invstd[k] * weight[k];
     }
     if (dx) {
-        job_t g = {3, bf16, c, 0, m, x, dy, dx, NULL, scale, NULL, mean, k1, k2, NULL};
+        job_t g = {3, bf16, c, m, x, dy, dx, NULL, scale, NULL, mean, k1, k2, NULL};
         input_grad(&g, level);
     }
     return 0;

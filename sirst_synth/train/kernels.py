@@ -35,7 +35,7 @@ def available() -> bool:
 
 
 def level(asked: int = -1) -> int:
-    """The instruction level the kernels run at for ``asked`` (-1: the widest this CPU has;
+    """The instruction level the kernel runs at for ``asked`` (-1: the widest this CPU has;
     0 baseline, 1 AVX2, 2 AVX-512; a level the CPU lacks falls to the widest it has)."""
     return int(_LEVEL(asked)) if _LEVEL is not None else 0
 
@@ -59,11 +59,11 @@ def _as_nhwc(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype).contiguous(memory_format=torch.channels_last)
 
 
-def _check(code: int, what: str) -> None:
+def _check(code: int) -> None:
     if code == -1:
-        raise MemoryError(f"out of memory in the native {what} kernel")
+        raise MemoryError("out of memory in the native batch-norm kernel")
     if code:
-        raise ValueError(f"native {what} kernel: bad shape (code {code})")
+        raise ValueError(f"native batch-norm kernel: bad shape (code {code})")
 
 
 def takes_batch_norm(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
@@ -92,7 +92,7 @@ class _BatchNorm(torch.autograd.Function):
             weight.data_ptr(), bias.data_ptr(), float(eps), y.data_ptr(),
             mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), level,
         )  # fmt: skip
-        _check(code, "batch-norm")
+        _check(code)
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.level = level
         ctx.mark_non_differentiable(mean, var)
@@ -111,7 +111,7 @@ class _BatchNorm(torch.autograd.Function):
             None if dx is None else dx.data_ptr(), dweight.data_ptr(), dbias.data_ptr(),
             ctx.level,
         )  # fmt: skip
-        _check(code, "batch-norm")
+        _check(code)
         return dx, dweight, dbias, None, None
 
 
@@ -132,7 +132,7 @@ def batch_norm(
         bias = torch.zeros_like(weight)
     y, mean, var = _BatchNorm.apply(x, weight, bias, eps, level)
     if running_mean is not None and running_var is not None:
-        rows = x.numel() // x.shape[1]
+        rows, _ = _rows(x)
         with torch.no_grad():
             running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
             unbiased = var * (rows / max(rows - 1, 1))

@@ -204,23 +204,25 @@ class BatchNorm2d(nn.BatchNorm2d):
         if self.narrow == "contiguous" and _narrow_channels_last(x):
             out = super().forward(x.contiguous())
             return out.contiguous(memory_format=torch.channels_last)
-        if self.runs_native(x):
+        fused = self._fused_kernel(x)
+        if fused is not None:
             self.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does in training
-            with torch.autocast(x.device.type, enabled=False):
-                return kernels.batch_norm(
-                    x, self.running_mean, self.running_var, self.weight, self.bias,
-                    self.momentum, self.eps,
-                )  # fmt: skip
-        if self.runs_compiled(x):
-            self.num_batches_tracked.add_(1)
             # Batch norm runs in its input's dtype with or without autocast; outside it, the
             # kernel the probe compiled is the one training calls (no recompilation).
             with torch.autocast(x.device.type, enabled=False):
-                return compiled(_batch_norm)(
+                return fused(
                     x, self.running_mean, self.running_var, self.weight, self.bias,
                     self.momentum, self.eps,
                 )  # fmt: skip
         return super().forward(x)
+
+    def _fused_kernel(self, x: torch.Tensor) -> Callable | None:
+        """The training-mode function this call runs instead of the stock module, if any."""
+        if self.runs_native(x):
+            return kernels.batch_norm
+        if self.runs_compiled(x):
+            return compiled(_batch_norm)
+        return None
 
     def runs_compiled(self, x: torch.Tensor) -> bool:
         """Whether this call runs through the compiled kernel ("compiled", training mode, a
