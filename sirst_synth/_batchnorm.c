@@ -33,13 +33,13 @@ INLINE float bf16_to_float(uint16_t b) {
     return f;
 }
 
-/* Round to nearest even, as PyTorch does. */
+/* Round to nearest even, as PyTorch does; branch-free, so that loops of it vectorise. */
 INLINE uint16_t float_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t quiet_nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 INLINE float load(const void *p, int bf16, int64_t i) {
@@ -92,62 +92,118 @@ typedef struct {
     double *partial;                      /* [block][2 * c] */
 } job_t;
 
-/* Sums of (a, a^2) with a = x - shift (kind 0) or of (dy, dy * (x - mean)) (kind 2), per block.
- * kind, bf16 and c are constants where it is inlined, so the compiler vectorises each case. */
-INLINE void block_sums_as(const job_t *j, const int kind, const int bf16, const int64_t c) {
+/* Sums of (a, a^2) with a = x - shift (kind 0) or of (dy, dy * (x - mean)) (kind 2) over one
+ * element, in double. */
+INLINE void add_sums(const job_t *j, const int kind, const int bf16, int64_t i, double shift,
+                     double *s1, double *s2) {
+    double a = (double)load(j->x, bf16, i) - shift;
+    if (kind == 0) {
+        *s1 += a;
+        *s2 += a * a;
+    } else {
+        double g = (double)load(j->dy, bf16, i);
+        *s1 += g;
+        *s2 += g * a;
+    }
+}
+
+/* y = (x - mean) * scale + offset (kind 1), or dx = (dy - k1 - (x - mean) * k2) * scale
+ * (kind 3), for element i of channel k. */
+INLINE void put_element(const job_t *j, const int kind, const int bf16, int64_t i,
+                        const float *mean, const float *scale, const float *offset,
+                        const float *k1, const float *k2, int64_t k) {
+    float x = load(j->x, bf16, i);
+    float v;
+    if (kind == 1) {
+        v = (x - mean[k]) * scale[k] + offset[k];
+    } else {
+        float g = load(j->dy, bf16, i);
+        v = (g - k1[k] - (x - mean[k]) * k2[k]) * scale[k];
+    }
+    store(j->out, bf16, i, v);
+}
+
+/* Any channel count: per block, one double sum per channel, rows in order. */
+INLINE void row_sums_as(const job_t *j, const int kind, const int bf16) {
+    const int64_t c = j->c;
     double s1[64], s2[64];
     for (int64_t b0 = 0; b0 < j->m; b0 += BLOCK) {
         int64_t b1 = b0 + BLOCK < j->m ? b0 + BLOCK : j->m;
         for (int64_t k = 0; k < c; k++) s1[k] = s2[k] = 0.0;
         for (int64_t r = b0; r < b1; r++) {
-            int64_t base = r * c;
-            for (int64_t k = 0; k < c; k++) {
-                double a = (double)load(j->x, bf16, base + k) - (double)j->shift[k];
-                if (kind == 0) {
-                    s1[k] += a;
-                    s2[k] += a * a;
-                } else {
-                    double g = (double)load(j->dy, bf16, base + k);
-                    s1[k] += g;
-                    s2[k] += g * a;
-                }
-            }
+            for (int64_t k = 0; k < c; k++)
+                add_sums(j, kind, bf16, r * c + k, (double)j->shift[k], &s1[k], &s2[k]);
         }
         double *p = j->partial + (b0 / BLOCK) * 2 * c;
         for (int64_t k = 0; k < c; k++) { p[k] = s1[k]; p[c + k] = s2[k]; }
     }
 }
 
-/* y = (x - mean) * scale + offset (kind 1), or dx = (dy - k1 - (x - mean) * k2) * scale. */
-INLINE void elementwise_as(const job_t *j, const int kind, const int bf16, const int64_t c) {
-    for (int64_t r = 0; r < j->m; r++) {
-        int64_t base = r * c;
-        for (int64_t k = 0; k < c; k++) {
-            float x = load(j->x, bf16, base + k);
-            float v;
-            if (kind == 1) {
-                v = (x - j->mean[k]) * j->scale[k] + j->offset[k];
-            } else {
-                float g = load(j->dy, bf16, base + k);
-                v = (g - j->k1[k] - (x - j->mean[k]) * j->k2[k]) * j->scale[k];
-            }
-            store(j->out, bf16, base + k, v);
+INLINE void row_elementwise_as(const job_t *j, const int kind, const int bf16) {
+    for (int64_t i = 0; i < j->m * j->c; i++)
+        put_element(j, kind, bf16, i, j->mean, j->scale, j->offset, j->k1, j->k2, i % j->c);
+}
+
+/* A channel count that divides LANES: the block's elements run through LANES double sums, element
+ * i of a block into lane (i - block start) % LANES, whose channel is lane % c; each lane adds its
+ * elements in order and the lanes fold into their channels in lane order. A fixed number of
+ * independent sums vectorises at any width with the same order of additions, so the same bits. */
+#define LANES 64
+INLINE void lane_sums_as(const job_t *j, const int kind, const int bf16) {
+    const int64_t c = j->c, n = j->m * c, block = (int64_t)BLOCK * c;
+    double shift[LANES];
+    for (int l = 0; l < LANES; l++) shift[l] = (double)j->shift[l % c];
+    for (int64_t b0 = 0; b0 < n; b0 += block) {
+        int64_t b1 = b0 + block < n ? b0 + block : n, i = b0;
+        double s1[LANES] = {0.0}, s2[LANES] = {0.0};
+        for (; i + LANES <= b1; i += LANES) {
+            for (int l = 0; l < LANES; l++)
+                add_sums(j, kind, bf16, i + l, shift[l], &s1[l], &s2[l]);
+        }
+        for (int l = 0; i < b1; i++, l++) add_sums(j, kind, bf16, i, shift[l], &s1[l], &s2[l]);
+        double *p = j->partial + (b0 / block) * 2 * c;
+        for (int64_t k = 0; k < 2 * c; k++) p[k] = 0.0;
+        for (int l = 0; l < LANES; l++) {
+            p[l % c] += s1[l];
+            p[c + l % c] += s2[l];
         }
     }
 }
 
-/* Each pass with its kind, dtype and (for 8) channel count constant, so each is vectorised. */
-#define SPECIALISE(NAME, FN, K)                              \
-    INLINE void NAME(const job_t *j) {                       \
-        if (j->bf16 && j->c == 8) FN(j, K, 1, 8);            \
-        else if (j->c == 8) FN(j, K, 0, 8);                  \
-        else if (j->bf16) FN(j, K, 1, j->c);                 \
-        else FN(j, K, 0, j->c);                              \
+INLINE void lane_elementwise_as(const job_t *j, const int kind, const int bf16) {
+    const int64_t c = j->c, n = j->m * c;
+    float mean[LANES], scale[LANES], offset[LANES], k1[LANES], k2[LANES];
+    for (int l = 0; l < LANES; l++) {
+        mean[l] = j->mean[l % c];
+        scale[l] = j->scale[l % c];
+        offset[l] = kind == 1 ? j->offset[l % c] : 0.0f;
+        k1[l] = kind == 3 ? j->k1[l % c] : 0.0f;
+        k2[l] = kind == 3 ? j->k2[l % c] : 0.0f;
     }
-SPECIALISE(forward_sums_body, block_sums_as, 0)
-SPECIALISE(normalise_body, elementwise_as, 1)
-SPECIALISE(backward_sums_body, block_sums_as, 2)
-SPECIALISE(input_grad_body, elementwise_as, 3)
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        for (int l = 0; l < LANES; l++)
+            put_element(j, kind, bf16, i + l, mean, scale, offset, k1, k2, l);
+    }
+    for (int l = 0; i < n; i++, l++) put_element(j, kind, bf16, i, mean, scale, offset, k1, k2, l);
+}
+
+/* Each pass with its kind and dtype constant, so each is vectorised. */
+#define SPECIALISE(NAME, LANE_FN, ROW_FN, K)                         \
+    INLINE void NAME(const job_t *j) {                               \
+        if (LANES % j->c == 0) {                                     \
+            if (j->bf16) LANE_FN(j, K, 1);                           \
+            else LANE_FN(j, K, 0);                                   \
+        } else if (j->bf16) {                                        \
+            ROW_FN(j, K, 1);                                         \
+        } else {                                                     \
+            ROW_FN(j, K, 0);                                         \
+        }                                                            \
+    }
+SPECIALISE(forward_sums_body, lane_sums_as, row_sums_as, 0)
+SPECIALISE(normalise_body, lane_elementwise_as, row_elementwise_as, 1)
+SPECIALISE(backward_sums_body, lane_sums_as, row_sums_as, 2)
+SPECIALISE(input_grad_body, lane_elementwise_as, row_elementwise_as, 3)
 DEFINE_LEVELS(forward_sums, forward_sums_body, job_t)
 DEFINE_LEVELS(normalise, normalise_body, job_t)
 DEFINE_LEVELS(backward_sums, backward_sums_body, job_t)

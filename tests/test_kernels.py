@@ -106,11 +106,30 @@ def test_bf16_is_float64_batch_norm_rounded_once():
 
 
 @needs_kernel
+def test_bf16_is_the_fp32_kernel_rounded_to_nearest_even():
+    """bf16 inputs are exact in float and the sums see the same values in the same order, so
+    the bf16 outputs are the fp32 kernel's rounded once, as torch rounds (ties to even)."""
+    x, w, b, dy = _batch((3, 8, 21, 19), torch.bfloat16, seed=5)  # a tail of 40 elements
+    ours = _native(x, w, b, dy)
+    wide = _native(x.float(), w, b, dy.float())
+    for a, f in zip(ours[:2], wide[:2], strict=True):
+        assert a.dtype is torch.bfloat16 and torch.equal(a, f.to(torch.bfloat16))
+    for a, f in zip(ours[2:], wide[2:], strict=True):
+        assert torch.equal(a, f)
+
+
+@needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_same_bits_at_every_instruction_level(dtype):
-    """35 blocks of 2,048 rows, at each level this CPU has (baseline, AVX2, AVX-512), and
-    whatever torch's thread count (the kernel runs on one)."""
-    x, w, b, dy = _batch((5, 8, 96, 149), dtype, seed=3)
+@pytest.mark.parametrize(
+    "shape",
+    [(5, 8, 96, 149), (3, 8, 7, 9), (2, 4, 5, 7), (2, 3, 33, 50)],
+    ids=["35-blocks", "8-channels-tail", "4-channels-tail", "3-channels-by-rows"],
+)
+def test_same_bits_at_every_instruction_level(dtype, shape):
+    """At each level this CPU has (baseline, AVX2, AVX-512), and whatever torch's thread count
+    (the kernel runs on one): 35 blocks of 2,048 rows; element counts that leave a tail after
+    the last 64 (channel counts dividing 64 run in 64 lanes); 3 channels (summed by rows)."""
+    x, w, b, dy = _batch(shape, dtype, seed=3)
     base = _native(x, w, b, dy, level=0)
     assert kernels.level(0) == 0 and kernels.level(7) == kernels.level(-1)
     levels = sorted({kernels.level(k) for k in (0, 1, 2)})
