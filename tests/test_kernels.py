@@ -171,6 +171,23 @@ def test_the_model_runs_its_narrow_batch_norms_natively(monkeypatch):
 
 
 @needs_kernel
+def test_bf16_autocast_runs_all_six_narrow_batch_norms_natively(monkeypatch):
+    """Under bf16 autocast too, every 8-channel batch norm of a training batch laid out as the
+    loop lays it out runs in the kernel."""
+    torch.manual_seed(0)
+    net = build_model("aff-unet-tiny")
+    rt = Runtime(CPU, True, narrow_bn="native")
+    rt.layout(net)
+    calls = []
+    real = kernels.batch_norm
+    monkeypatch.setattr(kernels, "batch_norm", lambda *a: calls.append(a[0].dtype) or real(*a))
+    x = rt.layout(torch.rand(2, 1, 32, 32))
+    with rt.autocast():
+        net(x)
+    assert calls == [torch.bfloat16] * 6
+
+
+@needs_kernel
 def test_inputs_the_kernel_does_not_take_run_the_stock_kernel():
     bn = BatchNorm2d(8)
     bn.narrow = "native"
