@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Last: the repository for `bench` itself; an installed sirst_synth (with its compiled
+# kernels) comes first, not the source tree beside this file.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from sirst_synth.train.device import PRECISIONS, runtime  # noqa: E402
 from sirst_synth.train.loop import train_step  # noqa: E402

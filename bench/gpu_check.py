@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# Last: the repository for `bench` itself; an installed sirst_synth (with its compiled
+# kernels) comes first, not the source tree beside this file.
+sys.path.append(str(REPO))
 
 
 def contact_checks(device: str) -> dict:

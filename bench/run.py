@@ -27,7 +27,9 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# Last: the repository for `bench` itself; an installed sirst_synth (with its compiled
+# kernels) comes first, not the source tree beside this file.
+sys.path.append(str(REPO))
 
 from bench.memory import peak_memory  # noqa: E402
 from bench.reference_metrics import reference_iou, reference_pd_fa  # noqa: E402
