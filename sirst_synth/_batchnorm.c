@@ -123,57 +123,39 @@ INLINE void put_element(const job_t *j, const int kind, const int bf16, int64_t 
     store(j->out, bf16, i, v);
 }
 
-/* Any channel count: per block, one double sum per channel, rows in order. */
-INLINE void row_sums_as(const job_t *j, const int kind, const int bf16) {
-    const int64_t c = j->c;
-    double s1[64], s2[64];
-    for (int64_t b0 = 0; b0 < j->m; b0 += BLOCK) {
-        int64_t b1 = b0 + BLOCK < j->m ? b0 + BLOCK : j->m;
-        for (int64_t k = 0; k < c; k++) s1[k] = s2[k] = 0.0;
-        for (int64_t r = b0; r < b1; r++) {
-            for (int64_t k = 0; k < c; k++)
-                add_sums(j, kind, bf16, r * c + k, (double)j->shift[k], &s1[k], &s2[k]);
-        }
-        double *p = j->partial + (b0 / BLOCK) * 2 * c;
-        for (int64_t k = 0; k < c; k++) { p[k] = s1[k]; p[c + k] = s2[k]; }
-    }
-}
-
-INLINE void row_elementwise_as(const job_t *j, const int kind, const int bf16) {
-    for (int64_t i = 0; i < j->m * j->c; i++)
-        put_element(j, kind, bf16, i, j->mean, j->scale, j->offset, j->k1, j->k2, i % j->c);
-}
-
-/* A channel count that divides LANES: the block's elements run through LANES double sums, element
- * i of a block into lane (i - block start) % LANES, whose channel is lane % c; each lane adds its
- * elements in order and the lanes fold into their channels in lane order. A fixed number of
- * independent sums vectorises at any width with the same order of additions, so the same bits. */
-#define LANES 64
-INLINE void lane_sums_as(const job_t *j, const int kind, const int bf16) {
+/* The block's elements run through `lanes` double sums, a multiple of c (64 where c divides
+ * 64, else the first multiple of c past 64): element i of a block into lane (i - block start)
+ * % lanes, whose channel is lane % c. Each lane adds its elements in order and the lanes fold
+ * into their channels in lane order. A fixed number of independent sums vectorises at any
+ * width with the same order of additions, so the same bits at every level. */
+#define MAX_LANES 127 /* 64 + c - 1 for c <= 64 */
+INLINE void lane_sums_as(const job_t *j, const int kind, const int bf16, const int64_t lanes) {
     const int64_t c = j->c, n = j->m * c, block = (int64_t)BLOCK * c;
-    double shift[LANES];
-    for (int l = 0; l < LANES; l++) shift[l] = (double)j->shift[l % c];
+    double shift[MAX_LANES];
+    for (int64_t l = 0; l < lanes; l++) shift[l] = (double)j->shift[l % c];
     for (int64_t b0 = 0; b0 < n; b0 += block) {
         int64_t b1 = b0 + block < n ? b0 + block : n, i = b0;
-        double s1[LANES] = {0.0}, s2[LANES] = {0.0};
-        for (; i + LANES <= b1; i += LANES) {
-            for (int l = 0; l < LANES; l++)
+        double s1[MAX_LANES] = {0.0}, s2[MAX_LANES] = {0.0};
+        for (; i + lanes <= b1; i += lanes) {
+            for (int64_t l = 0; l < lanes; l++)
                 add_sums(j, kind, bf16, i + l, shift[l], &s1[l], &s2[l]);
         }
-        for (int l = 0; i < b1; i++, l++) add_sums(j, kind, bf16, i, shift[l], &s1[l], &s2[l]);
+        for (int64_t l = 0; i < b1; i++, l++) add_sums(j, kind, bf16, i, shift[l], &s1[l], &s2[l]);
         double *p = j->partial + (b0 / block) * 2 * c;
         for (int64_t k = 0; k < 2 * c; k++) p[k] = 0.0;
-        for (int l = 0; l < LANES; l++) {
+        for (int64_t l = 0; l < lanes; l++) {
             p[l % c] += s1[l];
             p[c + l % c] += s2[l];
         }
     }
 }
 
-INLINE void lane_elementwise_as(const job_t *j, const int kind, const int bf16) {
+/* The elementwise passes in the same lanes, each lane with its channel's constants. */
+INLINE void lane_elementwise_as(const job_t *j, const int kind, const int bf16,
+                                const int64_t lanes) {
     const int64_t c = j->c, n = j->m * c;
-    float mean[LANES], scale[LANES], offset[LANES], k1[LANES], k2[LANES];
-    for (int l = 0; l < LANES; l++) {
+    float mean[MAX_LANES], scale[MAX_LANES], offset[MAX_LANES], k1[MAX_LANES], k2[MAX_LANES];
+    for (int64_t l = 0; l < lanes; l++) {
         mean[l] = j->mean[l % c];
         scale[l] = j->scale[l % c];
         offset[l] = kind == 1 ? j->offset[l % c] : 0.0f;
@@ -181,29 +163,31 @@ INLINE void lane_elementwise_as(const job_t *j, const int kind, const int bf16) 
         k2[l] = kind == 3 ? j->k2[l % c] : 0.0f;
     }
     int64_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-        for (int l = 0; l < LANES; l++)
+    for (; i + lanes <= n; i += lanes) {
+        for (int64_t l = 0; l < lanes; l++)
             put_element(j, kind, bf16, i + l, mean, scale, offset, k1, k2, l);
     }
-    for (int l = 0; i < n; i++, l++) put_element(j, kind, bf16, i, mean, scale, offset, k1, k2, l);
+    for (int64_t l = 0; i < n; i++, l++)
+        put_element(j, kind, bf16, i, mean, scale, offset, k1, k2, l);
 }
 
-/* Each pass with its kind and dtype constant, so each is vectorised. */
-#define SPECIALISE(NAME, LANE_FN, ROW_FN, K)                         \
-    INLINE void NAME(const job_t *j) {                               \
-        if (LANES % j->c == 0) {                                     \
-            if (j->bf16) LANE_FN(j, K, 1);                           \
-            else LANE_FN(j, K, 0);                                   \
-        } else if (j->bf16) {                                        \
-            ROW_FN(j, K, 1);                                         \
-        } else {                                                     \
-            ROW_FN(j, K, 0);                                         \
-        }                                                            \
+/* Each pass with its kind and dtype constant, and 64 lanes (the model's channel counts) a
+ * constant too, so each is vectorised. */
+#define SPECIALISE(NAME, FN, K)                                   \
+    INLINE void NAME(const job_t *j) {                            \
+        if (64 % j->c == 0) {                                     \
+            if (j->bf16) FN(j, K, 1, 64);                         \
+            else FN(j, K, 0, 64);                                 \
+        } else {                                                  \
+            int64_t lanes = j->c * ((64 + j->c - 1) / j->c);      \
+            if (j->bf16) FN(j, K, 1, lanes);                      \
+            else FN(j, K, 0, lanes);                              \
+        }                                                         \
     }
-SPECIALISE(forward_sums_body, lane_sums_as, row_sums_as, 0)
-SPECIALISE(normalise_body, lane_elementwise_as, row_elementwise_as, 1)
-SPECIALISE(backward_sums_body, lane_sums_as, row_sums_as, 2)
-SPECIALISE(input_grad_body, lane_elementwise_as, row_elementwise_as, 3)
+SPECIALISE(forward_sums_body, lane_sums_as, 0)
+SPECIALISE(normalise_body, lane_elementwise_as, 1)
+SPECIALISE(backward_sums_body, lane_sums_as, 2)
+SPECIALISE(input_grad_body, lane_elementwise_as, 3)
 DEFINE_LEVELS(forward_sums, forward_sums_body, job_t)
 DEFINE_LEVELS(normalise, normalise_body, job_t)
 DEFINE_LEVELS(backward_sums, backward_sums_body, job_t)

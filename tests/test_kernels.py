@@ -123,12 +123,12 @@ def test_bf16_is_the_fp32_kernel_rounded_to_nearest_even():
 @pytest.mark.parametrize(
     "shape",
     [(5, 8, 96, 149), (3, 8, 7, 9), (2, 4, 5, 7), (2, 3, 33, 50)],
-    ids=["35-blocks", "8-channels-tail", "4-channels-tail", "3-channels-by-rows"],
+    ids=["35-blocks", "8-channels-tail", "4-channels-tail", "3-channels-66-lanes"],
 )
 def test_same_bits_at_every_instruction_level(dtype, shape):
     """At each level this CPU has (baseline, AVX2, AVX-512), and whatever torch's thread count
     (the kernel runs on one): 35 blocks of 2,048 rows; element counts that leave a tail after
-    the last 64 (channel counts dividing 64 run in 64 lanes); 3 channels (summed by rows)."""
+    the last 64 lanes; 3 channels (66 lanes: a multiple of 3, past 64)."""
     x, w, b, dy = _batch(shape, dtype, seed=3)
     base = _native(x, w, b, dy, level=0)
     assert kernels.level(0) == 0 and kernels.level(7) == kernels.level(-1)
