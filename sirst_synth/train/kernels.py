@@ -1,13 +1,19 @@
-"""Training-mode batch norm through the project's C kernel (``sirst_synth/_batchnorm.c``) for
-narrow channels_last inputs on a CPU: ``model.BatchNorm2d`` with ``narrow = "native"``.
+"""The project's C kernels for training on a CPU, run where a run chose "native": training-mode
+batch norm of narrow channels_last inputs (``sirst_synth/_batchnorm.c``, ``model.BatchNorm2d``)
+and spatial attention (``sirst_synth/_attention.c``, ``model.SpatialAttention``).
 
-PyTorch's channels_last CPU kernel vectorises across channels, and the tiny model's
+Batch norm: PyTorch's channels_last CPU kernel vectorises across channels, and the tiny model's
 full-resolution stage has 8, where it runs several times slower per element than at 16. The
 kernel streams the (N*H*W, C) memory four times per step (statistics, normalisation, gradient
 sums, input gradient) on one thread, forms the sums in double, and gives the same bits at every
 instruction level it is built for (tested). Unlike "compiled" it needs no compiler import or
 compilation at the start of a run. Built at install where a C compiler exists;
 ``available()`` says whether it was.
+
+Spatial attention's stock ops (channel max, channel mean, a 2-to-1 convolution, sigmoid, a
+product broadcast over channels) are each a pass over memory, and oneDNN runs a convolution
+with one output channel far below its usual rate; the kernel does the forward in three passes
+and the backward in two.
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ _BN_FORWARD = function(
 )
 _BN_BACKWARD = function("sirst_bn_backward", [_P, _P, _C, _I, _I] + [_P] * 6 + [_C])
 _LEVEL = function("sirst_level", [_C])
+_SA_FORWARD = function("sirst_sa_forward", [_P, _C] + [_I] * 4 + [_P, _I] + [_P] * 4 + [_C])
+_SA_BACKWARD = function("sirst_sa_backward", [_P, _P, _C] + [_I] * 4 + [_P, _I] + [_P] * 5 + [_C])
 
-#: Most channels the kernel takes (its per-channel sums live on the stack).
+#: Most channels the batch-norm kernel takes (its per-channel sums live on the stack).
 MAX_CHANNELS = 64
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
 def available() -> bool:
-    return None not in (_BN_FORWARD, _BN_BACKWARD, _LEVEL)
+    """Whether this install built the kernels ("native" runs both or neither)."""
+    return None not in (_BN_FORWARD, _BN_BACKWARD, _LEVEL, _SA_FORWARD, _SA_BACKWARD)
 
 
 def level(asked: int = -1) -> int:
@@ -61,9 +70,9 @@ def _as_nhwc(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _check(code: int) -> None:
     if code == -1:
-        raise MemoryError("out of memory in the native batch-norm kernel")
+        raise MemoryError("out of memory in a native training kernel")
     if code:
-        raise ValueError(f"native batch-norm kernel: bad shape (code {code})")
+        raise ValueError(f"native training kernel: bad shape (code {code})")
 
 
 def takes_batch_norm(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
@@ -138,3 +147,68 @@ def batch_norm(
             unbiased = var * (rows / max(rows - 1, 1))
             running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
     return y
+
+
+def takes_spatial_attention(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether spatial attention of ``x`` runs here: ``x`` NHWC in fp32 or bf16, a 2-to-1
+    convolution weight of an odd size up to 15, in fp32."""
+    return (
+        available()
+        and _nhwc(x)
+        and x.shape[1] <= 32767
+        and weight.dim() == 4
+        and tuple(weight.shape[:2]) == (1, 2)
+        and weight.shape[2] == weight.shape[3]
+        and weight.shape[2] % 2 == 1
+        and weight.shape[2] <= 15
+        and weight.dtype is torch.float32
+    )
+
+
+class _SpatialAttention(torch.autograd.Function):
+    """``x * sigmoid(conv2d(cat([max_c x, mean_c x]), weight, padding=k // 2))``; gradients
+    for x and weight."""
+
+    @staticmethod
+    def forward(ctx, x, weight, level: int):  # noqa: ANN205
+        n, c, h, w = x.shape
+        k = weight.shape[-1]
+        bf16 = x.dtype is torch.bfloat16
+        # under autocast the convolution runs on bf16 weights: the kernel uses them rounded so
+        kern = weight.detach().to(x.dtype).float().contiguous()
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        maps = torch.empty(n, 2, h + k - 1, w + k - 1)
+        gate = torch.empty(n, h, w)
+        arg = torch.empty(n, h, w, dtype=torch.int16)
+        code = _SA_FORWARD(
+            x.data_ptr(), int(bf16), n, h, w, c, kern.data_ptr(), k, y.data_ptr(),
+            maps.data_ptr(), gate.data_ptr(), arg.data_ptr(), level,
+        )  # fmt: skip
+        _check(code)
+        ctx.save_for_backward(x, kern, maps, gate, arg)
+        ctx.level = level
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN205
+        x, kern, maps, gate, arg = ctx.saved_tensors
+        n, c, h, w = x.shape
+        k = kern.shape[-1]
+        grad = _as_nhwc(grad, x.dtype)
+        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        dkern = torch.empty(1, 2, k, k)
+        code = _SA_BACKWARD(
+            x.data_ptr(), grad.data_ptr(), int(x.dtype is torch.bfloat16), n, h, w, c,
+            kern.data_ptr(), k, maps.data_ptr(), gate.data_ptr(), arg.data_ptr(),
+            None if dx is None else dx.data_ptr(), dkern.data_ptr(), ctx.level,
+        )  # fmt: skip
+        _check(code)
+        return dx, dkern, None
+
+
+def spatial_attention(x: torch.Tensor, weight: torch.Tensor, level: int = -1) -> torch.Tensor:
+    """``model.SpatialAttention``'s function for an input ``takes_spatial_attention`` accepts,
+    in one C pass for the pools, one for the convolution and gate, one for the product (two
+    backward): the same function, rounding of its own (within what
+    ``tests/test_attention_kernel.py`` states)."""
+    return _SpatialAttention.apply(x, weight, level)

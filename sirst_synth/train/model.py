@@ -53,16 +53,36 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
+    """``narrow``: the run's kernel choice for its narrow layers (``device.NARROW_BN``); under
+    "native" training runs this module through the project's C kernel
+    (``kernels.spatial_attention``: the same function, 4-8x faster forward and backward on a
+    CPU, where the stock ops' 2-to-1 convolution and channel-broadcast product run far below
+    oneDNN's usual rate)."""
+
+    narrow = "contiguous"
+
     def __init__(self, kernel: int = 7, reference: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel, padding=kernel // 2, bias=False)
         self.reference = reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.runs_native(x):
+            return kernels.spatial_attention(x, self.conv.weight)
         weights = torch.sigmoid(self.conv(self.maps(x)))
         if not self.reference and _slow_channel_broadcast(x):
             return _PixelScale.apply(x, weights)
         return x * weights
+
+    def runs_native(self, x: torch.Tensor) -> bool:
+        """Whether this call runs through the C kernel ("native", training mode, an input the
+        kernel takes). Scoring keeps the stock ops."""
+        return (
+            self.narrow == "native"
+            and self.training
+            and not self.reference
+            and kernels.takes_spatial_attention(x, self.conv.weight)
+        )
 
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """The channel-wise max and mean maps (N x 2 x H x W).
