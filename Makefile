@@ -10,7 +10,7 @@ TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 
 SIRST ?= ../shared/datasets/sirst-v1
 STUDY ?= study-out
 
-$(BIN)/.installed: pyproject.toml sirst_synth/_kernel.c sirst_synth/_batchnorm.c sirst_synth/_attention.c sirst_synth/_native.h
+$(BIN)/.installed: pyproject.toml $(wildcard sirst_synth/*.c sirst_synth/*.h)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[train,dev]"

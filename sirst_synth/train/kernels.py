@@ -1,6 +1,7 @@
 """The project's C kernels for training on a CPU, run where a run chose "native": training-mode
 batch norm of narrow channels_last inputs (``sirst_synth/_batchnorm.c``, ``model.BatchNorm2d``)
-and spatial attention (``sirst_synth/_attention.c``, ``model.SpatialAttention``).
+spatial attention (``sirst_synth/_attention.c``, ``model.SpatialAttention``) and bilinear
+upsampling (``sirst_synth/_resample.c``, ``model.upsample``).
 
 Batch norm: PyTorch's channels_last CPU kernel vectorises across channels, and the tiny model's
 full-resolution stage has 8, where it runs several times slower per element than at 16. The
@@ -13,7 +14,8 @@ compilation at the start of a run. Built at install where a C compiler exists;
 Spatial attention's stock ops (channel max, channel mean, a 2-to-1 convolution, sigmoid, a
 product broadcast over channels) are each a pass over memory, and oneDNN runs a convolution
 with one output channel far below its usual rate; the kernel does the forward in three passes
-and the backward in two.
+and the backward in two. Upsampling's stock channels_last backward scatters its adds; the
+kernel's gathers them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _BN_BACKWARD = function("sirst_bn_backward", [_P, _P, _C, _I, _I] + [_P] * 6 + [
 _LEVEL = function("sirst_level", [_C])
 _SA_FORWARD = function("sirst_sa_forward", [_P, _C] + [_I] * 4 + [_P, _I] + [_P] * 4 + [_C])
 _SA_BACKWARD = function("sirst_sa_backward", [_P, _P, _C] + [_I] * 4 + [_P, _I] + [_P] * 5 + [_C])
+_RS_FORWARD = function("sirst_resample_forward", [_P, _C] + [_I] * 6 + [_P, _C])
+_RS_BACKWARD = function("sirst_resample_backward", [_P, _C] + [_I] * 6 + [_P, _C])
+_ALL = (_BN_FORWARD, _BN_BACKWARD, _LEVEL, _SA_FORWARD, _SA_BACKWARD, _RS_FORWARD, _RS_BACKWARD)
 
 #: Most channels the batch-norm kernel takes (its per-channel sums live on the stack).
 MAX_CHANNELS = 64
@@ -39,8 +44,8 @@ _DTYPES = (torch.float32, torch.bfloat16)
 
 
 def available() -> bool:
-    """Whether this install built the kernels ("native" runs both or neither)."""
-    return None not in (_BN_FORWARD, _BN_BACKWARD, _LEVEL, _SA_FORWARD, _SA_BACKWARD)
+    """Whether this install built the kernels ("native" runs all of them or none)."""
+    return None not in _ALL
 
 
 def level(asked: int = -1) -> int:
@@ -212,3 +217,40 @@ def spatial_attention(x: torch.Tensor, weight: torch.Tensor, level: int = -1) ->
     backward): the same function, rounding of its own (within what
     ``tests/test_attention_kernel.py`` states)."""
     return _SpatialAttention.apply(x, weight, level)
+
+
+class _Resample(torch.autograd.Function):
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)``; the gradient for x."""
+
+    @staticmethod
+    def forward(ctx, x, size: tuple[int, int], level: int):  # noqa: ANN205
+        n, c, ih, iw = x.shape
+        oh, ow = size
+        y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
+        bf16 = int(x.dtype is torch.bfloat16)
+        _check(_RS_FORWARD(x.data_ptr(), bf16, n, ih, iw, c, oh, ow, y.data_ptr(), level))
+        ctx.shape, ctx.level = x.shape, level
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN205
+        n, c, ih, iw = ctx.shape
+        oh, ow = grad.shape[-2:]
+        grad = _as_nhwc(grad, grad.dtype)
+        dx = torch.empty(ctx.shape, dtype=grad.dtype, memory_format=torch.channels_last)
+        bf16 = int(grad.dtype is torch.bfloat16)
+        code = _RS_BACKWARD(grad.data_ptr(), bf16, n, ih, iw, c, oh, ow, dx.data_ptr(), ctx.level)
+        _check(code)
+        return dx, None, None
+
+
+def takes_resample(x: torch.Tensor) -> bool:
+    """Whether bilinear resampling of ``x`` runs here: NHWC in fp32 or bf16."""
+    return available() and _nhwc(x)
+
+
+def resample(x: torch.Tensor, size: tuple[int, int], level: int = -1) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` for an input
+    ``takes_resample`` accepts: PyTorch's source indices and weights, rounding of its own
+    (float sums in another order; within what ``tests/test_resample_kernel.py`` states)."""
+    return _Resample.apply(x, (int(size[0]), int(size[1])), level)

@@ -301,6 +301,8 @@ def compiled(fn: Callable) -> Callable:
 
 
 class ResBlock(nn.Module):
+    narrow = "contiguous"  # the run's kernel choice: under "native" forward_pair upsamples in C
+
     def __init__(self, cin: int, cout: int, reference: bool = False):
         super().__init__()
         bn = nn.BatchNorm2d if reference else BatchNorm2d
@@ -330,19 +332,25 @@ class ResBlock(nn.Module):
         it saves the widest full-resolution tensors of the decoder.
         """
         size, cs = skip.shape[-2:], skip.shape[1]
-        up = _upsample(deep, size)
+        native = self.narrow == "native" and self.training
+        up = upsample(deep, size, native)
         conv1, bn1, relu, conv2, bn2 = self.body
         w1 = conv1.weight
         h = F.conv2d(skip, w1[:, :cs], padding=1) + F.conv2d(up, w1[:, cs:], padding=1)
         h = bn2(conv2(relu(bn1(h))))
         conv, bn = self.skip
-        short = F.conv2d(skip, conv.weight[:, :cs]) + _upsample(
-            F.conv2d(deep, conv.weight[:, cs:]), size
+        short = F.conv2d(skip, conv.weight[:, :cs]) + upsample(
+            F.conv2d(deep, conv.weight[:, cs:]), size, native
         )
         return F.relu(h + bn(short))
 
 
-def _upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+def upsample(x: torch.Tensor, size: torch.Size, native: bool = False) -> torch.Tensor:
+    """Bilinear, align_corners=False; ``native`` (training under "native"): through the C
+    kernel where it takes ``x`` (``kernels.resample``: PyTorch's indices and weights, 6-8x
+    faster for the side outputs' single channel on a CPU, 2x for 16 channels in bf16)."""
+    if native and kernels.takes_resample(x):
+        return kernels.resample(x, size)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -372,7 +380,7 @@ class AttentionFeatureFusion(nn.Module):
         """The residual block over skip and upsampled deep feature, before the attentions
         (tiled inference measures channel attention's pools on it)."""
         if self.reference:
-            return self.block(torch.cat([skip, _upsample(deep, skip.shape[-2:])], dim=1))
+            return self.block(torch.cat([skip, upsample(deep, skip.shape[-2:])], dim=1))
         return self.block.forward_pair(skip, deep)
 
 
@@ -386,6 +394,8 @@ def _like_strides(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 class AFFUNet(nn.Module):
     """U-Net with 4 downsampling stages, AFF decoder nodes and deep supervision."""
+
+    narrow = "contiguous"  # the run's kernel choice: under "native" outputs upsamples in C
 
     def __init__(
         self,
@@ -404,6 +414,7 @@ class AFFUNet(nn.Module):
         )
         self.heads = nn.ModuleList([nn.Conv2d(w[i], 1, 1) for i in range(4)])
         self.fuse = nn.Conv2d(4, 1, 1)
+        self.reference = reference
         self.apply(_xavier)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -422,7 +433,8 @@ class AFFUNet(nn.Module):
         """[fused, *sides] at full size from the side logits at their own scales (full, 1/2,
         1/4, 1/8); tiled inference calls it on crops."""
         size = sides[0].shape[-2:]
-        sides = [sides[0]] + [_upsample(s, size) for s in sides[1:]]
+        native = self.narrow == "native" and self.training and not self.reference
+        sides = [sides[0]] + [upsample(s, size, native) for s in sides[1:]]
         return [self.fuse(torch.cat(sides, dim=1)), *sides]
 
 
