@@ -119,8 +119,9 @@ def kernel_difference(bf16: bool, narrow: str, other: str = "channels_last") -> 
     """One training step of the tiny model with the narrow batch norms run by ``narrow``
     against ``other``, same weights and batch: largest relative difference of the fused
     output, and of the gradients (one norm over all). "compiled" against the stock kernel is
-    the check the tests cannot make (they run no torch.compile); "native" (the C kernel, where
-    built) is tested against float64 and shown here at full size; "contiguous" against the
+    the check the tests cannot make (they run no torch.compile); "native" (the C kernels, where
+    built: batch norm, and spatial attention and upsampling too) is tested against float64 and
+    shown here at full size; "contiguous" against the
     stock kernel shows how far two stock kernels' rounding alone moves the same numbers."""
     import torch
 
