@@ -6,8 +6,9 @@
  * channels_last kernels for these shapes (1 to 16 channels) took a tenth of a bf16 training
  * step, most of it in the backward's scattered adds (measured). Both directions here are
  * separable: a pass along the rows' pixels into a float buffer, then a pass along the columns
- * whose rows are long contiguous vectors. The backward gathers instead of scattering: each
- * input index sums its list of (output index, weight) pairs, in output order.
+ * whose rows are long contiguous vectors. Both are one gather: each destination index sums
+ * its list of (source index, weight) pairs, two taps forward, and backward the taps turned
+ * around (in output order), so the backward gathers its adds instead of scattering them.
  *
  * Each output is its own sum, its terms in a fixed order, so every instruction level gives the
  * same bits (tested); the order is not PyTorch's, so values equal the stock kernel's within
@@ -26,7 +27,8 @@ typedef struct {
     float l0, l1;
 } tap_t;
 
-/* An input index's share of the outputs: pairs [start[i], start[i + 1]) of (o, w). */
+/* For each index of a destination axis, its (source index, weight) pairs [start[i],
+ * start[i + 1]), summed in that order. */
 typedef struct {
     int64_t *start, *o;
     float *w;
@@ -50,33 +52,39 @@ static void taps(int64_t in, int64_t out, tap_t *t) {
     }
 }
 
-/* The taps turned around: for each input index, its (output, weight) pairs in output order
- * (an output's i0 pair before its i1 pair). Returns 0, or -1 when memory ran out. */
-static int invert(const tap_t *t, int64_t in, int64_t out, gather_t *g) {
-    g->start = (int64_t *)calloc((size_t)(in + 1), sizeof(int64_t));
+/* The gather of one axis of length `in` -> `out`: forward, each output its two taps (i0, then
+ * i1); backward (the taps turned around), each input its (output, weight) pairs in output
+ * order, an output's i0 pair before its i1 pair. Returns 0, or -1 when memory ran out. */
+static int gather(int64_t in, int64_t out, int backward, gather_t *g) {
+    const int64_t n = backward ? in : out;
+    tap_t *t = (tap_t *)malloc((size_t)out * sizeof(tap_t));
+    int64_t *fill = (int64_t *)malloc((size_t)n * sizeof(int64_t));
+    g->start = (int64_t *)calloc((size_t)(n + 1), sizeof(int64_t));
     g->o = (int64_t *)malloc((size_t)(2 * out) * sizeof(int64_t));
     g->w = (float *)malloc((size_t)(2 * out) * sizeof(float));
-    int64_t *fill = (int64_t *)malloc((size_t)in * sizeof(int64_t));
-    if (!g->start || !g->o || !g->w || !fill) {
-        free(fill);
-        return -1;
+    int ok = t && fill && g->start && g->o && g->w;
+    if (ok) {
+        taps(in, out, t);
+        for (int64_t o = 0; o < out; o++) {
+            g->start[(backward ? t[o].i0 : o) + 1]++;
+            g->start[(backward ? t[o].i1 : o) + 1]++;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            g->start[i + 1] += g->start[i];
+            fill[i] = g->start[i];
+        }
+        for (int64_t o = 0; o < out; o++) {
+            int64_t a = fill[backward ? t[o].i0 : o]++;
+            g->o[a] = backward ? o : t[o].i0;
+            g->w[a] = t[o].l0;
+            int64_t b = fill[backward ? t[o].i1 : o]++;
+            g->o[b] = backward ? o : t[o].i1;
+            g->w[b] = t[o].l1;
+        }
     }
-    for (int64_t o = 0; o < out; o++) {
-        g->start[t[o].i0 + 1]++;
-        g->start[t[o].i1 + 1]++;
-    }
-    for (int64_t i = 0; i < in; i++) {
-        g->start[i + 1] += g->start[i];
-        fill[i] = g->start[i];
-    }
-    for (int64_t o = 0; o < out; o++) {
-        g->o[fill[t[o].i0]] = o;
-        g->w[fill[t[o].i0]++] = t[o].l0;
-        g->o[fill[t[o].i1]] = o;
-        g->w[fill[t[o].i1]++] = t[o].l1;
-    }
+    free(t);
     free(fill);
-    return 0;
+    return ok ? 0 : -1;
 }
 
 static void release(gather_t *g) {
@@ -85,16 +93,17 @@ static void release(gather_t *g) {
     free(g->w);
 }
 
+/* One resampling, source (n, sh, sw, c) to destination (n, dh, dw, c): the forward (source x,
+ * destination y) or the backward (source gy, destination gx). */
 typedef struct {
     int bf16;
-    int64_t n, ih, iw, oh, ow, c;
-    const void *src; /* forward: x (n, ih, iw, c); backward: gy (n, oh, ow, c) */
-    void *dst;       /* forward: y (n, oh, ow, c); backward: gx (n, ih, iw, c) */
-    const tap_t *th, *tw;
-    const gather_t *gh, *gw;
-    float *buf; /* forward: ih x ow x c; backward: oh x iw x c */
-    float *acc; /* backward: one input row, iw x c */
-    float *row; /* one source row in float: forward iw x c, backward ow x c */
+    int64_t n, sh, sw, dh, dw, c;
+    const void *src;
+    void *dst;
+    const gather_t *gh, *gw; /* each destination row / column: its source rows / columns */
+    float *buf;              /* sh x dw x c: the source resampled along its rows */
+    float *acc;              /* one destination row, dw x c */
+    float *row;              /* one source row in float, sw x c */
 } rs_t;
 
 /* out += w * in over n floats. */
@@ -102,126 +111,80 @@ INLINE void axpy(float *restrict out, const float *restrict in, float w, int64_t
     for (int64_t i = 0; i < n; i++) out[i] += w * in[i];
 }
 
-/* Row r of the source (e elements) in float, so that the gathers below read plain floats. */
-INLINE const float *source_row(const rs_t *j, const int bf16, int64_t r, int64_t e) {
-    float *restrict out = j->row;
-    for (int64_t i = 0; i < e; i++) out[i] = load(j->src, bf16, r + i);
-    return out;
-}
-
-INLINE void forward_as(const rs_t *j, const int bf16, const int64_t cc) {
-    const int64_t c = cc ? cc : j->c, row = j->ow * c;
-    for (int64_t n = 0; n < j->n; n++) {
-        const int64_t in0 = n * j->ih * j->iw * c;
-        for (int64_t y = 0; y < j->ih; y++) {
-            float *restrict b = j->buf + y * row;
-            const float *restrict s = source_row(j, bf16, in0 + y * j->iw * c, j->iw * c);
-            for (int64_t x = 0; x < j->ow; x++) {
-                const tap_t t = j->tw[x];
-                for (int64_t ch = 0; ch < c; ch++)
-                    b[x * c + ch] = t.l0 * s[t.i0 * c + ch] + t.l1 * s[t.i1 * c + ch];
-            }
-        }
-        for (int64_t y = 0; y < j->oh; y++) {
-            const tap_t t = j->th[y];
-            const float *b0 = j->buf + t.i0 * row, *b1 = j->buf + t.i1 * row;
-            const int64_t o = (n * j->oh + y) * row;
-            for (int64_t e = 0; e < row; e++) store(j->dst, bf16, o + e, t.l0 * b0[e] + t.l1 * b1[e]);
-        }
-    }
-}
-
-INLINE void backward_as(const rs_t *j, const int bf16, const int64_t cc) {
-    const int64_t c = cc ? cc : j->c, row = j->iw * c;
+/* Along the rows into buf (each source row converted to float first, so that the gathers
+ * read plain floats), then along the columns, whose rows are long contiguous vectors; every
+ * sum starts from zero and adds its pairs in order, rounding once at the store. */
+INLINE void resample_as(const rs_t *j, const int bf16, const int64_t cc) {
+    const int64_t c = cc ? cc : j->c, srow = j->sw * c, drow = j->dw * c;
     const gather_t *gh = j->gh, *gw = j->gw;
     for (int64_t n = 0; n < j->n; n++) {
-        const int64_t out0 = n * j->oh * j->ow * c;
-        for (int64_t y = 0; y < j->oh; y++) {
-            float *restrict b = j->buf + y * row;
-            const float *restrict s = source_row(j, bf16, out0 + y * j->ow * c, j->ow * c);
-            for (int64_t x = 0; x < j->iw; x++) {
-                float *restrict bx = b + x * c;
+        for (int64_t y = 0; y < j->sh; y++) {
+            float *restrict s = j->row;
+            const int64_t r = (n * j->sh + y) * srow;
+            for (int64_t i = 0; i < srow; i++) s[i] = load(j->src, bf16, r + i);
+            for (int64_t x = 0; x < j->dw; x++) {
+                float *restrict bx = j->buf + y * drow + x * c;
                 for (int64_t ch = 0; ch < c; ch++) bx[ch] = 0.0f;
-                const int64_t p1 = gw->start[x + 1];
-                for (int64_t p = gw->start[x]; p < p1; p++) axpy(bx, s + gw->o[p] * c, gw->w[p], c);
+                for (int64_t p = gw->start[x]; p < gw->start[x + 1]; p++)
+                    axpy(bx, s + gw->o[p] * c, gw->w[p], c);
             }
         }
-        for (int64_t y = 0; y < j->ih; y++) {
-            const int64_t o = (n * j->ih + y) * row;
-            float *acc = j->acc;
-            for (int64_t e = 0; e < row; e++) acc[e] = 0.0f;
+        for (int64_t y = 0; y < j->dh; y++) {
+            float *restrict acc = j->acc;
+            for (int64_t e = 0; e < drow; e++) acc[e] = 0.0f;
             for (int64_t p = gh->start[y]; p < gh->start[y + 1]; p++)
-                axpy(acc, j->buf + gh->o[p] * row, gh->w[p], row);
-            for (int64_t e = 0; e < row; e++) store(j->dst, bf16, o + e, acc[e]);
+                axpy(acc, j->buf + gh->o[p] * drow, gh->w[p], drow);
+            const int64_t o = (n * j->dh + y) * drow;
+            for (int64_t e = 0; e < drow; e++) store(j->dst, bf16, o + e, acc[e]);
         }
     }
 }
 
-/* Each direction with its dtype constant and the model's channel counts of 1 (the side
- * outputs), 8 and 16 constants too, so that the loops over a pixel's channels unroll. */
-#define BY_SHAPE(NAME, FN)                        \
-    INLINE void NAME(const rs_t *j) {             \
-        const int b = j->bf16;                    \
-        if (j->c == 1) b ? FN(j, 1, 1) : FN(j, 0, 1);    \
-        else if (j->c == 8) b ? FN(j, 1, 8) : FN(j, 0, 8); \
-        else if (j->c == 16) b ? FN(j, 1, 16) : FN(j, 0, 16); \
-        else b ? FN(j, 1, 0) : FN(j, 0, 0);       \
-    }
-BY_SHAPE(forward_body, forward_as)
-BY_SHAPE(backward_body, backward_as)
-DEFINE_LEVELS(rs_forward, forward_body, rs_t)
-DEFINE_LEVELS(rs_backward, backward_body, rs_t)
+/* With its dtype constant and the model's channel counts of 1 (the side outputs), 8 and 16
+ * constants too, so that the loops over a pixel's channels unroll. */
+INLINE void resample_body(const rs_t *j) {
+    const int b = j->bf16;
+    if (j->c == 1) b ? resample_as(j, 1, 1) : resample_as(j, 0, 1);
+    else if (j->c == 8) b ? resample_as(j, 1, 8) : resample_as(j, 0, 8);
+    else if (j->c == 16) b ? resample_as(j, 1, 16) : resample_as(j, 0, 16);
+    else b ? resample_as(j, 1, 0) : resample_as(j, 0, 0);
+}
+DEFINE_LEVELS(resample, resample_body, rs_t)
 
-/* x (n, ih, iw, c) -> y (n, oh, ow, c), fp32 (bf16 = 0) or bf16 (bf16 = 1). Returns 0, -1 when
- * memory ran out, -2 for a bad shape. */
-int sirst_resample_forward(const void *x, int bf16, int64_t n, int64_t ih, int64_t iw, int64_t c,
-                           int64_t oh, int64_t ow, void *y, int level) {
+/* Input (n, ih, iw, c) and output (n, oh, ow, c) sizes; forward: src x, dst y; backward: src
+ * gy, dst gx. Returns 0, -1 when memory ran out, -2 for a bad shape. */
+static int run(const void *src, void *dst, int bf16, int64_t n, int64_t ih, int64_t iw,
+               int64_t c, int64_t oh, int64_t ow, int backward, int level) {
     if (n < 1 || ih < 1 || iw < 1 || c < 1 || oh < 1 || ow < 1) return -2;
-    tap_t *th = (tap_t *)malloc((size_t)oh * sizeof(tap_t));
-    tap_t *tw = (tap_t *)malloc((size_t)ow * sizeof(tap_t));
-    float *buf = (float *)malloc((size_t)(ih * ow * c) * sizeof(float));
-    float *row = (float *)malloc((size_t)(iw * c) * sizeof(float));
+    const int64_t sh = backward ? oh : ih, sw = backward ? ow : iw;
+    const int64_t dh = backward ? ih : oh, dw = backward ? iw : ow;
+    gather_t gh = {NULL, NULL, NULL}, gw = {NULL, NULL, NULL};
+    float *buf = (float *)malloc((size_t)(sh * dw * c) * sizeof(float));
+    float *acc = (float *)malloc((size_t)(dw * c) * sizeof(float));
+    float *row = (float *)malloc((size_t)(sw * c) * sizeof(float));
     int code = -1;
-    if (th && tw && buf && row) {
-        taps(ih, oh, th);
-        taps(iw, ow, tw);
-        rs_t j = {bf16, n, ih, iw, oh, ow, c, x, y, th, tw, NULL, NULL, buf, NULL, row};
-        rs_forward(&j, sirst_level(level));
+    if (buf && acc && row && gather(ih, oh, backward, &gh) == 0 &&
+        gather(iw, ow, backward, &gw) == 0) {
+        rs_t j = {bf16, n, sh, sw, dh, dw, c, src, dst, &gh, &gw, buf, acc, row};
+        resample(&j, sirst_level(level));
         code = 0;
     }
-    free(th);
-    free(tw);
+    release(&gh);
+    release(&gw);
     free(buf);
+    free(acc);
     free(row);
     return code;
+}
+
+/* x (n, ih, iw, c) -> y (n, oh, ow, c), fp32 (bf16 = 0) or bf16 (bf16 = 1). */
+int sirst_resample_forward(const void *x, int bf16, int64_t n, int64_t ih, int64_t iw, int64_t c,
+                           int64_t oh, int64_t ow, void *y, int level) {
+    return run(x, y, bf16, n, ih, iw, c, oh, ow, 0, level);
 }
 
 /* The gradient of sirst_resample_forward: gy (n, oh, ow, c) -> gx (n, ih, iw, c). */
 int sirst_resample_backward(const void *gy, int bf16, int64_t n, int64_t ih, int64_t iw,
                             int64_t c, int64_t oh, int64_t ow, void *gx, int level) {
-    if (n < 1 || ih < 1 || iw < 1 || c < 1 || oh < 1 || ow < 1) return -2;
-    tap_t *th = (tap_t *)malloc((size_t)oh * sizeof(tap_t));
-    tap_t *tw = (tap_t *)malloc((size_t)ow * sizeof(tap_t));
-    float *buf = (float *)malloc((size_t)(oh * iw * c) * sizeof(float));
-    float *acc = (float *)malloc((size_t)(iw * c) * sizeof(float));
-    float *row = (float *)malloc((size_t)(ow * c) * sizeof(float));
-    gather_t gh = {NULL, NULL, NULL}, gw = {NULL, NULL, NULL};
-    int code = -1;
-    if (th && tw && buf && acc && row) {
-        taps(ih, oh, th);
-        taps(iw, ow, tw);
-        if (invert(th, ih, oh, &gh) == 0 && invert(tw, iw, ow, &gw) == 0) {
-            rs_t j = {bf16, n, ih, iw, oh, ow, c, gy, gx, th, tw, &gh, &gw, buf, acc, row};
-            rs_backward(&j, sirst_level(level));
-            code = 0;
-        }
-    }
-    release(&gh);
-    release(&gw);
-    free(th);
-    free(tw);
-    free(buf);
-    free(acc);
-    free(row);
-    return code;
+    return run(gy, gx, bf16, n, ih, iw, c, oh, ow, 1, level);
 }
