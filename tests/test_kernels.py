@@ -208,9 +208,14 @@ def test_the_probe_tries_the_native_kernel_and_never_compiles(monkeypatch):
     monkeypatch.setattr(model, "compiled", no_compiling)
     seen = []
     real = kernels.batch_norm
-    monkeypatch.setattr(kernels, "batch_norm", lambda *a: seen.append(1) or real(*a))
-    assert probe_narrow_bn(False, repeat=1) in device.NARROW_BN
-    assert seen  # measured
+    monkeypatch.setattr(kernels, "batch_norm", lambda *a: seen.append("bn") or real(*a))
+    attention = kernels.spatial_attention
+    monkeypatch.setattr(kernels, "spatial_attention", lambda *a: seen.append("sa") or attention(*a))
+    for bf16 in (False, True):
+        seen.clear()
+        assert probe_narrow_bn(bf16, repeat=1) in device.NARROW_BN
+        # measured, and credited with the attention it also runs (warm-up and one timed call)
+        assert seen == ["bn", "bn", "sa", "sa"]
     # a kernel that is fast and wrong is never taken
     monkeypatch.setattr(kernels, "batch_norm", lambda x, *a: x * 1.05)
     assert probe_narrow_bn(True, repeat=1) in ("contiguous", "channels_last")
