@@ -175,25 +175,9 @@ INLINE void input_grads(const att_t *j, const int bf16, const int64_t cc) {
     }
 }
 
-/* Each pass with its dtype constant, and the tiny model's channel counts (8 at full
- * resolution, 16 at half) constants too, so that the loops over a pixel's channels unroll and
- * the loops over pixels vectorise (0: the count read at run time). */
-#define BY_DTYPE(NAME, FN)                                  \
-    INLINE void NAME(const att_t *j) {                      \
-        if (j->c == 8) {                                    \
-            if (j->bf16) FN(j, 1, 8);                       \
-            else FN(j, 0, 8);                               \
-        } else if (j->c == 16) {                            \
-            if (j->bf16) FN(j, 1, 16);                      \
-            else FN(j, 0, 16);                              \
-        } else {                                            \
-            if (j->bf16) FN(j, 1, 0);                       \
-            else FN(j, 0, 0);                               \
-        }                                                   \
-    }
-BY_DTYPE(forward_body, forward_as)
-BY_DTYPE(logit_grads_body, logit_grads)
-BY_DTYPE(input_grads_body, input_grads)
+BY_DTYPE_AND_CHANNELS(forward_body, forward_as, att_t)
+BY_DTYPE_AND_CHANNELS(logit_grads_body, logit_grads, att_t)
+BY_DTYPE_AND_CHANNELS(input_grads_body, input_grads, att_t)
 DEFINE_LEVELS(att_forward, forward_body, att_t)
 DEFINE_LEVELS(att_logit_grads, logit_grads_body, att_t)
 DEFINE_LEVELS(att_input_grads, input_grads_body, att_t)

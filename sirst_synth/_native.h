@@ -1,5 +1,6 @@
-/* What the training kernels (_batchnorm.c, _attention.c) share: bf16 conversion as PyTorch
- * rounds it, and one copy of each pass per x86 instruction level. */
+/* What the training kernels (_batchnorm.c, _attention.c, _resample.c) share: bf16 conversion
+ * as PyTorch rounds it, one copy of each pass per x86 instruction level, and each pass
+ * specialised for its dtype and the tiny model's channel counts. */
 #ifndef SIRST_NATIVE_H
 #define SIRST_NATIVE_H
 
@@ -66,6 +67,19 @@ INLINE void store(void *p, int bf16, int64_t i, float v) {
         BODY(j);                                                                          \
     }
 #endif
+
+/* NAME(job) runs FN(job, bf16, c) with its dtype constant, and the channel counts 1 (the side
+ * outputs), 8 (full resolution) and 16 (half) constants too, so that the loops over a pixel's
+ * channels unroll and the loops over pixels vectorise (c = 0: the count read at run time). The
+ * job has fields bf16 and c. */
+#define BY_DTYPE_AND_CHANNELS(NAME, FN, TYPE)                  \
+    INLINE void NAME(const TYPE *j) {                          \
+        const int b = j->bf16;                                 \
+        if (j->c == 1) b ? FN(j, 1, 1) : FN(j, 0, 1);          \
+        else if (j->c == 8) b ? FN(j, 1, 8) : FN(j, 0, 8);     \
+        else if (j->c == 16) b ? FN(j, 1, 16) : FN(j, 0, 16);  \
+        else b ? FN(j, 1, 0) : FN(j, 0, 0);                    \
+    }
 
 /* The widest instruction level at most `level` that this CPU has: 0 baseline, 1 AVX2,
  * 2 AVX-512 (a negative level: the widest there is). In _batchnorm.c. */

@@ -140,15 +140,7 @@ INLINE void resample_as(const rs_t *j, const int bf16, const int64_t cc) {
     }
 }
 
-/* With its dtype constant and the model's channel counts of 1 (the side outputs), 8 and 16
- * constants too, so that the loops over a pixel's channels unroll. */
-INLINE void resample_body(const rs_t *j) {
-    const int b = j->bf16;
-    if (j->c == 1) b ? resample_as(j, 1, 1) : resample_as(j, 0, 1);
-    else if (j->c == 8) b ? resample_as(j, 1, 8) : resample_as(j, 0, 8);
-    else if (j->c == 16) b ? resample_as(j, 1, 16) : resample_as(j, 0, 16);
-    else b ? resample_as(j, 1, 0) : resample_as(j, 0, 0);
-}
+BY_DTYPE_AND_CHANNELS(resample_body, resample_as, rs_t)
 DEFINE_LEVELS(resample, resample_body, rs_t)
 
 /* Input (n, ih, iw, c) and output (n, oh, ow, c) sizes; forward: src x, dst y; backward: src

@@ -77,12 +77,7 @@ class SpatialAttention(nn.Module):
     def runs_native(self, x: torch.Tensor) -> bool:
         """Whether this call runs through the C kernel ("native", training mode, an input the
         kernel takes). Scoring keeps the stock ops."""
-        return (
-            self.narrow == "native"
-            and self.training
-            and not self.reference
-            and kernels.takes_spatial_attention(x, self.conv.weight)
-        )
+        return _native_training(self) and kernels.takes_spatial_attention(x, self.conv.weight)
 
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         """The channel-wise max and mean maps (N x 2 x H x W).
@@ -332,7 +327,7 @@ class ResBlock(nn.Module):
         it saves the widest full-resolution tensors of the decoder.
         """
         size, cs = skip.shape[-2:], skip.shape[1]
-        native = self.narrow == "native" and self.training
+        native = _native_training(self)
         up = upsample(deep, size, native)
         conv1, bn1, relu, conv2, bn2 = self.body
         w1 = conv1.weight
@@ -343,6 +338,12 @@ class ResBlock(nn.Module):
             F.conv2d(deep, conv.weight[:, cs:]), size, native
         )
         return F.relu(h + bn(short))
+
+
+def _native_training(module: nn.Module) -> bool:
+    """Whether ``module`` runs its work through the project's C kernels: the run chose
+    "native", it is training (scoring keeps the stock ops), and it is not the reference form."""
+    return module.narrow == "native" and module.training and not getattr(module, "reference", False)
 
 
 def upsample(x: torch.Tensor, size: torch.Size, native: bool = False) -> torch.Tensor:
@@ -433,7 +434,7 @@ class AFFUNet(nn.Module):
         """[fused, *sides] at full size from the side logits at their own scales (full, 1/2,
         1/4, 1/8); tiled inference calls it on crops."""
         size = sides[0].shape[-2:]
-        native = self.narrow == "native" and self.training and not self.reference
+        native = _native_training(self)
         sides = [sides[0]] + [upsample(s, size, native) for s in sides[1:]]
         return [self.fuse(torch.cat(sides, dim=1)), *sides]
 
